@@ -1,0 +1,6 @@
+"""gpedge infer (being written)."""
+
+
+def main() -> None:
+    """infer (not yet available)."""
+    raise SystemExit("not yet available")

@@ -1,0 +1,25 @@
+"""Exceptions that the CLI reports as one clear line (no traceback)."""
+from __future__ import annotations
+
+
+class GpedgeError(Exception):
+    """Base class for errors caused by user input, data or model files.
+
+    The message must say what went wrong, where (file, slice, field) and how to fix it.
+    """
+
+
+class InputError(GpedgeError):
+    """An input scan or data set cannot be read or does not fit the model."""
+
+
+class DataError(GpedgeError):
+    """A training or evaluation data set is malformed."""
+
+
+class PackageError(GpedgeError):
+    """A model package is damaged, incompatible or of an unknown schema."""
+
+
+class BackendUnavailable(GpedgeError):
+    """A requested inference backend cannot run on this machine."""

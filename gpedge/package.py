@@ -1,0 +1,124 @@
+"""Model package format: a folder with ``manifest.json`` and the files it lists (no torch).
+
+Written by ``gpedge export`` (see ``gpedge.export``), read by the runtime. Every file the
+runtime loads is checked against the sha256 recorded in the manifest.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gpedge.errors import PackageError
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented JSON, atomically."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+@dataclass
+class ModelPackage:
+    """A verified model package folder.
+
+    ``manifest`` is the parsed ``manifest.json``; see docs/package-format.md for its fields.
+    """
+
+    root: Path
+    manifest: dict[str, Any]
+
+    @classmethod
+    def load(cls, root: str | os.PathLike) -> "ModelPackage":
+        """Read and validate the manifest of ``root`` (files are verified when opened)."""
+        root = Path(root)
+        path = root / MANIFEST
+        if not root.is_dir():
+            raise PackageError(f"model package {root} is not a folder; pass the folder written by 'gpedge export'")
+        if not path.is_file():
+            raise PackageError(f"{path} is missing: {root} is not a gpedge model package (re-run 'gpedge export')")
+        try:
+            manifest = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise PackageError(f"{path} is not valid JSON ({exc}); re-export the package") from exc
+        if not isinstance(manifest, dict):
+            raise PackageError(f"{path} does not hold a JSON object; re-export the package")
+        version = manifest.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise PackageError(
+                f"{path}: unknown schema_version {version!r} (this gpedge reads {SCHEMA_VERSION}); "
+                "re-export the package with this gpedge version or upgrade gpedge"
+            )
+        for key in ("model", "classes", "input", "mask_rule", "files"):
+            if key not in manifest:
+                raise PackageError(f"{path}: required field '{key}' is missing; re-export the package")
+        return cls(root=root, manifest=manifest)
+
+    def file(self, name: str, verify: bool = True) -> Path:
+        """Path of a packaged file, after checking that it exists and matches its sha256."""
+        entry = self.manifest["files"].get(name)
+        if entry is None:
+            raise PackageError(f"{self.root}: '{name}' is not listed in {MANIFEST}; re-export the package")
+        path = self.root / name
+        if not path.is_file():
+            raise PackageError(f"{path} is missing from the model package; re-export the package or restore the file")
+        if verify and sha256_file(path) != entry["sha256"]:
+            raise PackageError(
+                f"{path} does not match the sha256 in {MANIFEST} (damaged or edited); "
+                "restore it or re-export the package"
+            )
+        return path
+
+    def has_file(self, name: str) -> bool:
+        """Whether the manifest lists ``name``."""
+        return name in self.manifest["files"]
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.manifest["classes"])
+
+    @property
+    def channels(self) -> list[str]:
+        return list(self.manifest["input"]["channels"])
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        inp = self.manifest["input"]
+        return int(inp["height"]), int(inp["width"])
+
+    @property
+    def no_tumour_class(self) -> int | None:
+        return self.manifest["mask_rule"].get("empty_for_class")
+
+    @property
+    def offset(self) -> float:
+        return float(self.manifest["mask_rule"]["offset"])
