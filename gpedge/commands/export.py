@@ -1,6 +1,71 @@
-"""gpedge export (being written)."""
+"""``gpedge export``: a training run folder -> a model package (torch is imported only when run)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from gpedge.errors import GpedgeError
 
 
-def main() -> None:
-    """export (not yet available)."""
-    raise SystemExit("not yet available")
+def main(
+    run_dir: Path = typer.Argument(..., help="Training run folder (made by 'gpedge train')."),
+    out: Path = typer.Option(..., "--out", "-o", help="Package folder to write."),
+    image_size: Optional[int] = typer.Option(None, "--image-size", help="H = W of the package input (default: the run's)."),
+    max_batch: int = typer.Option(32, "--max-batch", help="Largest batch the graph and engine accept."),
+    opset: int = typer.Option(18, "--opset", help="ONNX opset."),
+    fp16: bool = typer.Option(True, "--fp16/--no-fp16", help="Also write model.fp16.onnx (needed for TensorRT)."),
+    engine: Optional[bool] = typer.Option(
+        None, "--engine/--no-engine", help="Build a TensorRT engine (default: when TensorRT and a GPU are present)."
+    ),
+    workspace: float = typer.Option(4.0, "--workspace", help="TensorRT builder workspace limit in GB."),
+    version_compatible: bool = typer.Option(False, "--version-compatible", help="Engine runs on later TensorRT of the same major."),
+    hardware_compatibility: str = typer.Option(
+        "NONE", "--hardware-compatibility", help="NONE, AMPERE_PLUS or SAME_COMPUTE_CAPABILITY."
+    ),
+    offset: float = typer.Option(0.5, "--offset", help="Mask offset below the upper multi-Otsu threshold."),
+    parity_samples: int = typer.Option(8, "--parity-samples", help="Slices used for the parity checks."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing package folder."),
+) -> None:
+    """Export a trained run to a model package: fused ONNX FP32 + FP16 graphs, weights, manifest, TensorRT engine."""
+    try:
+        from gpedge.export import export_package
+    except ImportError as exc:
+        raise GpedgeError(f"gpedge export needs {exc.name}; install it with: pip install 'gpedge[export]'") from exc
+    path = export_package(
+        run_dir, out, image_size=image_size, max_batch=max_batch, opset=opset, fp16=fp16,
+        engine="auto" if engine is None else engine, workspace_gb=workspace, version_compatible=version_compatible,
+        hardware_compatibility=hardware_compatibility, offset=offset, parity_samples=parity_samples, overwrite=overwrite,
+    )
+    manifest = json.loads((path / "manifest.json").read_text())
+    _report(path, manifest)
+
+
+def _report(path: Path, manifest: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"model package {path}", show_header=True)
+    table.add_column("file")
+    table.add_column("precision")
+    table.add_column("size", justify="right")
+    for name, entry in manifest["files"].items():
+        table.add_row(name, entry["precision"], f"{entry['bytes'] / 1e6:.2f} MB")
+    console.print(table)
+    parity = manifest["parity"]
+    for key in ("onnxruntime_fp32_vs_torch", "fp16_vs_fp32", "tensorrt_vs_fp32"):
+        if key in parity:
+            r = parity[key]
+            console.print(
+                f"{key}: max |dprobs| {r['max_abs_diff_probs']:.2e}, labels {r['label_agreement']:.1%}, "
+                f"mask pixels {r['mask_pixel_agreement']:.2%}, mask Dice {r['mask_dice_mean']:.4f}"
+            )
+    build = manifest.get("engine_build", {})
+    if build.get("status") == "skipped":
+        console.print(f"TensorRT engine not built ({build['reason']}). On the target: {build['how_to_build']}")
+        console.print(f"  ({build['note']})")
+    for meta in manifest.get("engines", []):
+        console.print(f"engine {meta['file']}: TensorRT {meta['tensorrt_version']}, {meta['gpu_name']}, layers {meta['layer_precisions']}")

@@ -1,0 +1,101 @@
+"""Parity between backends on realistic inputs, measured at export time and stored in the manifest."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gpedge.errors import GpedgeError
+from gpedge.export.samples import synthetic_slices
+
+FP32_PROB_TOLERANCE = 1e-4
+
+
+def reference_images(config: Any, n: int, seed: int = 0) -> tuple[np.ndarray, str]:
+    """``n`` float32 (N, C, H, W) slices in scanner-like units and where they came from.
+
+    The run's test (else val) patients when its data set is reachable, with a random per-slice
+    gain so the graph's normalisation is exercised; otherwise realistic synthetic slices.
+    """
+    rng = np.random.default_rng(seed)
+    size = int(config.image_size)
+    images = _run_data(config, n, rng)
+    if images is not None:
+        gains = rng.uniform(200.0, 3000.0, size=(len(images), 1, 1, 1)).astype(np.float32)
+        return images * gains, f"run data set {config.dataset.get('path')}"
+    data = synthetic_slices(n, channels=config.in_channels, size=size, num_classes=config.num_classes, seed=seed)
+    return data.images, "synthetic slices (gpedge.export.samples)"
+
+
+def _run_data(config: Any, n: int, rng: np.random.Generator) -> np.ndarray | None:
+    path = (config.dataset or {}).get("path")
+    if not path or not Path(path).exists():
+        return None
+    try:
+        from gpedge.data import open_dataset
+    except ImportError:
+        return None
+    dataset = open_dataset(path, format=config.dataset.get("format", "auto"), channels=config.channels, image_size=config.image_size)
+    patients = config.split.get("test") or config.split.get("val") or []
+    if patients:
+        dataset = dataset.subset(patients)
+    if len(dataset) == 0:
+        return None
+    labels = np.asarray(dataset.labels)
+    order = rng.permutation(len(dataset))
+    # round-robin over classes so that tumour slices (non-empty masks) are represented
+    by_class = [order[labels[order] == c] for c in np.unique(labels)]
+    picked = [int(idx) for group in zip(*by_class) for idx in group][:n] or [int(i) for i in order[:n]]
+    return np.stack([np.asarray(dataset[i]["image"], np.float32) for i in picked])
+
+
+def compare(reference: dict[str, np.ndarray], other: dict[str, np.ndarray]) -> dict[str, float]:
+    """Agreement of ``other`` with ``reference`` (both dicts of fused-graph outputs)."""
+    ref_mask, mask = reference["mask"].astype(bool), other["mask"].astype(bool)
+    intersection = (ref_mask & mask).sum(axis=(1, 2))
+    sizes = ref_mask.sum(axis=(1, 2)) + mask.sum(axis=(1, 2))
+    dice = (2.0 * intersection + 1.0) / (sizes + 1.0)
+    return {
+        "samples": int(len(ref_mask)),
+        "max_abs_diff_probs": float(np.abs(reference["probs"] - other["probs"]).max()),
+        "max_abs_diff_heatmaps": float(np.abs(reference["heatmaps"] - other["heatmaps"]).max()),
+        "label_agreement": float((reference["label"] == other["label"]).mean()),
+        "mask_pixel_agreement": float((ref_mask == mask).mean()),
+        "mask_dice_mean": float(dice.mean()),
+        "mask_dice_min": float(dice.min()),
+    }
+
+
+def onnxruntime_outputs(path: str | os.PathLike, images: np.ndarray, offset: float | None = None) -> dict[str, np.ndarray]:
+    """Run a fused graph with ONNX Runtime on the CPU; ``offset`` overrides the graph's default."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    feeds = {"image": np.ascontiguousarray(images, np.float32)}
+    if offset is not None:
+        feeds["offset"] = np.array([offset], np.float32)
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(names, feeds)))
+
+
+def torch_outputs(fused: Any, images: np.ndarray, offset: float) -> dict[str, np.ndarray]:
+    """Run the fused torch module (the reference)."""
+    import torch
+
+    with torch.no_grad():
+        out = fused(torch.from_numpy(np.ascontiguousarray(images, np.float32)), torch.tensor([offset], dtype=torch.float32))
+    return {name: value.numpy() for name, value in out._asdict().items()}
+
+
+def check_fp32(result: dict[str, float], where: str) -> None:
+    """Fail loudly when the FP32 graph does not reproduce PyTorch."""
+    if result["max_abs_diff_probs"] > FP32_PROB_TOLERANCE or result["label_agreement"] < 1.0:
+        raise GpedgeError(
+            f"FP32 parity failed for {where}: max |probs difference| {result['max_abs_diff_probs']:.2e} "
+            f"(limit {FP32_PROB_TOLERANCE:g}), label agreement {result['label_agreement']:.3f} (must be 1); "
+            "the exported graph does not reproduce the model; please report this with the run folder"
+        )

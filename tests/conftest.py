@@ -1,0 +1,86 @@
+"""Shared fixtures: a genuinely trained tiny run folder, its exported package, synthetic slices.
+
+``tiny_run_dir``: a GP-UNet (width 8, depth 2, sinc), one channel ``t1ce``, classes
+Healthy/LGG/HGG at 64 x 64, trained for a few dozen Adam steps on synthetic slices so that its
+heatmaps are real model outputs. ``tiny_package``: that run exported with ``gpedge.export``
+(FP32 + FP16 graphs; an engine only where TensorRT and a GPU exist).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gpedge.export.samples import SyntheticSlices, synthetic_slices
+
+TINY_SIZE = 64
+TINY_CLASSES = ["Healthy", "LGG", "HGG"]
+TINY_CHANNELS = ["t1ce"]
+TINY_OPTIONS = {"width": 8, "depth": 2, "upsample": "sinc", "dropout": 0.1}
+TINY_STEPS = 40
+
+
+def make_slices(n: int, seed: int = 0, channels: int = 1, size: int = TINY_SIZE) -> SyntheticSlices:
+    """Realistic synthetic slices (float32 (n, channels, size, size), raw intensities) with labels and masks."""
+    return synthetic_slices(n, channels=channels, size=size, num_classes=len(TINY_CLASSES), seed=seed)
+
+
+def train_tiny_run(run_dir: Path, arch: str = "gp-unet", options: dict | None = None, steps: int = TINY_STEPS) -> Path:
+    """Train a tiny model on synthetic slices and write it as a run folder (config.json + model.safetensors)."""
+    import torch
+
+    from gpedge.models import create_model
+    from gpedge.preprocess import normalise_slice_max
+    from gpedge.runs import RunConfig, save_weights
+
+    torch.manual_seed(1701)
+    options = dict(TINY_OPTIONS if options is None else options)
+    model = create_model(arch, in_channels=len(TINY_CHANNELS), num_classes=len(TINY_CLASSES), **options)
+    data = make_slices(64, seed=1)
+    images = torch.from_numpy(normalise_slice_max(data.images))
+    labels = torch.from_numpy(data.labels)
+    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for step in range(steps):
+        index = torch.arange(step * 8, step * 8 + 8) % len(images)
+        loss = torch.nn.functional.cross_entropy(model(images[index]).logits, labels[index])
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    model.eval()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    RunConfig(
+        arch=arch,
+        model_options=options,
+        channels=list(TINY_CHANNELS),
+        class_names=list(TINY_CLASSES),
+        image_size=TINY_SIZE,
+        no_tumour_class=0,
+        dataset={"format": "synthetic", "path": None, "seed": 1},
+        split={"train": ["SYN_001", "SYN_002"], "val": ["SYN_003"], "test": ["SYN_004"]},
+        train={"steps": steps, "optimiser": "adam", "lr": 3e-3},
+    ).save(run_dir)
+    save_weights(model, run_dir)
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A trained tiny GP-UNet run folder (see module docstring)."""
+    return train_tiny_run(tmp_path_factory.mktemp("tiny_run") / "run")
+
+
+@pytest.fixture(scope="session")
+def tiny_package(tiny_run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``tiny_run_dir`` exported as a model package (model.onnx, model.fp16.onnx, safetensors, manifest)."""
+    from gpedge.export import export_package
+
+    out = tmp_path_factory.mktemp("tiny_package") / "pkg"
+    return export_package(tiny_run_dir, out, max_batch=4, engine="auto", parity_samples=6)
+
+
+@pytest.fixture()
+def synthetic_batch() -> np.ndarray:
+    """Four realistic synthetic slices, float32 (4, 1, 64, 64), raw intensities (labels 0, 1, 2, 0)."""
+    return make_slices(4, seed=7).images

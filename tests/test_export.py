@@ -1,0 +1,257 @@
+"""gpedge export: fused graph contract, parity, mask rule in the graph, FP16 graph, package files."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import numpy_helper
+
+from conftest import make_slices, train_tiny_run
+from gpedge.errors import GpedgeError, PackageError
+from gpedge.export import export_package
+from gpedge.export.fp16 import precision_summary
+from gpedge.export.parity import onnxruntime_outputs
+from gpedge.package import ModelPackage, sha256_file
+from gpedge.postprocess import masks_from_outputs, multiotsu_threshold
+
+OUTPUTS = {"logits": np.float32, "probs": np.float32, "label": np.int32, "heatmaps": np.float32,
+           "threshold": np.float32, "mask": np.uint8}
+
+
+def _session(path: Path) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_outputs_names_dtypes_shapes_with_dynamic_batch(tiny_package: Path, batch: int) -> None:
+    session = _session(tiny_package / "model.onnx")
+    assert [i.name for i in session.get_inputs()] == ["image"]
+    out = onnxruntime_outputs(tiny_package / "model.onnx", make_slices(batch, seed=3).images)
+    assert list(out) == list(OUTPUTS)
+    for name, dtype in OUTPUTS.items():
+        assert out[name].dtype == dtype, name
+    assert out["logits"].shape == out["probs"].shape == (batch, 3)
+    assert out["label"].shape == out["threshold"].shape == (batch,)
+    assert out["heatmaps"].shape == (batch, 3, 64, 64)
+    assert out["mask"].shape == (batch, 64, 64)
+    np.testing.assert_allclose(out["probs"].sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(out["label"], out["logits"].argmax(axis=1))
+
+
+def test_graph_is_valid_and_shape_inference_agrees(tiny_package: Path) -> None:
+    model = onnx.load(str(tiny_package / "model.onnx"))
+    onnx.checker.check_model(model, full_check=True)
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    types = {v.name: v.type.tensor_type.elem_type for v in inferred.graph.output}
+    assert types["label"] == onnx.TensorProto.INT32 and types["mask"] == onnx.TensorProto.UINT8
+    ops = {node.op_type for node in model.graph.node}
+    assert not ops & {"CumSum", "Loop", "Scan", "ScatterElements", "ScatterND"}
+
+
+def test_manifest_fields_and_checksums(tiny_package: Path, tiny_run_dir: Path) -> None:
+    manifest = json.loads((tiny_package / "manifest.json").read_text())
+    for key in ("schema_version", "gpedge_version", "created", "model", "classes", "input", "normalisation",
+                "outputs", "mask_rule", "files", "engines", "exported_with", "parity", "split", "dataset"):
+        assert key in manifest, key
+    run_config = json.loads((tiny_run_dir / "config.json").read_text())
+    assert manifest["classes"] == run_config["class_names"]
+    assert manifest["split"] == run_config["split"]
+    assert manifest["input"] == {"name": "image", "channels": ["t1ce"], "height": 64, "width": 64,
+                                 "dtype": "float32", "layout": "NCHW", "max_batch": 4}
+    assert manifest["mask_rule"]["offset"] == 0.5 and manifest["mask_rule"]["empty_for_class"] == 0
+    assert set(manifest["files"]) >= {"model.onnx", "model.fp16.onnx", "model.safetensors"}
+    for name, entry in manifest["files"].items():
+        assert entry["sha256"] == sha256_file(tiny_package / name)
+        assert entry["bytes"] == (tiny_package / name).stat().st_size
+    assert manifest["exported_with"]["opset"] == 18
+    package = ModelPackage.load(tiny_package)
+    assert package.file("model.onnx").is_file()
+
+
+def test_fp32_parity_with_pytorch(tiny_package: Path, tiny_run_dir: Path) -> None:
+    import torch
+
+    from gpedge.export.fused import FusedModel
+    from gpedge.runs import load_run
+
+    network, _ = load_run(tiny_run_dir)
+    images = make_slices(6, seed=11).images
+    with torch.no_grad():
+        reference = FusedModel(network, 0).eval()(torch.from_numpy(images), torch.tensor([0.5]))
+    out = onnxruntime_outputs(tiny_package / "model.onnx", images)
+    assert np.abs(out["probs"] - reference.probs.numpy()).max() <= 1e-4
+    np.testing.assert_array_equal(out["label"], reference.label.numpy())
+    assert (out["mask"] == reference.mask.numpy()).mean() >= 0.999
+    recorded = json.loads((tiny_package / "manifest.json").read_text())["parity"]["onnxruntime_fp32_vs_torch"]
+    assert recorded["max_abs_diff_probs"] <= 1e-4 and recorded["label_agreement"] == 1.0
+
+
+@pytest.mark.parametrize("offset", [0.0, 0.5, 2.0])
+def test_graph_mask_matches_scikit_image_on_model_heatmaps(tiny_package: Path, offset: float) -> None:
+    images = make_slices(12, seed=5).images
+    out = onnxruntime_outputs(tiny_package / "model.onnx", images, offset=offset)
+    host = masks_from_outputs(out["heatmaps"], out["label"], offset=offset, empty_for_class=0)
+    assert (host == out["mask"]).mean() >= 0.99
+    chosen = out["heatmaps"][np.arange(len(images)), out["label"]]
+    host_thresholds = np.array([multiotsu_threshold(m, offset) for m in chosen], np.float32)
+    assert np.isclose(out["threshold"], host_thresholds, atol=1e-5).mean() >= 0.9
+
+
+def test_offset_default_comes_from_the_package(tiny_package: Path) -> None:
+    images = make_slices(4, seed=6).images
+    default = onnxruntime_outputs(tiny_package / "model.onnx", images)
+    explicit = onnxruntime_outputs(tiny_package / "model.onnx", images, offset=0.5)
+    lower = onnxruntime_outputs(tiny_package / "model.onnx", images, offset=0.0)
+    np.testing.assert_array_equal(default["threshold"], explicit["threshold"])
+    assert (lower["threshold"] >= default["threshold"]).all()
+    assert (lower["threshold"] > default["threshold"]).any()
+
+
+def test_in_graph_rule_on_degenerate_and_random_maps() -> None:
+    """The mask module alone, exported to ONNX, against scikit-image on hand-made maps."""
+    import torch
+
+    from gpedge.export.fused import MultiOtsuMask
+
+    rng = np.random.default_rng(0)
+    maps = [
+        np.full((32, 32), 2.0), -np.abs(rng.normal(size=(32, 32))), np.zeros((32, 32)),
+        np.where(rng.random((32, 32)) > 0.5, 1.0, 0.0), rng.choice([0.0, 1.0, 3.0], (32, 32)),
+        rng.choice([0.0, 1.0, 2.0, 5.0], (32, 32)), rng.normal(size=(32, 32)), rng.gamma(2.0, size=(32, 32)) * 4,
+        np.round(rng.normal(size=(32, 32)) * 3), rng.exponential(size=(32, 32)) ** 4,
+    ]
+    maps = np.stack(maps).astype(np.float32)
+
+    class Wrapper(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rule = MultiOtsuMask()
+
+        def forward(self, maps: torch.Tensor, offset: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            threshold, mask = self.rule(maps, offset, torch.ones(maps.shape[0], dtype=torch.bool))
+            return threshold, mask.to(torch.uint8)
+
+    program = torch.onnx.export(Wrapper().eval(), (torch.from_numpy(maps), torch.tensor([0.25])), dynamo=True,
+                                input_names=["maps", "offset"], output_names=["threshold", "mask"], verbose=False)
+    session = ort.InferenceSession(program.model_proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    threshold, mask = session.run(None, {"maps": maps, "offset": np.array([0.25], np.float32)})
+    expected = np.array([multiotsu_threshold(m, 0.25) for m in maps], np.float32)
+    np.testing.assert_allclose(threshold, expected, atol=1e-6)
+    for i, m in enumerate(maps):
+        np.testing.assert_array_equal(mask[i], (np.maximum(m, 0) > expected[i]).astype(np.uint8))
+    assert mask[:3].sum() == 0  # constant, all negative, all zero
+
+
+def test_no_tumour_class_gives_empty_mask(tiny_run_dir: Path) -> None:
+    import torch
+
+    from gpedge.export.fused import FusedModel
+    from gpedge.runs import load_run
+
+    network, _ = load_run(tiny_run_dir)
+    images = torch.from_numpy(make_slices(6, seed=8).images)
+    offset = torch.tensor([0.0])
+    with torch.no_grad():
+        full = FusedModel(network, None).eval()(images, offset)
+        predicted = int(full.label[int(full.mask.sum(dim=(1, 2)).argmax())])
+        empty = FusedModel(network, predicted).eval()(images, offset)
+    chosen = full.label == predicted
+    assert full.mask[chosen].sum() > 0
+    assert empty.mask[chosen].sum() == 0
+    assert torch.equal(empty.mask[~chosen], full.mask[~chosen])
+
+
+def test_fp16_graph_value_types(tiny_package: Path) -> None:
+    model = onnx.load(str(tiny_package / "model.fp16.onnx"))
+    summary = precision_summary(model)
+    assert set(summary["network_compute"]) == {"float16"}
+    assert set(summary["head_compute"]) == {"float32"}
+    assert summary["inputs"] == {"image": "float32", "offset": "float32"}
+    assert summary["outputs"] == {n: np.dtype(t).name for n, t in OUTPUTS.items()}
+    weights = {t.name: t for t in model.graph.initializer}
+    conv_weights = [weights[n.input[1]] for n in model.graph.node if n.op_type == "Conv" and n.input[1] in weights]
+    assert conv_weights and all(w.data_type == onnx.TensorProto.FLOAT16 for w in conv_weights)
+    constants = {name: numpy_helper.to_array(t) for name, t in weights.items() if name.startswith("mask_rule.")}
+    assert constants and all(v.dtype != np.float16 for v in constants.values())
+
+
+def test_fp16_parity(tiny_package: Path) -> None:
+    images = make_slices(8, seed=9).images
+    fp32 = onnxruntime_outputs(tiny_package / "model.onnx", images)
+    fp16 = onnxruntime_outputs(tiny_package / "model.fp16.onnx", images)
+    assert np.abs(fp32["probs"] - fp16["probs"]).max() < 1e-2
+    assert (fp32["label"] == fp16["label"]).mean() >= 0.875
+    same = fp32["label"] == fp16["label"]
+    assert (fp32["mask"][same] == fp16["mask"][same]).mean() >= 0.99
+    recorded = json.loads((tiny_package / "manifest.json").read_text())["parity"]["fp16_vs_fp32"]
+    assert recorded["runner"] == "onnxruntime-cpu" and recorded["label_agreement"] >= 0.8
+
+
+@pytest.mark.parametrize(
+    ("arch", "options"),
+    [
+        ("gp-unet", {"width": 4, "depth": 2, "upsample": "transpose", "dropout": 0.5}),
+        ("gp-shuffle-unet", {"width": 4, "levels": 1, "dropout": 0.5}),
+        ("gp-reconresnet", {"width": 4, "num_res_blocks": 1, "upsample": "sinc", "dropout": 0.5}),
+    ],
+)
+def test_every_architecture_exports(tmp_path: Path, arch: str, options: dict) -> None:
+    run = train_tiny_run(tmp_path / "run", arch=arch, options=options, steps=2)
+    package = export_package(run, tmp_path / "pkg", max_batch=2, engine=False, parity_samples=2)
+    manifest = ModelPackage.load(package).manifest
+    assert manifest["model"]["arch"] == arch
+    assert manifest["parity"]["onnxruntime_fp32_vs_torch"]["label_agreement"] == 1.0
+    assert set(manifest["parity"]["fp16_graph"]["network_compute"]) == {"float16"}
+    out = onnxruntime_outputs(package / "model.fp16.onnx", make_slices(2, seed=1).images)
+    assert np.isfinite(out["probs"]).all()
+
+
+def _copy(package: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(package, tmp_path / "pkg"))
+
+
+def test_edited_file_is_refused(tiny_package: Path, tmp_path: Path) -> None:
+    package = _copy(tiny_package, tmp_path)
+    data = bytearray((package / "model.onnx").read_bytes())
+    data[-10] ^= 0xFF
+    (package / "model.onnx").write_bytes(bytes(data))
+    with pytest.raises(PackageError, match="sha256"):
+        ModelPackage.load(package).file("model.onnx")
+
+
+def test_missing_file_is_refused(tiny_package: Path, tmp_path: Path) -> None:
+    package = _copy(tiny_package, tmp_path)
+    (package / "model.fp16.onnx").unlink()
+    with pytest.raises(PackageError, match="missing"):
+        ModelPackage.load(package).file("model.fp16.onnx")
+
+
+def test_unknown_schema_version_is_refused(tiny_package: Path, tmp_path: Path) -> None:
+    package = _copy(tiny_package, tmp_path)
+    manifest = json.loads((package / "manifest.json").read_text())
+    manifest["schema_version"] = 99
+    (package / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(PackageError, match="schema_version 99"):
+        ModelPackage.load(package)
+
+
+def test_failed_export_leaves_nothing_behind(tiny_run_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(GpedgeError, match="multiple of 2"):
+        export_package(tiny_run_dir, tmp_path / "pkg", image_size=63, engine=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_package_needs_overwrite(tiny_run_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pkg"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    with pytest.raises(GpedgeError, match="--overwrite"):
+        export_package(tiny_run_dir, out, engine=False)
+    assert (out / "keep.txt").is_file()

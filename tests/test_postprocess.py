@@ -1,0 +1,60 @@
+"""Host mask rule (gpedge.postprocess) against scikit-image, and the mask clean-up."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from skimage.filters import threshold_multiotsu
+
+from gpedge.postprocess import clean_mask, mask_from_heatmap, masks_from_outputs, multiotsu_threshold
+
+
+def test_threshold_is_upper_multiotsu_minus_offset() -> None:
+    rng = np.random.default_rng(0)
+    heatmap = (rng.gamma(2.0, size=(48, 48)) * 2.0).astype(np.float32)
+    upper = threshold_multiotsu(heatmap, classes=3, nbins=256)[-1]
+    assert multiotsu_threshold(heatmap, offset=0.5) == pytest.approx(upper - 0.5, abs=1e-6)
+    assert multiotsu_threshold(heatmap, offset=1e6) == 0.0
+    mask = mask_from_heatmap(heatmap, offset=0.5)
+    assert mask.dtype == np.uint8
+    np.testing.assert_array_equal(mask, (heatmap > np.float32(upper - 0.5)).astype(np.uint8))
+
+
+def test_negative_values_are_zeroed_before_thresholding() -> None:
+    rng = np.random.default_rng(1)
+    heatmap = rng.normal(size=(32, 32)).astype(np.float32)
+    expected = threshold_multiotsu(np.maximum(heatmap, 0), classes=3, nbins=256)[-1]
+    assert multiotsu_threshold(heatmap, offset=0.0) == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("heatmap", [np.full((16, 16), 3.0), -np.ones((16, 16)), np.eye(16) * 2.0])
+def test_degenerate_maps_give_empty_masks(heatmap: np.ndarray) -> None:
+    assert mask_from_heatmap(heatmap, offset=0.0).sum() == 0
+    assert multiotsu_threshold(heatmap, offset=0.0) == pytest.approx(max(heatmap.max(), 0.0))
+
+
+def test_empty_for_no_tumour_class() -> None:
+    rng = np.random.default_rng(2)
+    heatmaps = rng.gamma(2.0, size=(2, 3, 16, 16)).astype(np.float32)
+    masks = masks_from_outputs(heatmaps, np.array([0, 2]), offset=0.0, empty_for_class=0)
+    assert masks[0].sum() == 0 and masks[1].sum() > 0
+    np.testing.assert_array_equal(masks[1], mask_from_heatmap(heatmaps[1, 2], offset=0.0))
+
+
+def test_clean_mask_removes_specks_fills_holes_keeps_largest() -> None:
+    mask = np.zeros((64, 64), np.uint8)
+    mask[10:30, 10:30] = 1
+    mask[18:21, 18:21] = 0  # small hole
+    mask[40:52, 40:52] = 1  # second, smaller component (144 px)
+    mask[2:4, 60:62] = 1  # speck
+    cleaned = clean_mask(mask)
+    assert cleaned.dtype == np.uint8
+    assert cleaned[19, 19] == 1
+    assert cleaned[45, 45] == 0 and cleaned[3, 61] == 0
+    assert cleaned[10:30, 10:30].all()
+    kept = clean_mask(mask, largest_component=False)
+    assert kept[45, 45] == 1 and kept[3, 61] == 0
+
+
+def test_clean_mask_rejects_wrong_rank() -> None:
+    with pytest.raises(ValueError, match="2-D"):
+        clean_mask(np.zeros((2, 8, 8)))

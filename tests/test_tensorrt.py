@@ -1,0 +1,52 @@
+"""TensorRT engines of the FP16 graph (marker ``tensorrt``; skipped without TensorRT and a CUDA GPU)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import make_slices
+from gpedge.export import tensorrt_build
+from gpedge.export.parity import compare, onnxruntime_outputs
+from gpedge.package import ModelPackage
+
+REASON = tensorrt_build.unavailable_reason()
+pytestmark = [
+    pytest.mark.tensorrt,
+    pytest.mark.skipif(REASON is not None, reason=f"TensorRT tests need TensorRT and a CUDA GPU: {REASON}"),
+]
+
+
+def test_package_ships_a_verified_fp16_engine(tiny_package: Path) -> None:
+    package = ModelPackage.load(tiny_package)
+    engines = package.manifest["engines"]
+    assert len(engines) == 1
+    meta = engines[0]
+    assert package.file(meta["file"]).is_file()
+    assert meta["io"]["image"]["dtype"] == "FLOAT" and meta["io"]["label"]["dtype"] == "INT32"
+    assert meta["io"]["mask"]["dtype"] == "UINT8"
+    assert meta["layer_precisions"].get("FP16", 0) > 0
+    assert meta["profile"] == {"min": 1, "opt": 4, "max": 4}
+    parity = package.manifest["parity"]["tensorrt_vs_fp32"]
+    assert parity["label_agreement"] >= 0.8 and parity["max_abs_diff_probs"] < 1e-2
+
+
+def test_built_engine_matches_onnxruntime_fp32(tiny_package: Path, tmp_path: Path) -> None:
+    engine = tmp_path / "tiny.engine"
+    meta = tensorrt_build.build_engine(tiny_package / "model.fp16.onnx", engine, (1, 64, 64), max_batch=4, cache_dir=tmp_path)
+    assert (tmp_path / "timing.cache").is_file()
+    assert meta["sha256"] and meta["layer_precisions"].get("FP16", 0) > 0
+    assert {name: entry["dtype"] for name, entry in meta["io"].items()} == tensorrt_build.EXPECTED_IO
+    images = make_slices(3, seed=4).images
+    trt_out = tensorrt_build.run_engine(engine, images)
+    reference = onnxruntime_outputs(tiny_package / "model.onnx", images)
+    assert trt_out["label"].dtype == np.int32 and trt_out["mask"].dtype == np.uint8
+    assert trt_out["heatmaps"].shape == (3, 3, 64, 64)
+    result = compare(reference, trt_out)
+    print(json.dumps(result))
+    assert result["max_abs_diff_probs"] < 1e-2
+    assert result["label_agreement"] >= 2 / 3
+    same = reference["label"] == trt_out["label"]
+    assert (reference["mask"][same] == trt_out["mask"][same]).mean() >= 0.99
