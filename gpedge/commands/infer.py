@@ -1,6 +1,137 @@
-"""gpedge infer (being written)."""
+"""``gpedge infer``: classify scans and localise the tumour, with per-input error reporting."""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import typer
 
 
-def main() -> None:
-    """infer (not yet available)."""
-    raise SystemExit("not yet available")
+def main(
+    inputs: Optional[list[Path]] = typer.Argument(
+        None, metavar="FILES_OR_DIRS...", help="Images (PNG/JPEG/TIFF), DICOM, NIfTI, BraTS patient folders or folders of them."
+    ),
+    model: Optional[Path] = typer.Option(None, "--model", help="Model package folder from 'gpedge export' (default: the bundled model)."),
+    backend: str = typer.Option("auto", "--backend", help="auto, onnxruntime, tensorrt or torch."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: the backend's choice)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for masks, heatmaps, overlays and JSON."),
+    json_lines: bool = typer.Option(False, "--json", help="Print one JSON object per image or slice on stdout."),
+    offset: Optional[float] = typer.Option(None, "--offset", help="Mask threshold offset (default: the package's)."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Slices per model call."),
+    every_slice: bool = typer.Option(False, "--every-slice", help="With --out, also write PNGs and JSON for every slice of a volume."),
+    t1: Optional[Path] = typer.Option(None, "--t1", help="T1 file of one multi-contrast scan."),
+    t2: Optional[Path] = typer.Option(None, "--t2", help="T2 file of one multi-contrast scan."),
+    t1ce: Optional[Path] = typer.Option(None, "--t1ce", help="T1CE file of one multi-contrast scan."),
+    flair: Optional[Path] = typer.Option(None, "--flair", help="FLAIR file of one multi-contrast scan."),
+) -> None:
+    """Predict the class, heatmap and tumour mask of each image or slice.
+
+    Inputs that cannot be read are reported on stderr (one line each) and skipped; the exit
+    code is then 2.
+    """
+    from rich.console import Console
+
+    from gpedge.errors import GpedgeError
+    from gpedge.runtime.io import expand_paths
+    from gpedge.runtime.outputs import save_scan
+    from gpedge.runtime.predictor import Predictor
+
+    _quiet_readers()
+    contrasts = {k: v for k, v in {"t1": t1, "t2": t2, "t1ce": t1ce, "flair": flair}.items() if v is not None}
+    items: list[object] = list(expand_paths(inputs or []))
+    if contrasts:
+        items.append(contrasts)
+    if not items:
+        raise GpedgeError("no inputs: pass image files, volumes or folders, or --t1/--t2/--t1ce/--flair")
+
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    rows: list[tuple[str, object]] = []
+    failed = 0
+    stems: set[str] = set()
+    with Predictor(model, backend=backend, device=device, offset=offset, batch_size=batch_size) as predictor:
+        if not json_lines:
+            console.print(f"[dim]backend: {predictor.backend_description}[/dim]")
+        for item in items:
+            label = _describe(item)
+            try:
+                scan = predictor.load(item, name=Path(label).name)
+            except GpedgeError as exc:
+                typer.echo(f"error: {exc}", err=True)
+                failed += 1
+                continue
+            results = predictor.predict_scans([scan])[0]
+            written = {}
+            if out is not None:
+                written = save_scan(scan, results, out, _unique(scan.name, stems), every_slice)
+            for result in results:
+                record = result.to_dict()
+                record["file"] = label
+                if written:
+                    record["outputs"] = written
+                if json_lines:
+                    typer.echo(json.dumps(record))
+            rows.append((label, results))
+    if not json_lines:
+        _table(console, rows, predictor.classes, out)
+    if failed:
+        raise typer.Exit(2)
+
+
+def _quiet_readers() -> None:
+    """Keep stderr to one line per failed input: the readers' own warnings repeat what we report."""
+    import cv2
+    import pydicom.config  # noqa: F401  (configures the "pydicom" logger, which is then quietened)
+
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("pydicom").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module=r"(pydicom|nibabel)\.")
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
+def _describe(item: object) -> str:
+    if isinstance(item, dict):
+        return ",".join(str(p) for p in item.values())
+    return str(item)
+
+
+def _unique(stem: str, used: set[str]) -> str:
+    candidate, n = stem, 1
+    while candidate in used:
+        n += 1
+        candidate = f"{stem}_{n}"
+    used.add(candidate)
+    return candidate
+
+
+#: Volumes with more slices than this show only their tumour slices in the table.
+_MAX_ROWS_PER_VOLUME = 20
+
+
+def _table(console, rows, classes, out: Path | None) -> None:
+    from rich.table import Table
+
+    table = Table(title=None, show_lines=False)
+    for column, justify in (("file", "left"), ("slice", "right"), ("label", "left"), ("probabilities", "left"),
+                            ("mask px", "right"), ("ms", "right")):
+        table.add_column(column, justify=justify, overflow="fold", no_wrap=column != "file")
+    notes = []
+    for label, results in rows:
+        shown = results
+        if len(results) > _MAX_ROWS_PER_VOLUME:
+            shown = [r for r in results if r.shows_heatmap]
+            notes.append(f"{label}: {len(results)} slices, {len(shown)} predicted with tumour (only those are listed)")
+        for r in shown:
+            probs = "  ".join(f"{name} {r.probabilities[name]:.2f}" for name in classes)
+            table.add_row(
+                label, "" if r.source.slice is None else str(r.source.slice), f"[bold]{r.label}[/bold]", probs,
+                str(r.mask_area_px), f"{sum(r.speed.values()):.1f}",
+            )
+    console.print(table)
+    for note in notes:
+        console.print(f"[dim]{note}[/dim]")
+    if out is not None and rows:
+        console.print(f"outputs written to {out}")

@@ -1,1 +1,59 @@
-"""gpedge.runtime.backends."""
+"""Inference backends behind one interface, and the ``auto`` choice.
+
+``auto`` picks TensorRT when it is usable on this machine, then ONNX Runtime with the CUDA
+execution provider, then ONNX Runtime on the CPU, and logs which one it picked. Backend
+modules are imported lazily so that a missing optional dependency (TensorRT, torch) only
+matters when that backend is asked for.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+
+from gpedge.errors import BackendUnavailable
+from gpedge.package import ModelPackage
+from gpedge.runtime.backends.base import OUTPUT_NAMES, Backend
+
+log = logging.getLogger(__name__)
+
+#: Backend name -> "module:class" (imported on demand).
+BACKENDS = {
+    "onnxruntime": "gpedge.runtime.backends.onnxruntime:OnnxRuntimeBackend",
+    "tensorrt": "gpedge.runtime.backends.tensorrt:TensorRTBackend",
+    "torch": "gpedge.runtime.backends.torch:TorchBackend",
+}
+
+__all__ = ["BACKENDS", "OUTPUT_NAMES", "Backend", "BackendUnavailable", "create_backend"]
+
+
+def _backend_class(name: str) -> type[Backend]:
+    module, cls = BACKENDS[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def create_backend(name: str, package: ModelPackage, device: str | int | None = None) -> Backend:
+    """Open ``package`` on backend ``name`` (``auto`` or a key of ``BACKENDS``)."""
+    if name == "auto":
+        return _auto(package, device)
+    if name not in BACKENDS:
+        raise BackendUnavailable(f"unknown backend {name!r}; choose one of: auto, {', '.join(BACKENDS)}")
+    backend = _backend_class(name)(package, device)
+    log.info("backend: %s", backend.description)
+    return backend
+
+
+def _auto(package: ModelPackage, device: str | int | None) -> Backend:
+    from gpedge.runtime.backends.onnxruntime import cuda_provider_available
+
+    wants_cpu = device is not None and str(device) == "cpu"
+    if not wants_cpu:
+        from gpedge.runtime.backends.tensorrt import tensorrt_available
+
+        if tensorrt_available():
+            backend = _backend_class("tensorrt")(package, device)
+            log.info("backend auto -> tensorrt: %s", backend.description)
+            return backend
+    ort_device = "cpu" if wants_cpu or not cuda_provider_available() else device
+    backend = _backend_class("onnxruntime")(package, ort_device)
+    log.info("backend auto -> onnxruntime: %s", backend.description)
+    return backend

@@ -1,0 +1,380 @@
+"""Reading scans into model inputs and writing results back (numpy, OpenCV, pydicom, nibabel).
+
+Every reader returns a :class:`Scan`: a stack of (C, H, W) float32 slices of raw intensities.
+
+- PNG / JPEG / TIFF: 8- or 16-bit (or float TIFF), grey or colour (converted to grey); one
+  slice, as stored.
+- DICOM: the modality LUT (rescale slope/intercept) is applied, MONOCHROME1 is inverted so that
+  bright means high signal, colour is converted to grey; a multi-frame object gives one slice
+  per frame.
+- NIfTI (``.nii``/``.nii.gz``): every axial slice. Volumes are first reoriented to RAS, and each
+  axial slice is then shown in radiological display orientation: anterior at the top, the
+  patient's right on the left of the image (the model sees the same orientation). Masks are
+  mapped back to the source voxel grid when written (:func:`write_mask_nifti`).
+- BraTS patient folder: ``<patient>_{t1,t2,t1ce,flair}.nii[.gz]``, stacked in the model's channel
+  order; or an explicit mapping of contrast name to file.
+
+Any problem with an input raises :class:`gpedge.errors.InputError` naming the file.
+"""
+from __future__ import annotations
+
+import gzip
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from gpedge.errors import InputError
+from gpedge.package import atomic_write_bytes
+
+#: Smallest accepted image side in pixels.
+MIN_SIZE = 16
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+DICOM_SUFFIXES = (".dcm", ".dicom")
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+CONTRASTS = ("t1", "t2", "t1ce", "flair")
+_CONTRAST_FILE = re.compile(r"^(?P<stem>.*)_(?P<contrast>t1|t2|t1ce|flair)\.nii(\.gz)?$", re.IGNORECASE)
+#: File name endings that are outputs or ground truth, skipped when a folder is expanded.
+_SKIP_STEMS = ("_mask", "_heatmap", "_overlay", "_seg")
+
+
+@dataclass
+class VolumeGeometry:
+    """What is needed to write a per-slice mask stack back into the source volume's voxel grid."""
+
+    affine: np.ndarray
+    header: object
+    shape: tuple[int, int, int]
+    to_ras: np.ndarray
+
+
+@dataclass
+class Scan:
+    """Model inputs read from one source.
+
+    ``images`` is (S, C, H, W) float32 raw intensities; ``slices`` holds the slice or frame
+    number of each image for volumes and multi-frame DICOM (``None`` for a single 2-D image);
+    ``channels`` names the contrasts when known; ``volume`` is set for NIfTI sources.
+    """
+
+    images: np.ndarray
+    path: Path | None = None
+    name: str = "image"
+    slices: list[int] | None = None
+    channels: list[str] | None = None
+    volume: VolumeGeometry | None = None
+    load_ms: float = 0.0
+
+    @property
+    def is_volume(self) -> bool:
+        return self.slices is not None
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in (".nii.gz", *IMAGE_SUFFIXES, *DICOM_SUFFIXES, ".nii"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def _check_pixels(arr: np.ndarray, where: str) -> np.ndarray:
+    if arr.shape[-1] < MIN_SIZE or arr.shape[-2] < MIN_SIZE:
+        raise InputError(
+            f"{where}: image is {arr.shape[-2]}x{arr.shape[-1]} px, too small (at least {MIN_SIZE}x{MIN_SIZE} px needed)"
+        )
+    if not np.isfinite(arr).all():
+        raise InputError(f"{where}: contains NaN or infinite values; replace them (e.g. with 0) and retry")
+    return arr
+
+
+def _to_grey(arr: np.ndarray) -> np.ndarray:
+    """(H, W) or (H, W, 3|4) in RGB(A) order -> (H, W) float32 luminance."""
+    arr = arr.astype(np.float32)
+    if arr.ndim == 3:
+        arr = arr[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    return arr
+
+
+def read_image(path: Path) -> Scan:
+    """Read a PNG, JPEG or TIFF (8/16-bit or float, grey or colour) as one 1-channel slice."""
+    data = np.fromfile(path, dtype=np.uint8)
+    arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH) if data.size else None
+    if arr is None:
+        raise InputError(f"{path}: not a readable image (damaged, truncated or not a PNG/JPEG/TIFF file)")
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    if arr.ndim == 3:
+        order = cv2.COLOR_BGRA2RGBA if arr.shape[2] == 4 else cv2.COLOR_BGR2RGB
+        arr = cv2.cvtColor(arr, order)
+    grey = _check_pixels(_to_grey(arr), str(path))
+    return Scan(images=grey[None, None], path=path, name=_stem(path))
+
+
+def read_dicom(path: Path) -> Scan:
+    """Read a DICOM file (single- or multi-frame) with its modality LUT and photometric interpretation."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+    from pydicom.pixels import apply_modality_lut
+
+    try:
+        ds = pydicom.dcmread(path)
+    except (InvalidDicomError, EOFError, OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable DICOM file ({exc})") from exc
+    if "PixelData" not in ds:
+        raise InputError(f"{path}: DICOM object has no pixel data (not an image)")
+    try:
+        pixels = ds.pixel_array
+    except Exception as exc:  # pydicom raises many types for damaged or unsupported pixel data
+        raise InputError(f"{path}: DICOM pixel data cannot be decoded ({exc})") from exc
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    colour = int(ds.get("SamplesPerPixel", 1)) > 1
+    if frames == 1:
+        pixels = pixels[None]
+    if colour:
+        arr = np.stack([_to_grey(f) for f in pixels])
+    else:
+        arr = np.asarray(apply_modality_lut(pixels, ds), dtype=np.float32)
+        if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
+            arr = arr.max() + arr.min() - arr
+    arr = _check_pixels(arr.astype(np.float32), str(path))
+    slices = list(range(frames)) if frames > 1 else None
+    return Scan(images=arr[:, None], path=path, name=_stem(path), slices=slices)
+
+
+def _display_stack(volume: np.ndarray) -> np.ndarray:
+    """RAS (X, Y, Z) -> (Z, rows, cols) axial slices, anterior up, patient's right on the left."""
+    return np.ascontiguousarray(volume.transpose(2, 1, 0)[:, ::-1, ::-1])
+
+
+def _from_display_stack(stack: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`_display_stack`."""
+    return stack[:, ::-1, ::-1].transpose(2, 1, 0)
+
+
+def read_nifti(path: Path) -> Scan:
+    """Read a 3-D NIfTI volume as one slice per axial plane in radiological display orientation."""
+    import nibabel as nib
+    from nibabel.orientations import apply_orientation, axcodes2ornt, io_orientation, ornt_transform
+
+    try:
+        img = nib.load(path)
+        data = np.asarray(img.dataobj, dtype=np.float32)
+    except Exception as exc:  # nibabel raises ImageFileError, EOFError, zlib errors, ValueError...
+        raise InputError(f"{path}: not a readable NIfTI file ({exc})") from exc
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise InputError(
+            f"{path}: NIfTI image has shape {data.shape}; a 3-D volume is needed "
+            "(pass one file per contrast with --t1/--t2/--t1ce/--flair)"
+        )
+    to_ras = ornt_transform(io_orientation(img.affine), axcodes2ornt("RAS"))
+    stack = _check_pixels(_display_stack(apply_orientation(data, to_ras)), str(path))
+    geometry = VolumeGeometry(affine=img.affine, header=img.header, shape=data.shape, to_ras=to_ras)
+    return Scan(
+        images=stack[:, None], path=path, name=_stem(path), slices=list(range(stack.shape[0])), volume=geometry
+    )
+
+
+def read_file(path: str | Path) -> Scan:
+    """Read one scan file (format from its name; DICOM also by its magic bytes)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not a file")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: file is empty")
+    name = path.name.lower()
+    if name.endswith(NIFTI_SUFFIXES):
+        return read_nifti(path)
+    if name.endswith(DICOM_SUFFIXES) or _is_dicom(path):
+        return read_dicom(path)
+    if name.endswith(IMAGE_SUFFIXES):
+        return read_image(path)
+    raise InputError(
+        f"{path}: unsupported file type; use PNG, JPEG, TIFF, DICOM (.dcm) or NIfTI (.nii, .nii.gz)"
+    )
+
+
+def _is_dicom(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        head = fh.read(132)
+    return head[128:132] == b"DICM"
+
+
+def contrast_files(folder: Path) -> dict[str, Path]:
+    """The ``<patient>_<contrast>.nii[.gz]`` files of a BraTS patient folder, by contrast."""
+    found: dict[str, Path] = {}
+    for entry in sorted(folder.iterdir()):
+        match = _CONTRAST_FILE.match(entry.name)
+        if match and entry.is_file():
+            found.setdefault(match["contrast"].lower(), entry)
+    return found
+
+
+def is_patient_folder(path: Path) -> bool:
+    """Whether ``path`` is a folder holding BraTS-style contrast files."""
+    return path.is_dir() and bool(contrast_files(path))
+
+
+def read_contrasts(files: Mapping[str, str | Path], channels: Sequence[str], where: str | None = None) -> Scan:
+    """Read one file per contrast and stack them in ``channels`` order into one multi-channel scan."""
+    files = {k.lower(): Path(v) for k, v in files.items() if v is not None}
+    missing = [c for c in channels if c not in files]
+    where = where or ", ".join(str(p) for p in files.values()) or "inputs"
+    if missing:
+        flags = " ".join(f"--{c}" for c in missing)
+        raise InputError(
+            f"{where}: the model needs the contrasts {', '.join(channels)}; missing {', '.join(missing)} (pass {flags})"
+        )
+    scans = [read_file(files[c]) for c in channels]
+    first = scans[0]
+    for contrast, scan in zip(channels, scans):
+        if scan.images.shape != first.images.shape:
+            raise InputError(
+                f"{files[contrast]}: {contrast} has {_describe(scan)}, but {files[channels[0]]} has "
+                f"{_describe(first)}; all contrasts must be co-registered on the same grid"
+            )
+    images = np.concatenate([s.images for s in scans], axis=1)
+    match = _CONTRAST_FILE.match(first.path.name) if first.path else None
+    name = match["stem"] if match else first.name
+    return Scan(
+        images=images, path=first.path, name=name, slices=first.slices, channels=list(channels), volume=first.volume
+    )
+
+
+def _describe(scan: Scan) -> str:
+    s, _, h, w = scan.images.shape
+    return f"{s} slice(s) of {h}x{w}"
+
+
+def read_patient_folder(folder: Path, channels: Sequence[str]) -> Scan:
+    """Read a BraTS patient folder, stacking the contrasts the model needs in its channel order."""
+    found = contrast_files(folder)
+    missing = [c for c in channels if c not in found]
+    if missing:
+        raise InputError(
+            f"{folder}: no {', '.join(missing)} file (expected <patient>_{missing[0]}.nii.gz); "
+            f"the model needs {', '.join(channels)}"
+        )
+    scan = read_contrasts({c: found[c] for c in channels}, channels, where=str(folder))
+    scan.path, scan.name = folder, folder.name
+    return scan
+
+
+def from_array(array: np.ndarray, name: str = "array") -> Scan:
+    """Wrap an (H, W), (C, H, W) or (N, C, H, W) array of raw intensities."""
+    arr = np.asarray(array)
+    if arr.dtype == object or not np.issubdtype(arr.dtype, np.number) or arr.ndim not in (2, 3, 4):
+        raise InputError(f"{name}: expected a numeric array of shape (H, W), (C, H, W) or (N, C, H, W), got {arr.shape}")
+    arr = arr.astype(np.float32).reshape((1,) * (4 - arr.ndim) + arr.shape)
+    _check_pixels(arr, name)
+    slices = list(range(arr.shape[0])) if np.ndim(array) == 4 else None
+    return Scan(images=arr, name=name, slices=slices)
+
+
+def load_input(item: object, channels: Sequence[str], name: str = "array") -> Scan:
+    """Read any supported input (array, file, patient folder, {contrast: file} mapping) for a model.
+
+    Raises :class:`InputError` if the input cannot be read or its channel count does not
+    match the model's ``channels``.
+    """
+    if isinstance(item, Scan):
+        scan = item
+    elif isinstance(item, np.ndarray):
+        scan = from_array(item, name)
+    elif isinstance(item, Mapping):
+        scan = read_contrasts(item, channels)
+    elif isinstance(item, (str, Path)):
+        path = Path(item)
+        if path.is_dir() and is_patient_folder(path):
+            scan = read_patient_folder(path, channels)
+        elif path.is_dir():
+            raise InputError(
+                f"{path}: folder holds no <patient>_<contrast>.nii[.gz] files; pass image files or a BraTS patient folder"
+            )
+        else:
+            scan = read_file(path)
+    else:
+        raise InputError(f"unsupported input of type {type(item).__name__}; pass an array, a path or a list of them")
+    check_channels(scan, channels)
+    if scan.channels is None and len(channels) == scan.images.shape[1]:
+        scan.channels = list(channels)
+    return scan
+
+
+def check_channels(scan: Scan, channels: Sequence[str]) -> None:
+    """Raise :class:`InputError` unless the scan has as many channels as the model."""
+    have, need = scan.images.shape[1], len(channels)
+    if have == need:
+        return
+    where = str(scan.path) if scan.path else scan.name
+    hint = (
+        "pass a BraTS patient folder or one file per contrast with --t1/--t2/--t1ce/--flair"
+        if need > 1
+        else f"pass a single-contrast ({channels[0]}) image"
+    )
+    raise InputError(
+        f"{where}: input has {have} channel(s), the model needs {need} ({', '.join(channels)}); {hint}"
+    )
+
+
+def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
+    """Files and patient folders to process: folders that are not patient folders are expanded
+    to their scan files and patient sub-folders (sorted; ground-truth and output files skipped)."""
+    out: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.is_dir() or is_patient_folder(path):
+            out.append(path)
+            continue
+        for entry in sorted(path.iterdir()):
+            lower = entry.name.lower()
+            if entry.is_dir():
+                if is_patient_folder(entry):
+                    out.append(entry)
+            elif lower.endswith(IMAGE_SUFFIXES + DICOM_SUFFIXES + NIFTI_SUFFIXES) and not _stem(entry).lower().endswith(
+                _SKIP_STEMS
+            ):
+                out.append(entry)
+    return out
+
+
+# -- writers -------------------------------------------------------------------------------------
+def write_png(path: str | Path, image: np.ndarray) -> None:
+    """Write a (H, W) grey or (H, W, 3) RGB uint8 image as PNG, atomically."""
+    arr = np.ascontiguousarray(image)
+    if arr.ndim == 3:
+        arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(".png", arr)
+    if not ok:
+        raise OSError(f"could not encode {path} as PNG")
+    atomic_write_bytes(path, buf.tobytes())
+
+
+def write_mask_nifti(path: str | Path, masks: np.ndarray, volume: VolumeGeometry) -> None:
+    """Write a (S, H, W) display-orientation mask stack as a uint8 NIfTI on the source grid, atomically."""
+    import nibabel as nib
+    from nibabel.orientations import apply_orientation
+
+    ras = _from_display_stack(np.asarray(masks, dtype=np.uint8))
+    data = np.ascontiguousarray(apply_orientation(ras, _inverse(volume.to_ras)))
+    header = volume.header.copy() if isinstance(volume.header, nib.Nifti1Header) else None
+    img = nib.Nifti1Image(data.astype(np.uint8), volume.affine, header=header)
+    img.set_data_dtype(np.uint8)
+    img.header.set_slope_inter(1.0, 0.0)
+    payload = img.to_bytes()
+    atomic_write_bytes(path, gzip.compress(payload) if str(path).endswith(".gz") else payload)
+
+
+def _inverse(ornt: np.ndarray) -> np.ndarray:
+    """The orientation transform that undoes ``ornt`` (an ``ornt_transform`` result)."""
+    inverse = np.empty_like(ornt)
+    for axis, (target, flip) in enumerate(ornt):
+        inverse[int(target)] = (axis, flip)
+    return inverse

@@ -1,0 +1,189 @@
+"""``Predictor``: load a model package once, predict on arrays, files, volumes and patient folders."""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from gpedge.errors import GpedgeError, PackageError
+from gpedge.package import ModelPackage
+from gpedge.postprocess import multiotsu_threshold
+from gpedge.preprocess import resize_image
+from gpedge.runtime.backends import Backend, create_backend
+from gpedge.runtime.io import Scan, load_input
+from gpedge.runtime.results import Result, Source
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "assets" / "default_model"
+#: Channel shown in overlays, in order of preference (else the first channel).
+DISPLAY_CHANNELS = ("flair", "t1ce", "t2", "t1")
+
+
+def default_model_path() -> Path:
+    """The bundled default model package; a clear error when it is not installed."""
+    if not (DEFAULT_MODEL / "manifest.json").is_file():
+        raise PackageError(
+            f"no model given and the bundled default model ({DEFAULT_MODEL}) is missing; "
+            "pass a package folder written by 'gpedge export' (Predictor(model=PATH) or --model PATH)"
+        )
+    return DEFAULT_MODEL
+
+
+class Predictor:
+    """Runs a gpedge model package on scans and returns one :class:`Result` per image or slice.
+
+    ``model``: package folder (``None``: the bundled default model). ``backend``: ``auto``,
+    ``onnxruntime``, ``tensorrt`` or ``torch``. ``device``: ``None`` (backend's choice),
+    ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. ``offset``: mask-rule offset overriding the
+    package's (fed to the graph's ``offset`` input, or the threshold is recomputed on the
+    host with ``gpedge.postprocess`` when a backend's graph has no such input).
+    ``batch_size``: slices per model call (capped at the package's ``max_batch``).
+
+    ``predict`` may be called from several threads at once. Use as a context manager or call
+    ``close()`` to release device memory.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike | None = None,
+        backend: str = "auto",
+        device: str | int | None = None,
+        offset: float | None = None,
+        batch_size: int = 8,
+    ) -> None:
+        if batch_size < 1:
+            raise GpedgeError(f"batch_size must be at least 1, got {batch_size}")
+        if offset is not None and not np.isfinite(offset):
+            raise GpedgeError(f"offset must be a finite number, got {offset}")
+        self.package = ModelPackage.load(default_model_path() if model is None else model)
+        self.classes = self.package.classes
+        self.channels = self.package.channels
+        self.image_size = self.package.image_size
+        self.no_tumour_class = self.package.no_tumour_class
+        self.offset = self.package.offset if offset is None else float(offset)
+        self._backend: Backend | None = create_backend(backend, self.package, device)
+        overridden = offset is not None and float(offset) != self.package.offset
+        self._graph_offset = self.offset if overridden and self._backend.accepts_offset else None
+        self._host_threshold = overridden and not self._backend.accepts_offset
+        self.batch_size = min(batch_size, self._backend.max_batch)
+        self.backend_name = self._backend.name
+
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            raise GpedgeError("this Predictor was closed; create a new one")
+        return self._backend
+
+    @property
+    def backend_description(self) -> str:
+        return self.backend.description
+
+    def __enter__(self) -> "Predictor":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the backend's sessions and device memory."""
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
+
+    # -- public API ------------------------------------------------------------------------
+    def load(self, item: object, name: str = "array") -> Scan:
+        """Read one input (array, path, patient folder, {contrast: path}) for this model, timing it."""
+        start = time.perf_counter()
+        scan = load_input(item, self.channels, name=name)
+        scan.load_ms = (time.perf_counter() - start) * 1e3
+        return scan
+
+    def predict(self, x: object) -> list[Result]:
+        """Predict on an array ((H, W), (C, H, W) or (N, C, H, W)), a path (image, DICOM, NIfTI,
+        BraTS patient folder), a {contrast: path} mapping, or a list of these.
+
+        Returns one :class:`Result` per image, frame or slice, in input order.
+        """
+        items = list(x) if isinstance(x, (list, tuple)) else [x]
+        names = [f"array{i}" for i in range(len(items))] if len(items) > 1 else ["array"]
+        scans = [self.load(item, name) for item, name in zip(items, names)]
+        return [r for group in self.predict_scans(scans) for r in group]
+
+    def predict_scans(self, scans: Sequence[Scan]) -> list[list[Result]]:
+        """Predict on already loaded scans; slices of all scans share batches. One list per scan."""
+        index = [(s, i) for s, scan in enumerate(scans) for i in range(scan.images.shape[0])]
+        results: list[list[Result]] = [[] for _ in scans]
+        for start in range(0, len(index), self.batch_size):
+            chunk = index[start : start + self.batch_size]
+            for (s, i), result in zip(chunk, self._predict_chunk(scans, chunk)):
+                results[s].append(result)
+        return results
+
+    # -- internals ---------------------------------------------------------------------------
+    def _predict_chunk(self, scans: Sequence[Scan], chunk: list[tuple[int, int]]) -> list[Result]:
+        t0 = time.perf_counter()
+        batch = np.stack([resize_image(scans[s].images[i], self.image_size) for s, i in chunk])
+        t1 = time.perf_counter()
+        outputs = self.backend.run(batch, self._graph_offset)
+        t2 = time.perf_counter()
+        results = [self._postprocess(scans[s], i, outputs, row) for row, (s, i) in enumerate(chunk)]
+        t3 = time.perf_counter()
+        n = len(chunk)
+        for result, (s, _) in zip(results, chunk):
+            result.speed.update(
+                load=scans[s].load_ms / scans[s].images.shape[0],
+                preprocess=(t1 - t0) * 1e3 / n,
+                inference=(t2 - t1) * 1e3 / n,
+                postprocess=(t3 - t2) * 1e3 / n,
+            )
+        return results
+
+    def _postprocess(self, scan: Scan, i: int, outputs: dict[str, np.ndarray], row: int) -> Result:
+        height, width = scan.images.shape[-2:]
+        k = int(outputs["label"][row])
+        model_maps = np.asarray(outputs["heatmaps"][row], dtype=np.float32)
+        heatmaps = _resize_maps(model_maps, (height, width))
+        tumour = k != self.no_tumour_class
+        if self._host_threshold:
+            threshold = multiotsu_threshold(model_maps[k], self.offset)
+        else:
+            threshold = float(outputs["threshold"][row])
+        constant = float(model_maps[k].max()) == float(model_maps[k].min())
+        mask = heatmaps[k] > np.float32(threshold) if tumour and not constant else np.zeros((height, width), bool)
+        probs = np.asarray(outputs["probs"][row], dtype=np.float64)
+        return Result(
+            label=self.classes[k],
+            class_index=k,
+            probabilities={name: float(p) for name, p in zip(self.classes, probs)},
+            heatmap=heatmaps[k],
+            heatmaps=heatmaps,
+            mask=mask,
+            threshold=float(threshold),
+            source=Source(str(scan.path) if scan.path else None, scan.slices[i] if scan.slices else None, scan.name),
+            speed={},
+            image=scan.images[i, self._display_channel(scan)],
+            shows_heatmap=tumour,
+        )
+
+    def _display_channel(self, scan: Scan) -> int:
+        names = scan.channels or self.channels
+        for preferred in DISPLAY_CHANNELS:
+            if preferred in names:
+                return names.index(preferred)
+        return 0
+
+
+def _resize_maps(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(K, h, w) -> (K, H, W) float32, bilinear."""
+    height, width = size
+    if maps.shape[-2:] == (height, width):
+        return maps.copy()
+    stacked = np.ascontiguousarray(maps.transpose(1, 2, 0))
+    resized = cv2.resize(stacked, (width, height), interpolation=cv2.INTER_LINEAR)
+    return np.ascontiguousarray(resized.reshape(height, width, -1).transpose(2, 0, 1))

@@ -1,0 +1,109 @@
+"""``Result``: one image's (or one slice's) prediction at the input's own resolution."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from gpedge.package import atomic_write_json
+
+#: Stages reported in ``Result.speed`` (milliseconds per image).
+STAGES = ("load", "preprocess", "inference", "postprocess")
+
+
+class Source(NamedTuple):
+    """Where an image came from: file or folder (``None`` for arrays), slice or frame, output stem."""
+
+    path: str | None
+    slice: int | None
+    name: str
+
+    @property
+    def stem(self) -> str:
+        """File-name stem for this image's outputs (``<name>`` or ``<name>_slice<NNN>``)."""
+        return self.name if self.slice is None else f"{self.name}_slice{self.slice:03d}"
+
+
+@dataclass
+class Result:
+    """Prediction for one image or slice.
+
+    ``heatmap`` is the predicted class's map and ``heatmaps`` all classes' maps (float32, at
+    the input's resolution); ``mask`` is bool at the input's resolution (empty for the
+    no-tumour class); ``threshold`` is the mask threshold on ``heatmap``; ``speed`` holds
+    milliseconds per image for each stage of :data:`STAGES`.
+    """
+
+    label: str
+    class_index: int
+    probabilities: dict[str, float]
+    heatmap: np.ndarray
+    heatmaps: np.ndarray
+    mask: np.ndarray
+    threshold: float
+    source: Source
+    speed: dict[str, float]
+    image: np.ndarray = field(repr=False)
+    """(H, W) raw intensities of the channel shown in overlays."""
+    shows_heatmap: bool = field(default=True, repr=False)
+    """False for the no-tumour class, whose map localises nothing."""
+
+    @property
+    def mask_area_px(self) -> int:
+        return int(self.mask.sum())
+
+    @property
+    def probability(self) -> float:
+        """Probability of the predicted class."""
+        return self.probabilities[self.label]
+
+    def plot(self) -> np.ndarray:
+        """RGB uint8 overlay of scan, heatmap, mask outline and label (see ``gpedge.runtime.visualize``)."""
+        from gpedge.runtime.visualize import overlay
+
+        title = f"{self.label}  p={self.probability:.2f}"
+        if self.source.slice is not None:
+            title += f"   slice {self.source.slice}"
+        heat = self.heatmap if self.shows_heatmap else None
+        return overlay(self.image, heat, self.mask, title, self.probabilities, self.threshold)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (no arrays)."""
+        out: dict[str, Any] = {"file": self.source.path}
+        if self.source.slice is not None:
+            out["slice"] = self.source.slice
+        out.update(
+            label=self.label,
+            class_index=self.class_index,
+            probabilities={k: round(float(v), 6) for k, v in self.probabilities.items()},
+            threshold=float(self.threshold),
+            mask_area_px=self.mask_area_px,
+            height=int(self.mask.shape[0]),
+            width=int(self.mask.shape[1]),
+            speed_ms={k: round(float(v), 3) for k, v in self.speed.items()},
+        )
+        return out
+
+    def save(self, directory: str | Path, stem: str | None = None) -> dict[str, str]:
+        """Write ``<stem>_mask.png``, ``<stem>_heatmap.png``, ``<stem>_overlay.png`` and ``<stem>.json``
+        into ``directory`` (each atomically) and return their paths by kind."""
+        from gpedge.runtime.io import write_png
+        from gpedge.runtime.visualize import heatmap_rgb
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        stem = stem or self.source.stem
+        paths = {
+            "mask": directory / f"{stem}_mask.png",
+            "heatmap": directory / f"{stem}_heatmap.png",
+            "overlay": directory / f"{stem}_overlay.png",
+            "json": directory / f"{stem}.json",
+        }
+        write_png(paths["mask"], self.mask.astype(np.uint8) * 255)
+        write_png(paths["heatmap"], heatmap_rgb(self.heatmap))
+        write_png(paths["overlay"], self.plot())
+        written = {k: str(v) for k, v in paths.items()}
+        atomic_write_json(paths["json"], {**self.to_dict(), "outputs": written})
+        return written

@@ -1,0 +1,199 @@
+"""gpedge.Predictor and Result on the shared tiny package (ONNX Runtime on the CPU)."""
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import cv2
+import nibabel as nib
+import numpy as np
+import pytest
+
+import gpedge
+from gpedge.errors import GpedgeError, PackageError
+from gpedge.postprocess import multiotsu_threshold
+from gpedge.preprocess import resize_image
+from gpedge.runtime import predictor as predictor_module
+from gpedge.runtime.results import STAGES
+
+from conftest import make_slices
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_package: Path):
+    with gpedge.Predictor(tiny_package, backend="onnxruntime", batch_size=4) as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def slices() -> np.ndarray:
+    return make_slices(9, seed=11).images
+
+
+def _upscaled(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A (1, H, W) slice at another native resolution."""
+    return cv2.resize(image[0], (size[1], size[0]), interpolation=cv2.INTER_CUBIC)[None]
+
+
+def test_result_fields(predictor, slices) -> None:
+    result = predictor.predict(slices[1])[0]
+    classes = predictor.classes
+    assert result.label == classes[result.class_index]
+    assert list(result.probabilities) == classes
+    assert abs(sum(result.probabilities.values()) - 1.0) < 1e-5
+    assert result.probabilities[result.label] == max(result.probabilities.values())
+    assert result.heatmaps.shape == (len(classes), 64, 64) and result.heatmaps.dtype == np.float32
+    np.testing.assert_array_equal(result.heatmap, result.heatmaps[result.class_index])
+    assert result.mask.dtype == bool and result.mask.shape == (64, 64)
+    assert set(result.speed) == set(STAGES) and all(v >= 0 for v in result.speed.values())
+    assert result.source == (None, None, "array")
+    record = result.to_dict()
+    assert json.loads(json.dumps(record)) == record
+    assert record["mask_area_px"] == int(result.mask.sum())
+
+
+def test_native_resolution_matches_the_graph(predictor, slices) -> None:
+    """At the model's size the result is the graph's output unchanged."""
+    outputs = predictor.backend.run(slices)
+    for row, result in enumerate(predictor.predict(slices)):
+        assert result.class_index == int(outputs["label"][row])
+        np.testing.assert_array_equal(result.heatmaps, outputs["heatmaps"][row])
+        np.testing.assert_array_equal(result.mask, outputs["mask"][row].astype(bool))
+        assert result.threshold == pytest.approx(float(outputs["threshold"][row]))
+
+
+def test_geometry_maps_back_to_input_size(predictor, slices) -> None:
+    size = (150, 110)
+    images = [_upscaled(s, size) for s in slices]
+    model_in = np.stack([resize_image(im, predictor.image_size) for im in images])
+    outputs = predictor.backend.run(model_in)
+    results = predictor.predict(images)
+    tumour_masks = 0
+    for row, result in enumerate(results):
+        assert result.heatmaps.shape == (3, *size) and result.mask.shape == size
+        expected = np.stack([cv2.resize(m, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+                             for m in outputs["heatmaps"][row]])
+        np.testing.assert_allclose(result.heatmaps, expected, rtol=1e-5, atol=1e-6)
+        if result.class_index == predictor.no_tumour_class:
+            assert not result.mask.any()
+        else:
+            np.testing.assert_array_equal(result.mask, expected[result.class_index] > result.threshold)
+            tumour_masks += int(result.mask.any())
+        # the mask covers the same fraction of the image as the graph's mask at model size
+        graph_fraction = outputs["mask"][row].mean()
+        assert abs(result.mask.mean() - graph_fraction) < 0.05
+    assert tumour_masks > 0, "the tiny model should localise something on the tumour slices"
+
+
+def test_offset_override(tiny_package: Path, predictor, slices) -> None:
+    base = predictor.predict(slices)
+    offset = predictor.offset - 0.3
+    with gpedge.Predictor(tiny_package, backend="onnxruntime", offset=offset) as other:
+        assert other.offset == offset
+        changed = other.predict(slices)
+    maps = predictor.backend.run(slices)["heatmaps"]
+    checked = 0
+    for i, (a, b) in enumerate(zip(base, changed)):
+        assert a.class_index == b.class_index
+        if b.class_index == predictor.no_tumour_class:
+            continue
+        assert b.threshold == pytest.approx(multiotsu_threshold(maps[i, b.class_index], offset), abs=1e-5)
+        assert b.mask_area_px <= a.mask_area_px  # smaller offset: higher threshold
+        checked += 1
+    assert checked
+
+
+def test_batches_and_lists_equal_single_calls(predictor, slices) -> None:
+    batched = predictor.predict(list(slices))
+    assert [r.source.name for r in batched] == [f"array{i}" for i in range(len(slices))]
+    for image, result in zip(slices, batched):
+        single = predictor.predict(image)[0]
+        assert single.class_index == result.class_index
+        np.testing.assert_allclose(single.heatmaps, result.heatmaps, rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(single.mask, result.mask)
+    stack = predictor.predict(slices)  # (N, C, H, W) array: one result per slice
+    assert [r.source.slice for r in stack] == list(range(len(slices)))
+
+
+def test_threads_return_what_serial_calls_return(predictor, slices) -> None:
+    inputs = [_upscaled(s, (80 + 8 * i, 72)) for i, s in enumerate(slices)]
+    serial = [predictor.predict(x)[0] for x in inputs]
+    threaded: dict[int, object] = {}
+    errors: list[BaseException] = []
+
+    def work(worker: int) -> None:
+        try:
+            for repeat in range(3):
+                for i in range(worker, len(inputs), 3):
+                    threaded[(i, repeat)] = predictor.predict(inputs[i])[0]
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for (i, _), result in threaded.items():
+        assert result.class_index == serial[i].class_index
+        np.testing.assert_array_equal(result.heatmaps, serial[i].heatmaps)
+        np.testing.assert_array_equal(result.mask, serial[i].mask)
+
+
+def test_files_and_volumes(predictor, slices, tmp_path: Path) -> None:
+    png = (slices[2, 0] / slices[2, 0].max() * 65535).astype(np.uint16)
+    cv2.imwrite(str(tmp_path / "scan.png"), png)
+    result = predictor.predict(tmp_path / "scan.png")[0]
+    assert result.source == (str(tmp_path / "scan.png"), None, "scan")
+    vol = np.stack([np.rot90(s[0], -1)[::-1] for s in slices[:4]], axis=-1)  # display slice i == slices[i]
+    nib.save(nib.Nifti1Image(vol, np.eye(4)), tmp_path / "vol.nii.gz")
+    from_volume = predictor.predict(str(tmp_path / "vol.nii.gz"))
+    assert [r.source.slice for r in from_volume] == [0, 1, 2, 3]
+    for r, direct in zip(from_volume, predictor.predict(slices[:4])):
+        np.testing.assert_allclose(r.heatmaps, direct.heatmaps, rtol=1e-5, atol=1e-6)
+
+
+def test_save_and_plot(predictor, slices, tmp_path: Path) -> None:
+    result = predictor.predict(_upscaled(slices[2], (100, 90)))[0]
+    overlay = result.plot()
+    assert overlay.dtype == np.uint8 and overlay.ndim == 3 and overlay.shape[2] == 3
+    assert min(overlay.shape[:2]) >= 512
+    written = result.save(tmp_path / "out")
+    assert set(written) == {"mask", "heatmap", "overlay", "json"}
+    mask = cv2.imread(written["mask"], cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(mask > 0, result.mask)
+    assert cv2.imread(written["heatmap"]).shape == (100, 90, 3)
+    saved = json.loads(Path(written["json"]).read_text())
+    assert saved["label"] == result.label and saved["outputs"] == written
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(Path(p).name for p in written.values())
+
+
+def test_damaged_package(tiny_package: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "pkg"
+    shutil.copytree(tiny_package, broken)
+    data = bytearray((broken / "model.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (broken / "model.onnx").write_bytes(bytes(data))
+    with pytest.raises(PackageError, match="sha256"):
+        gpedge.Predictor(broken, backend="onnxruntime")
+    (broken / "manifest.json").unlink()
+    with pytest.raises(PackageError, match="manifest.json"):
+        gpedge.Predictor(broken)
+
+
+def test_missing_default_model_is_a_clear_error(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(predictor_module, "DEFAULT_MODEL", tmp_path / "absent")
+    with pytest.raises(PackageError, match="default model"):
+        gpedge.Predictor()
+
+
+def test_closed_predictor_and_bad_arguments(tiny_package: Path, slices) -> None:
+    p = gpedge.Predictor(tiny_package, backend="onnxruntime")
+    p.close()
+    with pytest.raises(GpedgeError, match="closed"):
+        p.predict(slices[0])
+    with pytest.raises(GpedgeError, match="batch_size"):
+        gpedge.Predictor(tiny_package, batch_size=0)
