@@ -1,0 +1,119 @@
+"""Offset sweep on constructed heatmaps, Grad-CAM / Grad-CAM++ on hand-checkable and tiny GP networks."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from gpedge.errors import GpedgeError
+from gpedge.evaluate.posthoc import explain
+from gpedge.evaluate.sweep import OffsetSweep, parse_offsets
+from gpedge.models import GPNetwork, create_model
+
+
+def _three_level_map() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A 0 background, a ring at 0.4 and a core at 1.0; returns (map, core, core+ring)."""
+    heat = np.zeros((32, 32), np.float32)
+    heat[8:24, 8:24] = 0.4
+    heat[12:20, 12:20] = 1.0
+    return heat, (heat == 1.0).astype(np.uint8), (heat > 0).astype(np.uint8)
+
+
+def test_sweep_picks_the_offset_that_matches_the_ground_truth():
+    heat, core, core_and_ring = _three_level_map()
+    # offset 0 keeps the core (above the upper multi-Otsu threshold); offset 1 clamps the threshold to 0
+    wide = OffsetSweep([0.0, 1.0])
+    wide.add(heat, core_and_ring, predicted_empty=False, healthy=False)
+    assert wide.best_offset() == 1.0
+    narrow = OffsetSweep([0.0, 1.0])
+    narrow.add(heat, core, predicted_empty=False, healthy=False)
+    assert narrow.best_offset() == 0.0
+    rows = {r["offset"]: r for r in narrow.table()}
+    assert rows[0.0]["dice_median"] == 1.0
+    assert rows[1.0]["dice_median"] == pytest.approx((2 * 64 + 1) / (64 + 256 + 1))
+
+
+def test_sweep_tie_goes_to_fewer_false_positives_then_smaller_offset():
+    heat, _, core_and_ring = _three_level_map()
+    sweep = OffsetSweep([0.9, 1.0])
+    sweep.add(heat, core_and_ring, predicted_empty=False, healthy=False)
+    assert sweep.best_offset() == 0.9
+    healthy_map = np.zeros((32, 32), np.float32)
+    healthy_map[0:4, 0:4] = 0.05
+    healthy_map[0:2, 0:2] = 0.1
+    sweep.add(healthy_map, np.zeros((32, 32), np.uint8), predicted_empty=False, healthy=True)
+    sweep.add(healthy_map, np.zeros((32, 32), np.uint8), predicted_empty=True, healthy=True)
+    rows = sweep.table()
+    assert [r["healthy_slices"] for r in rows] == [2, 2]
+    assert [r["healthy_fp_rate"] for r in rows] == [0.5, 0.5]
+
+
+def test_sweep_without_tumour_slices_is_a_clear_error():
+    sweep = OffsetSweep([0.5])
+    sweep.add(np.ones((4, 4)), np.zeros((4, 4)), predicted_empty=True, healthy=True)
+    with pytest.raises(GpedgeError, match="no slice with a ground-truth tumour mask"):
+        sweep.best_offset()
+
+
+def test_parse_offsets():
+    assert parse_offsets("1,0.5, 0,0.5") == [0.0, 0.5, 1.0]
+    for bad in ("a,b", "", "-0.1", "nan"):
+        with pytest.raises(GpedgeError, match="--offsets"):
+            parse_offsets(bad)
+
+
+def _identity_gp(weight: np.ndarray, bias: np.ndarray) -> GPNetwork:
+    """A GP network whose feature map is its input: every gradient can be written down by hand."""
+    classes, channels = weight.shape
+    model = GPNetwork("identity", channels, classes, {}, nn.Identity(), channels)
+    with torch.no_grad():
+        model.head.classifier.weight.copy_(torch.tensor(weight, dtype=torch.float32)[:, :, None, None])
+        model.head.classifier.bias.copy_(torch.tensor(bias, dtype=torch.float32))
+    return model.eval()
+
+
+def test_grad_cam_and_grad_cam_pp_hand_checked():
+    rng = np.random.default_rng(0)
+    features = rng.uniform(0.0, 1.0, (1, 3, 6, 5)).astype(np.float32)  # unique maxima per channel
+    weight = np.array([[0.5, -1.0, 2.0], [1.0, 0.2, -0.3]])
+    bias = np.array([0.1, -0.2])
+    out = explain(_identity_gp(weight, bias), torch.tensor(features))
+    peaks = features[0].max(axis=(1, 2))
+    logits = bias + weight @ peaks
+    c = int(np.argmax(logits))
+    assert out.predicted.tolist() == [c]
+    f = features[0].astype(np.float64)
+    # logit_c = b_c + sum_k W_ck max(F_k): dlogit/dF_k is W_ck at F_k's peak and 0 elsewhere
+    np.testing.assert_allclose(out.inherent[0], bias[c] + np.tensordot(weight[c], f, 1), rtol=1e-5)
+    hw = f.shape[1] * f.shape[2]
+    grad_cam = np.maximum(np.tensordot(weight[c] / hw, f, 1), 0)
+    np.testing.assert_allclose(out.posthoc["grad_cam"][0], grad_cam, rtol=1e-5, atol=1e-7)
+    sums = f.sum(axis=(1, 2))
+    w = weight[c]
+    alpha = w**2 / (2 * w**2 + sums * w**3)
+    grad_cam_pp = np.maximum(np.tensordot(alpha * np.maximum(w, 0), f, 1), 0)
+    np.testing.assert_allclose(out.posthoc["grad_cam_pp"][0], grad_cam_pp, rtol=1e-5, atol=1e-7)
+
+
+def test_posthoc_maps_on_a_tiny_gp_unet():
+    torch.manual_seed(0)
+    model = create_model("gp-unet", in_channels=2, num_classes=3, width=4, depth=2).eval()
+    images = torch.rand(3, 2, 16, 16)
+    out = explain(model, images)
+    assert out.inherent.shape == (3, 16, 16)
+    with torch.no_grad():
+        logits, heatmaps = model(images)
+    np.testing.assert_array_equal(out.predicted, logits.argmax(1).numpy())
+    np.testing.assert_allclose(out.inherent, heatmaps[np.arange(3), out.predicted].numpy(), rtol=1e-5, atol=1e-6)
+    for name in ("grad_cam", "grad_cam_pp"):
+        cam = out.posthoc[name]
+        assert cam.shape == (3, 16, 16) and cam.dtype == np.float32
+        assert np.isfinite(cam).all() and (cam >= 0).all()
+    assert not any(p.grad is not None for p in model.parameters())
+
+
+def test_unknown_posthoc_method():
+    model = create_model("gp-unet", in_channels=1, num_classes=2, width=2, depth=1).eval()
+    with pytest.raises(ValueError, match="unknown post-hoc"):
+        explain(model, torch.rand(1, 1, 8, 8), methods=("lime",))
