@@ -1,0 +1,64 @@
+"""Untrained paper networks as temporary model packages, so that any configuration can be timed
+without training (weights do not change the speed)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from gpedge.errors import GpedgeError
+
+CLASS_NAMES = ["Healthy", "LGG", "HGG"]
+_CHANNELS = {1: ["t1ce"], 2: ["t1ce", "flair"], 3: ["t1", "t1ce", "flair"], 4: ["t1", "t2", "t1ce", "flair"]}
+
+
+#: Parity slices the export stage checks (its own FP32 check; the benchmark measures accuracy itself).
+PARITY_SAMPLES = 2
+
+
+def temporary_package(
+    arch: str,
+    channels: int,
+    image_size: int,
+    options: dict[str, Any],
+    max_batch: int,
+    out_dir: str | os.PathLike,
+    fp16: bool = False,
+) -> Path:
+    """Export an untrained ``arch`` (seeded initialisation) through the export stage into ``out_dir``.
+
+    ``options`` are ``create_model`` options (``width``, ``upsample``, ...): the paper configuration where absent.
+    ``fp16`` also writes ``model.fp16.onnx`` (what the TensorRT backend builds its engine from);
+    no engine is built here: the runtime's TensorRT backend builds and caches one on first use.
+    """
+    import torch
+
+    from gpedge.export import export_package
+    from gpedge.models import create_model, list_models
+    from gpedge.runs import RunConfig, save_weights
+
+    if arch not in list_models():
+        raise GpedgeError(f"--arch {arch!r} is not a known network; choose one of {', '.join(list_models())}")
+    if channels not in _CHANNELS:
+        raise GpedgeError(f"--channels {channels}: choose 1 to 4 (the BraTS contrasts t1, t2, t1ce, flair)")
+    out_dir = Path(out_dir)
+    run_dir = out_dir.with_name(out_dir.name + "-run")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config = RunConfig(
+        arch=arch, model_options=options, channels=_CHANNELS[channels], class_names=CLASS_NAMES, image_size=image_size
+    )
+    torch.manual_seed(0)
+    try:
+        model = create_model(arch, in_channels=channels, num_classes=len(CLASS_NAMES), **options)
+    except ValueError as exc:
+        raise GpedgeError(f"--arch {arch}: {exc}") from exc
+    if image_size % model.input_multiple:
+        raise GpedgeError(
+            f"--image-size {image_size}: {arch} needs a size divisible by {model.input_multiple}; "
+            f"use e.g. {image_size - image_size % model.input_multiple + model.input_multiple}"
+        )
+    config.save(run_dir)
+    save_weights(model, run_dir)
+    return export_package(
+        run_dir, out_dir, max_batch=max_batch, fp16=fp16, engine=False, parity_samples=PARITY_SAMPLES
+    )

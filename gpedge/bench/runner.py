@@ -1,0 +1,256 @@
+"""Benchmark orchestration: every backend timed in its own child process, accuracy vs FP32.
+
+The parent never runs a model itself: it prepares the inputs (realistic synthetic slices in
+scanner units), asks a child to quantize the model when ``onnxruntime-int8`` is wanted, runs one
+``gpedge.bench.worker`` child per backend with the thread count fixed through the environment,
+and compares each backend's outputs with ONNX Runtime FP32 on the same slices.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gpedge.bench.accuracy import compare
+from gpedge.bench.backends import available_backends, check_backends
+from gpedge.errors import GpedgeError
+from gpedge.package import ModelPackage
+
+log = logging.getLogger(__name__)
+
+REFERENCE_BACKEND = "onnxruntime"
+ORT_OPTIMIZATIONS = ("disabled", "basic", "extended", "all")
+#: Slices the INT8 ranges are calibrated on (a different seed from the accuracy slices).
+CALIBRATION_SLICES = 16
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+@dataclass
+class BenchSettings:
+    """What to benchmark and how long (defaults: every available backend, batches 1, 8, 32)."""
+
+    backends: list[str] | None = None
+    batches: list[int] = field(default_factory=lambda: [1, 8, 32])
+    warmup: int = 5
+    iters: int = 20
+    threads: int | None = None
+    accuracy_slices: int = 16
+    cache_dir: Path | None = None
+    seed: int = 0
+    #: ONNX Runtime graph optimisation level: disabled, basic, extended or all (NCHWc layouts).
+    ort_optimization: str = "all"
+    #: INT8 variant: per-channel weight scales and QDQ (or QOperator) format.
+    int8_per_channel: bool = True
+    int8_format: str = "qdq"
+
+    def variant(self) -> dict[str, Any]:
+        """The settings that change what is timed (recorded in every row)."""
+        return {
+            "ort_optimization": self.ort_optimization,
+            "int8": f"{self.int8_format}, {'per-channel' if self.int8_per_channel else 'per-tensor'} weights",
+        }
+
+    def resolved_threads(self) -> int:
+        from gpedge.runtime.backends.onnxruntime import physical_cores
+
+        return self.threads or physical_cores()
+
+
+def realistic_slices(count: int, channels: int, size: tuple[int, int], num_classes: int, seed: int) -> np.ndarray:
+    """``count`` synthetic head slices in scanner units (tumour classes cycling), float32 (N, C, H, W)."""
+    from gpedge.export.samples import synthetic_slices
+
+    height, width = size
+    images = synthetic_slices(count, channels=channels, size=max(height, width), num_classes=num_classes, seed=seed).images
+    return np.ascontiguousarray(images[:, :, :height, :width])
+
+
+def run_child(job: dict[str, Any], workdir: Path, threads: int) -> dict[str, Any]:
+    """Run one worker job in a fresh interpreter and return its result record."""
+    name = job.get("backend", job["task"])
+    job_path = workdir / f"job-{name}.json"
+    job["result"] = str(workdir / f"result-{name}.json")
+    job_path.write_text(json.dumps(job))
+    env = {**os.environ, **{var: str(threads) for var in _THREAD_VARIABLES}}
+    proc = subprocess.run(
+        [sys.executable, "-m", "gpedge.bench.worker", str(job_path)], env=env, capture_output=True, text=True
+    )
+    result_path = Path(job["result"])
+    result = json.loads(result_path.read_text()) if result_path.is_file() else {}
+    if "error" in result:
+        raise GpedgeError(f"benchmark of {name}: {result['error']}")
+    if proc.returncode != 0 or not result:
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
+        raise GpedgeError(f"benchmark child for {name} failed (exit {proc.returncode}):\n{tail}")
+    return result
+
+
+def benchmark_package(package_dir: str | os.PathLike, settings: BenchSettings) -> list[dict[str, Any]]:
+    """Benchmark the model package at ``package_dir``; one row per backend and batch size."""
+    package = ModelPackage.load(package_dir)
+    backends = list(settings.backends) if settings.backends else available_backends()
+    check_backends(backends)
+    _check_settings(package, settings)
+    threads = settings.resolved_threads()
+    height, width = package.image_size
+    channels = len(package.channels)
+    with tempfile.TemporaryDirectory(prefix="gpedge-bench-") as tmp:
+        workdir = Path(tmp)
+        pool = max(max(settings.batches), settings.accuracy_slices)
+        slices = realistic_slices(pool, channels, (height, width), len(package.classes), settings.seed)
+        np.save(workdir / "inputs.npy", slices[: max(settings.batches)])
+        np.save(workdir / "accuracy.npy", slices[: settings.accuracy_slices])
+        common = {
+            "task": "bench",
+            "package": str(Path(package_dir).resolve()),
+            "inputs": str(workdir / "inputs.npy"),
+            "accuracy_inputs": str(workdir / "accuracy.npy"),
+            "accuracy_batch": min(8, settings.accuracy_slices, _max_batch(package)),
+            "threads": threads,
+            "ort_optimization": settings.ort_optimization,
+        }
+        int8_model = _quantize(package, backends, settings, workdir, threads)
+        rows: list[dict[str, Any]] = []
+        outputs: dict[str, Path] = {}
+        for backend in backends:
+            job = {
+                **common,
+                "backend": backend,
+                "batches": settings.batches,
+                "warmup": settings.warmup,
+                "iters": settings.iters,
+                "int8_model": int8_model,
+                "accuracy_out": str(workdir / f"outputs-{backend}.npz"),
+            }
+            rows.extend(run_child(job, workdir, threads)["rows"])
+            outputs[backend] = Path(job["accuracy_out"])
+        if REFERENCE_BACKEND not in outputs:
+            job = {**common, "backend": REFERENCE_BACKEND, "batches": [], "warmup": 0, "iters": 0,
+                   "ort_optimization": "all", "accuracy_out": str(workdir / "outputs-reference.npz")}
+            run_child(job, workdir, threads)
+            outputs[REFERENCE_BACKEND] = Path(job["accuracy_out"])
+        reference = dict(np.load(outputs[REFERENCE_BACKEND]))
+        accuracy = {name: compare(dict(np.load(path)), reference) for name, path in outputs.items()}
+    gflop = _gflop(package)
+    model = package.manifest["model"]
+    for row in rows:
+        row.update(accuracy[row["backend"]], accuracy_reference=f"{REFERENCE_BACKEND} FP32")
+        row.update(
+            model=model.get("arch"),
+            input=f"{channels}x{height}x{width}",
+            warmup=settings.warmup,
+            iters=settings.iters,
+            gflop=gflop,
+            tflops=None if gflop is None else gflop * row["batch"] / row["p50_ms"],
+            **settings.variant(),
+        )
+    return rows
+
+
+def _max_batch(package: ModelPackage) -> int:
+    return int(package.manifest["input"].get("max_batch", 1))
+
+
+def _check_settings(package: ModelPackage, settings: BenchSettings) -> None:
+    limit = _max_batch(package)
+    too_big = [b for b in settings.batches if b > limit]
+    if too_big:
+        raise GpedgeError(
+            f"--batch {','.join(map(str, too_big))} exceeds the package's max_batch {limit} "
+            f"({package.root / 'manifest.json'}); pass batches <= {limit} or re-export with a larger max batch"
+        )
+    if any(b < 1 for b in settings.batches) or settings.iters < 1 or settings.warmup < 0:
+        raise GpedgeError("--batch values and --iters must be >= 1 and --warmup >= 0")
+    if settings.accuracy_slices < 1:
+        raise GpedgeError("--accuracy-slices must be >= 1")
+    if settings.ort_optimization not in ORT_OPTIMIZATIONS:
+        raise GpedgeError(f"ONNX Runtime optimisation {settings.ort_optimization!r}: choose one of {', '.join(ORT_OPTIMIZATIONS)}")
+    if settings.int8_format not in ("qdq", "qoperator"):
+        raise GpedgeError(f"INT8 format {settings.int8_format!r}: choose qdq or qoperator")
+
+
+def _quantize(package: ModelPackage, backends: list[str], settings: BenchSettings, workdir: Path, threads: int) -> str | None:
+    """Path of the cached INT8 model when ``onnxruntime-int8`` is wanted (quantized in a child)."""
+    if "onnxruntime-int8" not in backends:
+        return None
+    from gpedge.bench.quantize import default_cache_dir
+
+    channels = len(package.channels)
+    calibration = realistic_slices(CALIBRATION_SLICES, channels, package.image_size, len(package.classes), settings.seed + 1)
+    np.save(workdir / "calibration.npy", calibration)
+    job = {
+        "task": "quantize",
+        "onnx": str(package.file("model.onnx")),
+        "calibration": str(workdir / "calibration.npy"),
+        "cache_dir": str(settings.cache_dir or default_cache_dir()),
+        "per_channel": settings.int8_per_channel,
+        "quant_format": settings.int8_format,
+    }
+    return run_child(job, workdir, threads)["int8_model"]
+
+
+def _gflop(package: ModelPackage) -> float | None:
+    """GFLOP per slice from the FP32 graph; None (with a warning) when it cannot be counted."""
+    from gpedge.bench.flops import gflop_per_slice
+
+    try:
+        return gflop_per_slice(package.file("model.onnx", verify=False))
+    except ImportError:
+        log.warning("no FLOP count: the onnx package is not installed (pip install 'gpedge[export]')")
+    except ValueError as exc:
+        log.warning("no FLOP count: %s", exc)
+    return None
+
+
+def benchmark_volume(
+    package_dir: str | os.PathLike,
+    scan: str | os.PathLike,
+    mask_out: str | os.PathLike,
+    settings: BenchSettings,
+) -> list[dict[str, Any]]:
+    """Whole-volume end to end (read, infer every slice, write the mask NIfTI) per backend, each in its own child.
+
+    Uses the largest of ``settings.batches``; ``settings.iters`` repeats of the slice loop are
+    reported by their median. With several backends each writes ``<mask_out stem>.<backend>.nii.gz``.
+    """
+    package = ModelPackage.load(package_dir)
+    backends = list(settings.backends) if settings.backends else available_backends()
+    check_backends(backends)
+    _check_settings(package, settings)
+    threads = settings.resolved_threads()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="gpedge-bench-") as tmp:
+        int8_model = _quantize(package, backends, settings, Path(tmp), threads)
+        for backend in backends:
+            job = {
+                "task": "volume",
+                "backend": backend,
+                "package": str(Path(package_dir).resolve()),
+                "scan": str(scan),
+                "mask_out": str(_mask_path(Path(mask_out), backend, len(backends))),
+                "batch": max(settings.batches),
+                "warmup": settings.warmup,
+                "iters": settings.iters,
+                "threads": threads,
+                "int8_model": int8_model,
+                "ort_optimization": settings.ort_optimization,
+            }
+            rows.extend(run_child(job, Path(tmp), threads)["rows"])
+    return rows
+
+
+def _mask_path(mask_out: Path, backend: str, count: int) -> Path:
+    """``mask_out`` itself for one backend, else ``<stem>.<backend>.nii.gz`` beside it."""
+    if count == 1:
+        return mask_out
+    name = mask_out.name
+    stem = name[: -len(".nii.gz")] if name.endswith(".nii.gz") else mask_out.stem
+    return mask_out.with_name(f"{stem}.{backend}.nii.gz")

@@ -1,0 +1,24 @@
+"""Timing statistics and process memory for the benchmark (numpy and the standard library only)."""
+from __future__ import annotations
+
+import resource
+import sys
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def latency_summary(samples_ms: Sequence[float]) -> dict[str, float]:
+    """Median, 90th and 99th percentile and mean of per-call latencies in milliseconds."""
+    arr = np.asarray(samples_ms, dtype=np.float64)
+    if arr.size == 0:
+        raise ValueError("no timing samples: run at least one timed iteration")
+    p50, p90, p99 = np.percentile(arr, [50, 90, 99])
+    return {"p50_ms": float(p50), "p90_ms": float(p90), "p99_ms": float(p99), "mean_ms": float(arr.mean())}
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MiB (``getrusage``)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux reports kibibytes, macOS bytes.
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
