@@ -249,10 +249,17 @@ def _check_precision(report: dict[str, Any], onnx_path: str | os.PathLike) -> No
         )
 
 
+#: (substring, precision) in match order; the inspector writes "Half" without an execution
+#: context and e.g. "Row major linear FP16 format" with one.
+_PRECISION_WORDS = (("bfloat16", "BF16"), ("bf16", "BF16"), ("half", "FP16"), ("fp16", "FP16"),
+                    ("fp32", "FP32"), ("float", "FP32"), ("uint8", "UINT8"), ("int8", "INT8"),
+                    ("int32", "INT32"), ("int64", "INT64"), ("bool", "BOOL"), ("fp8", "FP8"))
+
+
 def _precision(datatype: str) -> str:
-    for key, name in (("Half", "FP16"), ("Float", "FP32"), ("BFloat16", "BF16"), ("Int8", "INT8"),
-                      ("Int32", "INT32"), ("Int64", "INT64"), ("UInt8", "UINT8"), ("Bool", "BOOL")):
-        if datatype.startswith(key) or f" {key} " in f" {datatype} ":
+    text = datatype.lower()
+    for word, name in _PRECISION_WORDS:
+        if word in text:
             return name
     return datatype.split(" ")[0] or "unknown"
 
