@@ -1,0 +1,90 @@
+"""Write the example scans in ``examples/`` from the synthetic generator (seed unseen in training).
+
+Usage: python scripts/make_examples.py [OUT_DIR]   (needs the [train] extra for the generator)
+Writes 16-bit PNG slices (HGG, LGG, healthy), one MR DICOM slice and a small T1CE NIfTI volume.
+"""
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pydicom
+from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+from gpedge.data.synthetic import synthesise_patient
+from gpedge.runtime.io import read_nifti, write_png
+
+SEED = 4242
+SHAPE = (240, 240, 155)
+
+
+def display_slices(volume: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """(Z, rows, cols) in the runtime's display orientation, via the runtime's own NIfTI reader."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "v.nii.gz"
+        nib.save(nib.Nifti1Image(volume, affine), path)
+        return read_nifti(path).images[:, 0]
+
+
+def write_dicom(path: Path, pixels: np.ndarray, description: str) -> None:
+    """One MR Image Storage slice, 16-bit MONOCHROME2, 1 mm pixels."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = MRImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID = MRImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.Modality = "MR"
+    ds.PatientName = "SYNTHETIC^EXAMPLE"
+    ds.PatientID = "GPEDGE-SYNTH-0001"
+    ds.SeriesDescription = description
+    ds.ImageType = ["DERIVED", "SECONDARY"]
+    ds.Rows, ds.Columns = pixels.shape
+    ds.PixelSpacing = [1.0, 1.0]
+    ds.SliceThickness = 1.0
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = 16
+    ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 0
+    ds.RescaleSlope = 1
+    ds.RescaleIntercept = 0
+    ds.PixelData = np.ascontiguousarray(pixels, dtype=np.uint16).tobytes()
+    pydicom.dcmwrite(path, ds, enforce_file_format=True)
+
+
+def main(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for grade in ("HGG", "LGG"):
+        patient = synthesise_patient(np.random.default_rng([SEED, 1 if grade == "HGG" else 2]), grade, SHAPE)
+        t1ce = display_slices(patient.volumes["t1ce"], patient.affine)
+        seg = display_slices(patient.seg.astype(np.int16), patient.affine) > 0
+        area = seg.sum(axis=(1, 2))
+        best = int(area.argmax())
+        png = np.clip(t1ce[best], 0, 65535).astype(np.uint16)
+        write_png(out / f"{grade.lower()}_t1ce.png", png)
+        if grade == "HGG":
+            write_dicom(out / "hgg_t1ce.dcm", png, "T1CE synthetic HGG")
+            brain_area = (t1ce > 0).sum(axis=(1, 2))
+            far = np.abs(np.arange(len(t1ce)) - best) > 20
+            healthy = int(np.argmax(np.where(far & (area == 0), brain_area, -1)))
+            write_png(out / "healthy_t1ce.png", np.clip(t1ce[healthy], 0, 65535).astype(np.uint16))
+        else:
+            k = np.argmax(patient.seg.sum(axis=(0, 1)))
+            crop = patient.volumes["t1ce"][:, :, max(k - 12, 0) : k + 12]
+            affine = patient.affine.copy()
+            affine[:3, 3] = patient.affine[:3, :3] @ [0, 0, max(k - 12, 0)] + patient.affine[:3, 3]
+            nib.save(nib.Nifti1Image(crop.astype(np.int16), affine), out / "lgg_t1ce.nii.gz")
+    print(f"examples written to {out}")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[1] / "examples")
