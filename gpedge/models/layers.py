@@ -1,0 +1,36 @@
+"""Building blocks shared by the GP networks."""
+from __future__ import annotations
+
+from torch import nn
+
+from gpedge.models.sinc import SincUpsample
+
+UPSAMPLE_MODES = ("sinc", "transpose")
+
+
+def conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
+    """3x3 convolution, padding 1, with bias."""
+    return nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1)
+
+
+def conv_relu(in_channels: int, out_channels: int) -> nn.Sequential:
+    """conv3x3 -> ReLU."""
+    return nn.Sequential(conv3x3(in_channels, out_channels), nn.ReLU(inplace=True))
+
+
+def double_conv(in_channels: int, out_channels: int) -> nn.Sequential:
+    """conv3x3 -> ReLU -> conv3x3 -> ReLU."""
+    return nn.Sequential(conv_relu(in_channels, out_channels), conv_relu(out_channels, out_channels))
+
+
+def upsample_x2(in_channels: int, out_channels: int, mode: str) -> nn.Module:
+    """Double H and W and map ``in_channels`` to ``out_channels``.
+
+    ``"sinc"``: Fourier resampling then a 1x1 convolution; ``"transpose"``: a 2x2 stride-2
+    transposed convolution.
+    """
+    if mode == "sinc":
+        return nn.Sequential(SincUpsample(2), nn.Conv2d(in_channels, out_channels, kernel_size=1))
+    if mode == "transpose":
+        return nn.ConvTranspose2d(in_channels, out_channels, kernel_size=2, stride=2)
+    raise ValueError(f"upsample must be one of {', '.join(UPSAMPLE_MODES)}, got {mode!r}")

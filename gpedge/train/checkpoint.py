@@ -1,0 +1,70 @@
+"""Resumable training state: ``checkpoint.pt`` of plain tensors and containers (``weights_only`` loadable)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gpedge.errors import GpedgeError
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class TrainState:
+    """Where a run stands at the end of an epoch."""
+
+    epoch: int = 0
+    step: int = 0
+    best_f1: float = -1.0
+    best_epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def save_checkpoint(run_dir: Path, model, optimizer, scaler, state: TrainState, generators: dict[str, torch.Generator]) -> None:
+    """Write model, optimizer, AMP scaler, progress and every RNG state atomically."""
+    rng = {name: gen.get_state() for name, gen in generators.items()}
+    rng["torch"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    payload = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict(),
+        "state": {
+            "epoch": state.epoch,
+            "step": state.step,
+            "best_f1": state.best_f1,
+            "best_epoch": state.best_epoch,
+            "history": state.history,
+        },
+        "rng": rng,
+    }
+    path = run_dir / CHECKPOINT
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(run_dir: Path, model, optimizer, scaler, generators: dict[str, torch.Generator], device: torch.device) -> TrainState:
+    """Restore what :func:`save_checkpoint` wrote into the given objects and return the progress."""
+    path = run_dir / CHECKPOINT
+    if not path.is_file():
+        raise GpedgeError(f"{path} not found: nothing to resume in {run_dir}; run without --resume to start training")
+    try:
+        payload = torch.load(path, map_location=device, weights_only=True)
+        model.load_state_dict(payload["model"])
+        optimizer.load_state_dict(payload["optimizer"])
+        scaler.load_state_dict(payload["scaler"])
+        rng = payload["rng"]
+        for name, gen in generators.items():
+            gen.set_state(rng[name].cpu())
+        torch.set_rng_state(rng["torch"].cpu())
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
+        return TrainState(**payload["state"])
+    except (RuntimeError, KeyError, TypeError, ValueError, EOFError) as exc:
+        raise GpedgeError(f"{path} cannot be resumed ({exc}); it is damaged or from another model, start a new run") from exc

@@ -1,0 +1,300 @@
+"""The training loop behind ``gpedge train``: image-level labels only, best model by validation macro F1."""
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sklearn.metrics import accuracy_score, f1_score
+from sklearn.utils.class_weight import compute_class_weight
+from torch import nn
+from torch.utils.data import DataLoader
+
+from gpedge._version import __version__
+from gpedge.errors import DataError, GpedgeError
+from gpedge.package import atomic_write_json
+from gpedge.runs import CONFIG, METRICS, RunConfig, save_weights
+from gpedge.train.augment import augment_batch
+from gpedge.train.checkpoint import CHECKPOINT, TrainState, load_checkpoint, save_checkpoint
+from gpedge.train.options import TrainOptions
+
+_COMPARED_ON_RESUME = ("arch", "model_options", "channels", "class_names", "image_size")
+
+
+def train(options: TrainOptions, console: Console | None = None) -> Path:
+    """Train ``options.arch`` on ``options.data`` and return the run folder ``options.out``.
+
+    The folder receives ``config.json`` at the start, and after every epoch ``metrics.json``,
+    ``checkpoint.pt`` and, when validation macro F1 improves, ``model.safetensors``.
+    """
+    from gpedge.models import create_model, list_models
+
+    console = console or Console(soft_wrap=True)
+    options.validate()
+    if options.arch not in list_models():
+        raise GpedgeError(f"unknown --arch {options.arch!r}; choose one of {', '.join(list_models())}")
+    run_dir = Path(options.out)
+    _check_run_dir(run_dir, options.resume)
+    device = _resolve_device(options.device)
+    amp = _resolve_amp(options, device, console)
+
+    torch.manual_seed(options.seed)
+    dataset, split = _open_data(options, run_dir)
+    train_set, val_set = dataset.subset(split["train"]), dataset.subset(split["val"])
+    for name, subset in (("training", train_set), ("validation", val_set)):
+        if len(subset) == 0:
+            raise DataError(f"{options.data}: the {name} split has no slices; add patients (at least 3 are needed for train/val/test)")
+    image_size = _image_size(options, dataset)
+    try:
+        model = create_model(options.arch, in_channels=len(dataset.channels), num_classes=len(dataset.class_names), **options.model_options)
+    except ValueError as exc:
+        raise GpedgeError(f"cannot build {options.arch}: {exc}") from exc
+    if image_size % model.input_multiple:
+        raise GpedgeError(
+            f"--image-size {image_size} does not suit {options.arch}: it must be a multiple of {model.input_multiple}"
+        )
+    weights = balanced_class_weights(train_set.labels, len(dataset.class_names))
+    config = RunConfig(
+        arch=options.arch,
+        model_options=model.config["options"],
+        channels=list(dataset.channels),
+        class_names=list(dataset.class_names),
+        image_size=image_size,
+        no_tumour_class=dataset.no_tumour_class,
+        dataset=_dataset_info(dataset, split),
+        split={key: list(value) for key, value in split.items()},
+        train={**options.hyperparameters(), "device": device.type, "amp": amp, "class_weights": weights.tolist()},
+        gpedge_version=__version__,
+    )
+    if options.resume:
+        _check_same_run(RunConfig.load(run_dir), config, run_dir)
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config.save(run_dir)
+
+    model.to(device)
+    loader_gen = torch.Generator().manual_seed(options.seed)
+    augment_gen = torch.Generator().manual_seed(options.seed + 1)
+    generators = {"loader": loader_gen, "augment": augment_gen}
+    train_loader = _loader(train_set, options, device, shuffle=True, generator=loader_gen)
+    val_loader = _loader(val_set, options, device, shuffle=False)
+    criterion = nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32, device=device))
+    optimizer = torch.optim.Adam(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    state = load_checkpoint(run_dir, model, optimizer, scaler, generators, device) if options.resume else TrainState()
+
+    console.print(
+        f"training {options.arch} ({sum(p.numel() for p in model.parameters()):,} parameters) on {device.type}"
+        f"{' with AMP' if amp else ''}: {len(train_set)} training / {len(val_set)} validation slices, "
+        f"{len(split['train'])}/{len(split['val'])}/{len(split['test'])} patients train/val/test"
+    )
+    loop = _Loop(model, optimizer, scaler, criterion, options, device, amp, augment_gen, console)
+    while state.epoch < options.epochs and not _steps_done(options, state):
+        state.epoch += 1
+        record = loop.train_epoch(train_loader, state)
+        record.update(evaluate(model, val_loader, criterion, device, amp))
+        improved = record["val_macro_f1"] > state.best_f1
+        if improved:
+            state.best_f1, state.best_epoch = record["val_macro_f1"], state.epoch
+            save_weights(model, run_dir)
+        state.history.append(record)
+        save_checkpoint(run_dir, model, optimizer, scaler, state, generators)
+        _write_metrics(run_dir, state)
+        console.print(
+            f"epoch {state.epoch}/{options.epochs}  loss {record['train_loss']:.4f}  "
+            f"val loss {record['val_loss']:.4f}  val acc {record['val_accuracy']:.4f}  "
+            f"val macro-F1 {record['val_macro_f1']:.4f}{'  (best, saved)' if improved else ''}  "
+            f"{record['slices_per_s']:.1f} slices/s"
+        )
+    console.print(f"best validation macro-F1 {state.best_f1:.4f} at epoch {state.best_epoch}; run folder {run_dir}")
+    return run_dir
+
+
+def balanced_class_weights(labels, num_classes: int) -> np.ndarray:
+    """Balanced cross-entropy weights (scikit-learn) from training labels; absent classes get 1."""
+    labels = np.asarray(labels, dtype=np.int64)
+    present = np.unique(labels)
+    weights = np.ones(num_classes, dtype=np.float64)
+    weights[present] = compute_class_weight("balanced", classes=present, y=labels)
+    return weights
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader, criterion: nn.Module, device: torch.device, amp: bool) -> dict[str, float]:
+    """Validation loss, accuracy and macro F1 of ``model`` over ``loader`` (eval mode)."""
+    model.eval()
+    predictions, truths, loss_sum = [], [], 0.0
+    for images, labels in loader:
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        with _autocast(device, amp):
+            logits = model(images).logits.float()
+        loss_sum += criterion(logits, labels).item() * len(labels)
+        predictions.append(logits.argmax(dim=1).cpu().numpy())
+        truths.append(labels.cpu().numpy())
+    y_pred, y_true = np.concatenate(predictions), np.concatenate(truths)
+    return {
+        "val_loss": loss_sum / len(y_true),
+        "val_accuracy": float(accuracy_score(y_true, y_pred)),
+        "val_macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+    }
+
+
+class _Loop:
+    """One epoch of training with augmentation, accumulation, value clipping and optional AMP."""
+
+    def __init__(self, model, optimizer, scaler, criterion, options: TrainOptions, device, amp: bool, augment_gen, console) -> None:
+        self.model, self.optimizer, self.scaler, self.criterion = model, optimizer, scaler, criterion
+        self.options, self.device, self.amp, self.augment_gen, self.console = options, device, amp, augment_gen, console
+
+    def train_epoch(self, loader: DataLoader, state: TrainState) -> dict[str, Any]:
+        options = self.options
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        pending, seen, loss_sum, start = 0, 0, 0.0, time.perf_counter()
+        with self._progress() as progress:
+            task = progress.add_task(f"epoch {state.epoch}", total=len(loader), loss=float("nan"), rate=0.0)
+            for images, labels in loader:
+                images = augment_batch(images.to(self.device, non_blocking=True), self.augment_gen, options.rotation_degrees)
+                labels = labels.to(self.device, non_blocking=True)
+                with _autocast(self.device, self.amp):
+                    loss = self.criterion(self.model(images).logits.float(), labels)
+                self.scaler.scale(loss / options.accumulate).backward()
+                pending += 1
+                seen += len(labels)
+                loss_sum += loss.item() * len(labels)
+                if pending == options.accumulate:
+                    self._step(state)
+                    pending = 0
+                rate = seen / max(time.perf_counter() - start, 1e-9)
+                progress.update(task, advance=1, loss=loss_sum / seen, rate=rate)
+                if _steps_done(options, state):
+                    break
+            if pending:
+                self._step(state)
+        seconds = time.perf_counter() - start
+        return {
+            "epoch": state.epoch,
+            "step": state.step,
+            "train_loss": loss_sum / seen,
+            "slices_per_s": seen / seconds,
+            "seconds": seconds,
+        }
+
+    def _step(self, state: TrainState) -> None:
+        self.scaler.unscale_(self.optimizer)
+        nn.utils.clip_grad_value_(self.model.parameters(), self.options.clip_value)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        state.step += 1
+
+    def _progress(self) -> Progress:
+        return Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}"),
+            TextColumn("{task.fields[rate]:.1f} slices/s"),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=True,
+            disable=not self.options.progress,
+        )
+
+
+def _autocast(device: torch.device, amp: bool):
+    return torch.autocast(device_type=device.type, dtype=torch.float16) if amp else nullcontext()
+
+
+def _steps_done(options: TrainOptions, state: TrainState) -> bool:
+    return options.max_steps is not None and state.step >= options.max_steps
+
+
+def _collate(samples: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
+    images = torch.as_tensor(np.stack([np.asarray(s["image"], dtype=np.float32) for s in samples]))
+    labels = torch.as_tensor([int(s["label"]) for s in samples], dtype=torch.int64)
+    return images, labels
+
+
+def _loader(dataset, options: TrainOptions, device: torch.device, shuffle: bool, generator: torch.Generator | None = None) -> DataLoader:
+    return DataLoader(
+        dataset,
+        batch_size=options.batch_size,
+        shuffle=shuffle,
+        generator=generator,
+        num_workers=options.workers,
+        collate_fn=_collate,
+        pin_memory=device.type == "cuda",
+        persistent_workers=options.workers > 0,
+    )
+
+
+def _resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise GpedgeError("--device cuda: no CUDA device is available to torch; use --device cpu or install a CUDA build of torch")
+    return torch.device(name)
+
+
+def _resolve_amp(options: TrainOptions, device: torch.device, console: Console) -> bool:
+    if not options.amp or device.type == "cuda":
+        return options.amp
+    if options.device == "cpu":
+        raise GpedgeError("--amp needs a CUDA device; drop --amp to train on the CPU in float32")
+    console.print("no CUDA device: --amp ignored, training in float32 on the CPU")
+    return False
+
+
+def _check_run_dir(run_dir: Path, resume: bool) -> None:
+    if resume:
+        if not (run_dir / CHECKPOINT).is_file():
+            raise GpedgeError(f"--resume: {run_dir / CHECKPOINT} not found; run without --resume to start a new run")
+    elif (run_dir / CONFIG).exists():
+        raise GpedgeError(f"{run_dir} already holds a training run; pass --resume to continue it or choose another --out")
+
+
+def _open_data(options: TrainOptions, run_dir: Path) -> tuple[Any, dict[str, list[str]]]:
+    from gpedge.data import open_dataset, split_patients
+
+    if not Path(options.data).exists():
+        raise DataError(f"--data {options.data} does not exist; pass a BraTS, Figshare or image-folder data set")
+    dataset = open_dataset(options.data, format=options.format, channels=options.channels, image_size=options.image_size)
+    split = RunConfig.load(run_dir).split if options.resume else split_patients(dataset, seed=options.seed)
+    return dataset, split
+
+
+def _image_size(options: TrainOptions, dataset) -> int:
+    if options.image_size is not None:
+        return options.image_size
+    height, width = np.asarray(dataset[0]["image"]).shape[-2:]
+    if height != width:
+        raise DataError(f"{options.data}: slices are {height}x{width}, not square; pass --image-size N to resize them")
+    return int(height)
+
+
+def _dataset_info(dataset, split: dict[str, list[str]]) -> dict[str, Any]:
+    info = dataset.describe()
+    info["split_slices"] = {name: len(dataset.subset(patients)) for name, patients in split.items()}
+    return info
+
+
+def _check_same_run(saved: RunConfig, requested: RunConfig, run_dir: Path) -> None:
+    saved_fields, requested_fields = asdict(saved), asdict(requested)
+    for key in _COMPARED_ON_RESUME:
+        if saved_fields[key] != requested_fields[key]:
+            raise GpedgeError(
+                f"--resume: {run_dir} was trained with {key}={saved_fields[key]!r}, not {requested_fields[key]!r}; "
+                "use the original settings or start a new run in another --out"
+            )
+
+
+def _write_metrics(run_dir: Path, state: TrainState) -> None:
+    best = state.history[state.best_epoch - 1] if state.best_epoch else None
+    atomic_write_json(run_dir / METRICS, {"best": best, "epochs": state.history})

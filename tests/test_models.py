@@ -1,0 +1,200 @@
+"""The GP networks: paper parameter counts, forward API, GP head, sinc resampling, registry errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.signal import resample
+from torch import nn
+
+from gpedge.models import GPOutput, create_model, list_models
+from gpedge.models.sinc import SincUpsample, sinc_matrix
+
+ARCH_VARIANTS = [
+    ("gp-unet", {"upsample": "sinc"}),
+    ("gp-unet", {"upsample": "transpose"}),
+    ("gp-shuffle-unet", {}),
+    ("gp-reconresnet", {"upsample": "sinc"}),
+    ("gp-reconresnet", {"upsample": "transpose"}),
+]
+
+
+def _num_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "expected"),
+    [
+        ("gp-unet", {}, 1_740_675),
+        ("gp-unet", {"upsample": "transpose"}, 1_863_555),
+        ("gp-shuffle-unet", {}, 26_371_587),
+        ("gp-reconresnet", {}, 17_272_918),
+    ],
+)
+def test_paper_configurations_have_the_published_parameter_counts(name, options, expected):
+    model = create_model(name, in_channels=4, num_classes=3, **options)
+    assert _num_params(model) == expected
+
+
+def test_registry_lists_the_three_networks():
+    assert list_models() == ["gp-unet", "gp-shuffle-unet", "gp-reconresnet"]
+
+
+@pytest.mark.parametrize(("name", "options"), ARCH_VARIANTS)
+@pytest.mark.parametrize("train", [True, False])
+def test_forward_returns_logits_and_heatmaps_in_both_modes(name, options, train):
+    torch.manual_seed(0)
+    model = create_model(name, in_channels=3, num_classes=4, width=4, **options)
+    model.train(train)
+    x = torch.rand(2, 3, 32, 48)
+    out = model(x)
+    assert isinstance(out, GPOutput)
+    assert out.logits.shape == (2, 4) and out.logits.dtype == torch.float32
+    assert out.heatmaps.shape == (2, 4, 32, 48) and out.heatmaps.dtype == torch.float32
+    assert torch.isfinite(out.logits).all() and torch.isfinite(out.heatmaps).all()
+    out.logits.sum().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_eval_mode_is_deterministic_and_train_mode_uses_dropout():
+    torch.manual_seed(0)
+    model = create_model("gp-unet", width=4)
+    x = torch.rand(1, 4, 32, 32)
+    model.eval()
+    assert torch.equal(model(x).logits, model(x).logits)
+    model.train()
+    assert not torch.equal(model(x).heatmaps, model(x).heatmaps)
+
+
+@pytest.mark.parametrize(("name", "multiple"), [("gp-unet", 4), ("gp-shuffle-unet", 8), ("gp-reconresnet", 4)])
+def test_input_size_must_be_a_multiple(name, multiple):
+    model = create_model(name, width=4).eval()
+    assert model.input_multiple == multiple
+    with pytest.raises(ValueError, match=f"divisible by {multiple}"):
+        model(torch.rand(1, 4, 8 * multiple + 2, 8 * multiple))
+    with pytest.raises(ValueError, match=r"\(N, 4, H, W\)"):
+        model(torch.rand(1, 3, 32, 32))
+
+
+def test_unet_input_multiple_follows_depth():
+    assert create_model("gp-unet", width=4, depth=4).input_multiple == 8
+    assert create_model("gp-shuffle-unet", width=4, levels=2).input_multiple == 4
+
+
+@pytest.mark.parametrize("name", ["gp-unet", "gp-shuffle-unet", "gp-reconresnet"])
+def test_head_logits_are_the_conv_of_the_spatially_max_pooled_features(name):
+    torch.manual_seed(1)
+    model = create_model(name, width=4).eval()
+    x = torch.rand(2, 4, 32, 32)
+    features = model.body(x)
+    out = model.head(features)
+    weight = model.head.classifier.weight[:, :, 0, 0]
+    bias = model.head.classifier.bias
+    expected_logits = features.amax(dim=(2, 3)) @ weight.T + bias
+    expected_maps = torch.einsum("kc,nchw->nkhw", weight, features) + bias[None, :, None, None]
+    torch.testing.assert_close(out.logits, expected_logits, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out.heatmaps, expected_maps, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(model(x).logits, out.logits)
+    assert not torch.allclose(out.logits, out.heatmaps.amax(dim=(2, 3)), atol=1e-4)
+
+
+def test_config_records_resolved_options_and_rebuilds_the_same_architecture():
+    model = create_model("gp-reconresnet", in_channels=2, num_classes=5, width=8, num_res_blocks=2)
+    assert model.config == {
+        "arch": "gp-reconresnet",
+        "in_channels": 2,
+        "num_classes": 5,
+        "options": {"width": 8, "num_res_blocks": 2, "upsample": "sinc", "dropout": 0.5},
+    }
+    config = model.config
+    rebuilt = create_model(config["arch"], config["in_channels"], config["num_classes"], **config["options"])
+    rebuilt.load_state_dict(model.state_dict())
+    assert list(rebuilt.state_dict()) == list(model.state_dict())
+
+
+def test_sinc_constants_are_not_in_the_state_dict():
+    model = create_model("gp-unet", width=4)
+    model(torch.rand(1, 4, 16, 16))
+    sinc = [m for m in model.modules() if isinstance(m, SincUpsample)]
+    assert len(sinc) == 2 and all(not m.state_dict() for m in sinc)
+    assert sum(v.numel() for v in model.state_dict().values()) == _num_params(model)
+
+
+def test_reconresnet_layers_follow_the_paper():
+    model = create_model("gp-reconresnet", width=4, num_res_blocks=2)
+    dropouts = [m for m in model.modules() if isinstance(m, nn.Dropout2d)]
+    prelus = [m for m in model.modules() if isinstance(m, nn.PReLU)]
+    norms = [m for m in model.modules() if isinstance(m, nn.InstanceNorm2d)]
+    assert len(dropouts) == 2 and all(m.p == 0.5 for m in dropouts)
+    assert prelus and all(m.weight.numel() == 1 and m.weight.item() == pytest.approx(0.25) for m in prelus)
+    assert norms and not any(m.affine for m in norms)
+    assert any(isinstance(m, nn.ReflectionPad2d) for m in model.modules())
+
+
+def test_shuffle_unet_convs_have_zero_bias_and_kaiming_weights():
+    torch.manual_seed(0)
+    model = create_model("gp-shuffle-unet", width=16, levels=2)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert all(torch.count_nonzero(m.bias) == 0 for m in convs)
+    big = model.body.encoder[1].branches[0][0]
+    fan_in = big.weight[0].numel()
+    assert big.weight.std().item() == pytest.approx(np.sqrt(2.0 / fan_in), rel=0.1)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: create_model("gp-vnet"), "valid models: gp-unet, gp-shuffle-unet, gp-reconresnet"),
+        (lambda: create_model("gp-unet", levels=3), "valid options: width, depth, upsample, dropout"),
+        (lambda: create_model("gp-shuffle-unet", upsample="sinc"), "valid options: width, levels, dropout"),
+        (lambda: create_model("gp-unet", upsample="bilinear"), "upsample must be one of sinc, transpose"),
+        (lambda: create_model("gp-reconresnet", dropout=1.0), r"dropout must be a probability in \[0, 1\)"),
+        (lambda: create_model("gp-unet", width=0), "width must be an integer >= 1"),
+        (lambda: create_model("gp-unet", num_classes=1), "num_classes must be an integer >= 2"),
+    ],
+)
+def test_bad_names_and_options_raise_clear_errors(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+@pytest.mark.parametrize(("n_in", "n_out"), [(7, 14), (8, 16), (15, 30), (16, 32), (6, 9), (9, 20), (16, 10), (15, 8)])
+def test_sinc_matrix_matches_scipy_resample(n_in, n_out):
+    rng = np.random.default_rng(n_in * 100 + n_out)
+    x = rng.standard_normal((n_in, 3))
+    matrix = sinc_matrix(n_in, n_out)
+    assert matrix.shape == (n_out, n_in)
+    np.testing.assert_allclose(matrix @ x, resample(x, n_out, axis=0), atol=1e-5)
+
+
+@pytest.mark.parametrize("n_in", [5, 8, 30, 31])
+def test_sinc_doubling_keeps_the_input_samples(n_in):
+    x = np.random.default_rng(n_in).standard_normal(n_in)
+    np.testing.assert_allclose((sinc_matrix(n_in, 2 * n_in) @ x)[::2], x, atol=1e-12)
+
+
+def _fft_upsample_2d(x: torch.Tensor, scale: int) -> torch.Tensor:
+    """Reference FFT form: rfft, copy low frequencies, halve the Nyquist bin, irfft, rescale; along H then W."""
+    for dim in (-2, -1):
+        n_in = x.shape[dim]
+        n_out = n_in * scale
+        spectrum = torch.fft.rfft(x, dim=dim)
+        shape = list(spectrum.shape)
+        shape[dim] = n_out // 2 + 1
+        longer = torch.zeros(shape, dtype=spectrum.dtype)
+        longer.narrow(dim, 0, spectrum.shape[dim]).copy_(spectrum)
+        if n_in % 2 == 0:
+            longer.narrow(dim, n_in // 2, 1).mul_(0.5)
+        x = torch.fft.irfft(longer, n=n_out, dim=dim) * scale
+    return x
+
+
+@pytest.mark.parametrize(("height", "width"), [(8, 12), (7, 10), (15, 15)])
+def test_sinc_module_matches_the_fft_form(height, width):
+    x = torch.randn(2, 3, height, width, dtype=torch.float64)
+    up = SincUpsample(2)
+    torch.testing.assert_close(up(x), _fft_upsample_2d(x, 2), rtol=0, atol=1e-10)
+    y = up(x.float())
+    assert y.dtype == torch.float32 and y.shape == (2, 3, 2 * height, 2 * width)
+    torch.testing.assert_close(y, _fft_upsample_2d(x, 2).float(), rtol=1e-5, atol=1e-5)

@@ -1,0 +1,224 @@
+"""Training core: augmentation, class weights, learning on synthetic BraTS, determinism, resume, errors, CLI."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from gpedge.cli import app
+from gpedge.errors import GpedgeError
+from gpedge.runs import load_run
+from gpedge.train import TrainOptions, train
+from gpedge.train.augment import augment_batch
+from gpedge.train.trainer import balanced_class_weights
+
+
+def test_augmentation_without_rotation_only_flips_and_renormalises():
+    images = torch.rand(64, 2, 8, 8) * 5
+    out = augment_batch(images, torch.Generator().manual_seed(0), max_degrees=0.0)
+    normalised = images / images.amax(dim=(1, 2, 3), keepdim=True)
+    kinds = set()
+    for original, moved in zip(normalised, out):
+        candidates = {
+            "none": original,
+            "h": original.flip(-1),
+            "v": original.flip(-2),
+            "hv": original.flip(-1, -2),
+        }
+        match = [name for name, candidate in candidates.items() if torch.allclose(moved, candidate, atol=1e-5)]
+        assert len(match) == 1
+        kinds.add(match[0])
+    assert kinds == {"none", "h", "v", "hv"}
+
+
+def test_augmentation_rotates_reproducibly_from_its_generator():
+    images = torch.zeros(4, 1, 32, 32)
+    images[:, :, 14:18, 4:28] = 1.0
+    first = augment_batch(images, torch.Generator().manual_seed(3), max_degrees=45.0)
+    second = augment_batch(images, torch.Generator().manual_seed(3), max_degrees=45.0)
+    assert torch.equal(first, second)
+    assert first.shape == images.shape
+    assert torch.allclose(first.amax(dim=(1, 2, 3)), torch.ones(4))
+    bar_rows = (images[0, 0] > 0.5).any(dim=1).sum()
+    assert all((moved[0] > 0.5).any(dim=1).sum() > bar_rows for moved in first)
+
+
+def test_balanced_class_weights_follow_scikit_learn_and_tolerate_absent_classes():
+    labels = np.array([0] * 6 + [2] * 2)
+    weights = balanced_class_weights(labels, 3)
+    np.testing.assert_allclose(weights, [8 / (2 * 6), 1.0, 8 / (2 * 2)])
+
+
+PATIENTS = 24
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def brats(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic BraTS 2020 data set (real NIfTI files and name_mapping.csv), all patients HGG.
+
+    Tumour detection from slice labels generalises across a handful of patients; grading
+    (LGG vs HGG) does not at this size, so validation would measure noise.
+    """
+    from gpedge.data import write_synthetic_brats
+
+    root = tmp_path_factory.mktemp("brats") / "BraTS2020"
+    write_synthetic_brats(root, PATIENTS, seed=5, size=64, slices=20, lgg_fraction=0.0)
+    return root
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: on a shared 2-core machine, spinning OpenMP threads slow training by orders of magnitude."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _cache_in_tmp(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GPEDGE_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def _options(data: Path, out: Path, **overrides) -> TrainOptions:
+    settings = dict(
+        arch="gp-unet",
+        data=data,
+        out=out,
+        image_size=SIZE,
+        model_options={"width": 4},
+        epochs=2,
+        max_steps=None,
+        batch_size=8,
+        accumulate=2,
+        workers=0,
+        progress=False,
+    )
+    settings.update(overrides)
+    return TrainOptions(**settings)
+
+
+def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / "checkpoint.pt", weights_only=True)["model"]
+
+
+def _history(run_dir: Path) -> list[dict]:
+    """Per-epoch metrics without the wall-clock fields."""
+    epochs = json.loads((run_dir / "metrics.json").read_text())["epochs"]
+    return [{k: v for k, v in e.items() if k not in ("slices_per_s", "seconds")} for e in epochs]
+
+
+def test_same_seed_gives_identical_weights_and_resume_continues_exactly(brats, tmp_path):
+    first = train(_options(brats, tmp_path / "a"))
+    second = train(_options(brats, tmp_path / "b"))
+    train(_options(brats, tmp_path / "c", epochs=1))
+    resumed = train(_options(brats, tmp_path / "c", resume=True))
+    reference = _weights(first)
+    for other in (second, resumed):
+        other_weights = _weights(other)
+        assert reference.keys() == other_weights.keys()
+        assert all(torch.equal(reference[k], other_weights[k]) for k in reference)
+    assert _history(resumed) == _history(first)
+    assert [e["epoch"] for e in _history(resumed)] == [1, 2]
+    different = train(_options(brats, tmp_path / "d", seed=7))
+    assert not all(torch.equal(reference[k], _weights(different)[k]) for k in reference)
+
+
+def test_max_steps_stops_training_and_accumulation_counts_optimizer_steps(brats, tmp_path):
+    run = train(_options(brats, tmp_path / "run", epochs=5, max_steps=3, accumulate=2))
+    history = _history(run)
+    assert len(history) == 1 and history[0]["step"] == 3
+    saved = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert saved["state"]["step"] == 3
+    assert all(s["step"] == 3 for s in saved["optimizer"]["state"].values())
+
+
+def test_cli_training_learns_tumour_slices_from_image_labels(brats, tmp_path):
+    run_dir = tmp_path / "run"
+    args = ["train", "--arch", "gp-reconresnet", "--data", str(brats), "--out", str(run_dir), "--image-size", str(SIZE),
+            "--width", "8", "--epochs", "6", "--batch-size", "8", "--accumulate", "1", "--workers", "0"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "best validation macro-F1" in result.output
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert len(metrics["epochs"]) == 6
+    best = metrics["best"]
+    assert best["val_macro_f1"] == max(e["val_macro_f1"] for e in metrics["epochs"])
+    # Healthy vs HGG slices: a uniform guess scores 0.5, one class for everything at most 0.4.
+    assert best["val_macro_f1"] >= 0.7, metrics
+
+    model, config = load_run(run_dir)
+    assert config.arch == "gp-reconresnet" and config.model_options["width"] == 8
+    assert config.channels == ["t1", "t2", "t1ce", "flair"] and config.class_names == ["Healthy", "LGG", "HGG"]
+    assert config.image_size == SIZE and config.no_tumour_class == 0
+    assert config.train["lr"] == 1e-3 and config.train["weight_decay"] == 5e-4 and config.train["seed"] == 1701
+    parts = [set(config.split[name]) for name in ("train", "val", "test")]
+    assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
+    assert set().union(*parts) == {p.name for p in brats.iterdir() if p.is_dir()}
+
+    best_state = load_file(str(run_dir / "model.safetensors"))
+    assert all(torch.equal(best_state[k], v) for k, v in model.state_dict().items())
+    from gpedge.data import open_dataset
+    val = open_dataset(brats, image_size=SIZE).subset(config.split["val"])
+    images = torch.as_tensor(np.stack([val[i]["image"] for i in range(len(val))]))
+    with torch.no_grad():
+        predicted = model(images).logits.argmax(dim=1).numpy()
+    from sklearn.metrics import f1_score
+    assert f1_score(val.labels, predicted, average="macro") == pytest.approx(best["val_macro_f1"], abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"arch": "gp-vnet"}, "unknown --arch 'gp-vnet'; choose one of gp-unet, gp-shuffle-unet, gp-reconresnet"),
+        ({"channels": ["t1", "dwi"]}, "dwi"),
+        ({"image_size": 30}, "--image-size 30 does not suit gp-unet: it must be a multiple of 4"),
+        ({"model_options": {"levels": 2}}, "valid options: width, depth, upsample, dropout"),
+        ({"device": "cpu", "amp": True}, "--amp needs a CUDA device"),
+        ({"batch_size": 0}, "--batch-size must be a positive integer"),
+        ({"resume": True}, "nothing to resume|not found; run without --resume"),
+    ],
+)
+def test_bad_settings_raise_clear_errors(brats, tmp_path, overrides, message):
+    with pytest.raises(GpedgeError, match=message):
+        train(_options(brats, tmp_path / "run", **overrides))
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_missing_data_is_reported_with_its_path(tmp_path):
+    missing = tmp_path / "no-such-folder"
+    with pytest.raises(GpedgeError, match=f"{missing}.*does not exist"):
+        train(_options(missing, tmp_path / "run"))
+
+
+def test_existing_run_is_not_overwritten_and_resume_checks_settings(brats, tmp_path):
+    run = train(_options(brats, tmp_path / "run", max_steps=1))
+    with pytest.raises(GpedgeError, match="already holds a training run; pass --resume"):
+        train(_options(brats, run))
+    with pytest.raises(GpedgeError, match="was trained with model_options="):
+        train(_options(brats, run, resume=True, model_options={"width": 8}))
+
+
+def test_cli_reports_user_errors_in_one_line_with_exit_code_2(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "gpedge.cli", "train", "--arch", "gp-unet", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "does not exist" in lines[0]
+
+
+def test_train_command_module_does_not_import_torch():
+    code = "import sys, gpedge.commands.train; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
