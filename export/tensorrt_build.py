@@ -20,6 +20,7 @@ import numpy as np
 
 from gpedge.errors import BackendUnavailable, GpedgeError
 from gpedge.package import atomic_write_bytes, sha256_file
+from gpedge.paths import cache_root
 
 INPUT = "image"
 EXPECTED_IO = {"image": "FLOAT", "logits": "FLOAT", "probs": "FLOAT", "label": "INT32",
@@ -126,7 +127,7 @@ def build_engine(
     profile.set_shape(INPUT, (1, c, h, w), (opt, c, h, w), (max_batch, c, h, w))
     config.add_optimization_profile(profile)
 
-    cache_path = Path(cache_dir or _default_cache_dir()) / "timing.cache"
+    cache_path = Path(cache_dir or cache_root()) / "timing.cache"
     cache = config.create_timing_cache(cache_path.read_bytes() if cache_path.is_file() else b"")
     config.set_timing_cache(cache, ignore_mismatch=True)
 
@@ -262,12 +263,6 @@ def _precision(datatype: str) -> str:
         if word in text:
             return name
     return datatype.split(" ")[0] or "unknown"
-
-
-def _default_cache_dir() -> Path:
-    if os.environ.get("GPEDGE_CACHE"):
-        return Path(os.environ["GPEDGE_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gpedge"
 
 
 def _cuda(result: tuple, what: str) -> Any:

@@ -129,7 +129,7 @@ def test_cache_reused_and_invalidated(brats, cache):
 
 
 def test_cache_dir_from_environment(brats, tmp_path, monkeypatch):
-    monkeypatch.setenv("GPEDGE_CACHE_DIR", str(tmp_path / "env-cache"))
+    monkeypatch.setenv("GPEDGE_CACHE", str(tmp_path / "env-cache"))
     ds = open_dataset(brats)
     assert len(list((tmp_path / "env-cache").rglob("*.json"))) == 3
     assert ds[0]["image"].shape == (4, SHAPE[1], SHAPE[0])

@@ -127,7 +127,7 @@ def brats_package(tiny_package: Path, tmp_path: Path) -> Path:
 
 @pytest.fixture(autouse=True)
 def _cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GPEDGE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("GPEDGE_CACHE", str(tmp_path / "cache"))
 
 
 def test_evaluate_brats_with_offset_sweep(brats_root: Path, brats_package: Path, tmp_path: Path):

@@ -85,7 +85,7 @@ def _one_thread():
 
 @pytest.fixture(autouse=True)
 def _cache_in_tmp(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("GPEDGE_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+    monkeypatch.setenv("GPEDGE_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
 def _options(data: Path, out: Path, **overrides) -> TrainOptions:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from gpedge.package import atomic_write_bytes, sha256_file
+from gpedge.paths import cache_root
 
 QUANTIZED_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 QUANT_FORMATS = ("qdq", "qoperator")
@@ -34,13 +35,6 @@ def cpu_has_vnni() -> bool:
     except OSError:
         return False
     return bool({"avx_vnni", "avx512_vnni"} & set(flags.split()))
-
-
-def default_cache_dir() -> Path:
-    """``$GPEDGE_CACHE`` or ``$XDG_CACHE_HOME/gpedge`` (``~/.cache/gpedge``)."""
-    if os.environ.get("GPEDGE_CACHE"):
-        return Path(os.environ["GPEDGE_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gpedge"
 
 
 def quantizable_nodes(onnx_path: str | os.PathLike) -> tuple[list[str], list[str]]:
@@ -133,7 +127,7 @@ def quantize_int8(
         "calibration_sha256": hashlib.sha256(np.ascontiguousarray(calibration, dtype=np.float32)).hexdigest(),
     }
     key = hashlib.sha256((sha256_file(onnx_path) + json.dumps(settings, sort_keys=True)).encode()).hexdigest()[:24]
-    target = Path(cache_dir or default_cache_dir()) / "int8" / f"{key}.onnx"
+    target = Path(cache_dir or cache_root()) / "int8" / f"{key}.onnx"
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -181,7 +181,7 @@ def _quantize(package: ModelPackage, backends: list[str], settings: BenchSetting
     """Path of the cached INT8 model when ``onnxruntime-int8`` is wanted (quantized in a child)."""
     if "onnxruntime-int8" not in backends:
         return None
-    from gpedge.bench.quantize import default_cache_dir
+    from gpedge.paths import cache_root
 
     channels = len(package.channels)
     calibration = realistic_slices(CALIBRATION_SLICES, channels, package.image_size, len(package.classes), settings.seed + 1)
@@ -190,7 +190,7 @@ def _quantize(package: ModelPackage, backends: list[str], settings: BenchSetting
         "task": "quantize",
         "onnx": str(package.file("model.onnx")),
         "calibration": str(workdir / "calibration.npy"),
-        "cache_dir": str(settings.cache_dir or default_cache_dir()),
+        "cache_dir": str(settings.cache_dir or cache_root()),
         "per_channel": settings.int8_per_channel,
         "quant_format": settings.int8_format,
     }

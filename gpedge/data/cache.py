@@ -1,6 +1,6 @@
 """On-disk cache of decoded slices, so that epochs read memory-mapped ``.npy`` files, not NIfTI.
 
-Location: the ``cache_dir`` argument, else ``$GPEDGE_CACHE_DIR``, else
+Location: the ``cache_dir`` argument, else ``$GPEDGE_CACHE``, else
 ``$XDG_CACHE_HOME/gpedge`` (``~/.cache/gpedge``). Entries are keyed by the source files' names,
 sizes and modification times, so a changed file is decoded again. Every file is written under a
 temporary name and renamed; the JSON index is written last and marks a complete entry.
@@ -19,16 +19,7 @@ import numpy as np
 
 from gpedge.errors import DataError
 from gpedge.package import atomic_write_json
-
-
-def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
-    """The cache folder to use (see the module docstring for the order of precedence)."""
-    if cache_dir is not None:
-        return Path(cache_dir)
-    if os.environ.get("GPEDGE_CACHE_DIR"):
-        return Path(os.environ["GPEDGE_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "gpedge"
+from gpedge.paths import cache_root
 
 
 def files_key(paths: Iterable[Path]) -> str:
@@ -43,7 +34,7 @@ def files_key(paths: Iterable[Path]) -> str:
 def folder_for(root: Path, kind: str, cache_dir: str | os.PathLike | None = None) -> Path:
     """The cache folder of one data set: ``<cache>/<kind>/<hash of its absolute path>``."""
     tag = hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:16]
-    return cache_root(cache_dir) / kind / tag
+    return (Path(cache_dir) if cache_dir is not None else cache_root()) / kind / tag
 
 
 class ArrayCache:
@@ -80,7 +71,7 @@ class ArrayCache:
         except OSError as exc:
             raise DataError(
                 f"cannot write the slice cache in {self.folder} ({exc}); "
-                "set GPEDGE_CACHE_DIR or pass cache_dir to a writable folder with free space"
+                "set GPEDGE_CACHE or pass cache_dir to a writable folder with free space"
             ) from exc
         for stale in self.folder.glob(f"{name}.*"):
             if not stale.name.startswith(f"{name}.{key}."):

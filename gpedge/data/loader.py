@@ -45,7 +45,7 @@ def open_dataset(
     ``folder``. ``channels`` selects and orders contrasts (BraTS: any of t1, t2, t1ce, flair;
     Figshare: t1ce; folder: one name, default ``image``). ``image_size`` (int or (H, W)) resizes
     every slice; None keeps the stored size. ``cache_dir`` holds decoded BraTS slices (default
-    ``$GPEDGE_CACHE_DIR`` or ``~/.cache/gpedge``).
+    ``$GPEDGE_CACHE`` or ``~/.cache/gpedge``).
     """
     root = Path(path).expanduser()
     if not root.exists():

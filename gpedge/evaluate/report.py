@@ -123,7 +123,6 @@ def _ci_text(ci: Sequence[float] | None) -> str:
 def evaluation_blocks(metrics: dict[str, Any], figures: dict[str, str]) -> list[Block]:
     """The report's content from ``metrics.json`` and the figure files (key -> file name)."""
     model, data = metrics["model"], metrics["data"]
-    classes = model["classes"]
     blocks: list[Block] = [
         Paragraph(
             f"Model {model['arch']} ({model['package']}, package sha256 {model['package_sha256'][:16]}…), "

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import threading
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ import numpy as np
 
 from gpedge.errors import BackendUnavailable, PackageError
 from gpedge.package import ModelPackage, atomic_write_json, sha256_file
+from gpedge.paths import cache_root
 from gpedge.runtime.backends.base import OUTPUT_NAMES, Backend
 
 log = logging.getLogger(__name__)
@@ -102,13 +102,6 @@ def engine_mismatch(meta: dict[str, Any], gpu: GpuInfo, trt_version: str) -> str
             f"this GPU is {gpu.name} (sm {gpu.compute_capability})"
         )
     return None
-
-
-def cache_root() -> Path:
-    """Root of the engine cache (``$GPEDGE_CACHE``, else ``$XDG_CACHE_HOME/gpedge``, else ``~/.cache/gpedge``)."""
-    if os.environ.get("GPEDGE_CACHE"):
-        return Path(os.environ["GPEDGE_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gpedge"
 
 
 @dataclass
