@@ -73,6 +73,7 @@ def build_manifest(
                 "name": OFFSET_INPUT,
                 "dtype": "float32",
                 "shape": [1],
+                "default": offset,
                 "note": "optional ONNX input defaulting to 'offset' (an overridable initializer); "
                 "TensorRT engines bake the default in",
             },

@@ -131,4 +131,11 @@ class ModelPackage:
 
     @property
     def offset(self) -> float:
+        """The mask-rule offset to use (``gpedge evaluate --offsets`` may change it after export)."""
         return float(self.manifest["mask_rule"]["offset"])
+
+    @property
+    def graph_offset(self) -> float | None:
+        """The offset baked into the exported graphs and engines as their default (None if unrecorded)."""
+        default = self.manifest["mask_rule"].get("offset_input", {}).get("default")
+        return None if default is None else float(default)

@@ -81,7 +81,10 @@ class OrtAdapter:
     #: Device time of the last call (only the PyTorch CUDA adapters measure it, with CUDA events).
     last_device_ms: float | None = None
 
-    def __init__(self, name: str, onnx_path: Path, threads: int, cuda: bool = False, optimization: str = "all") -> None:
+    def __init__(
+        self, name: str, onnx_path: Path, threads: int, cuda: bool = False, optimization: str = "all",
+        offset: float | None = None,
+    ) -> None:
         import onnxruntime as ort
 
         levels = {
@@ -102,6 +105,8 @@ class OrtAdapter:
         self.name = name
         self.device = "cuda" if cuda else "cpu"
         self._session = ort.InferenceSession(str(onnx_path), sess_options=options, providers=providers)
+        has_offset = any(i.name == "offset" for i in self._session.get_inputs())
+        self._extra_feed = {"offset": np.array([offset], dtype=np.float32)} if has_offset and offset is not None else {}
         active = self._session.get_providers()
         if cuda and "CUDAExecutionProvider" not in active:
             raise BackendUnavailable(
@@ -114,7 +119,7 @@ class OrtAdapter:
         )
 
     def infer(self, batch: np.ndarray, outputs: Sequence[str] = OUTPUT_NAMES) -> dict[str, np.ndarray]:
-        values = self._session.run(list(outputs), {"image": batch})
+        values = self._session.run(list(outputs), {"image": batch, **self._extra_feed})
         return dict(zip(outputs, values))
 
     def device_memory_mb(self) -> float | None:
@@ -139,7 +144,7 @@ class TensorRTAdapter:
         self._peak = _cuda_used_mb()
 
     def infer(self, batch: np.ndarray, outputs: Sequence[str] = OUTPUT_NAMES) -> dict[str, np.ndarray]:
-        result = self._backend.run(batch)
+        result = self._backend.run(batch, self._backend.package.offset)
         self._peak = max(self._peak, _cuda_used_mb())
         return {name: result[name] for name in outputs}
 
@@ -167,13 +172,15 @@ def open_adapter(
     """Create the timing adapter for backend ``name`` on ``package``."""
     check_backends([name])
     if name == "onnxruntime":
-        return OrtAdapter(name, package.file("model.onnx"), threads, optimization=ort_optimization)
+        return OrtAdapter(name, package.file("model.onnx"), threads, optimization=ort_optimization, offset=package.offset)
     if name == "onnxruntime-cuda":
-        return OrtAdapter(name, package.file("model.onnx"), threads, cuda=True, optimization=ort_optimization)
+        return OrtAdapter(
+            name, package.file("model.onnx"), threads, cuda=True, optimization=ort_optimization, offset=package.offset
+        )
     if name == "onnxruntime-int8":
         if int8_model is None:
             raise ValueError("onnxruntime-int8 needs the quantized model path (see gpedge.bench.quantize)")
-        return OrtAdapter(name, int8_model, threads, optimization=ort_optimization)
+        return OrtAdapter(name, int8_model, threads, optimization=ort_optimization, offset=package.offset)
     if name == "tensorrt":
         return TensorRTAdapter(package)
     from gpedge.bench import torch_backends

@@ -12,7 +12,6 @@ import numpy as np
 
 from gpedge.errors import GpedgeError, PackageError
 from gpedge.package import ModelPackage
-from gpedge.postprocess import multiotsu_threshold
 from gpedge.preprocess import resize_image
 from gpedge.runtime.backends import Backend, create_backend
 from gpedge.runtime.io import Scan, load_input
@@ -68,9 +67,6 @@ class Predictor:
         self.no_tumour_class = self.package.no_tumour_class
         self.offset = self.package.offset if offset is None else float(offset)
         self._backend: Backend | None = create_backend(backend, self.package, device)
-        overridden = offset is not None and float(offset) != self.package.offset
-        self._graph_offset = self.offset if overridden and self._backend.accepts_offset else None
-        self._host_threshold = overridden and not self._backend.accepts_offset
         self.batch_size = min(batch_size, self._backend.max_batch)
         self.backend_name = self._backend.name
 
@@ -130,7 +126,7 @@ class Predictor:
         t0 = time.perf_counter()
         batch = np.stack([resize_image(scans[s].images[i], self.image_size) for s, i in chunk])
         t1 = time.perf_counter()
-        outputs = self.backend.run(batch, self._graph_offset)
+        outputs = self.backend.run(batch, self.offset)
         t2 = time.perf_counter()
         results = [self._postprocess(scans[s], i, outputs, row) for row, (s, i) in enumerate(chunk)]
         t3 = time.perf_counter()
@@ -150,10 +146,7 @@ class Predictor:
         model_maps = np.asarray(outputs["heatmaps"][row], dtype=np.float32)
         heatmaps = _resize_maps(model_maps, (height, width))
         tumour = k != self.no_tumour_class
-        if self._host_threshold:
-            threshold = multiotsu_threshold(model_maps[k], self.offset)
-        else:
-            threshold = float(outputs["threshold"][row])
+        threshold = float(outputs["threshold"][row])
         constant = float(model_maps[k].max()) == float(model_maps[k].min())
         mask = heatmaps[k] > np.float32(threshold) if tumour and not constant else np.zeros((height, width), bool)
         probs = np.asarray(outputs["probs"][row], dtype=np.float64)

@@ -21,8 +21,8 @@ class Backend(abc.ABC):
 
     #: Registry name (``onnxruntime``, ``tensorrt``, ``torch``).
     name: str = ""
-    #: Whether ``run`` feeds ``offset`` to the graph's ``offset`` input (else the caller
-    #: recomputes the threshold on the host with ``gpedge.postprocess``).
+    #: Whether the graph has an ``offset`` input that ``run`` feeds (else ``run`` recomputes the
+    #: threshold and mask on the host when the offset differs from the one baked into the graph).
     accepts_offset: bool = False
 
     def __init__(self, package: ModelPackage) -> None:
@@ -38,8 +38,27 @@ class Backend(abc.ABC):
     def run(self, batch: np.ndarray, offset: float | None = None) -> dict[str, np.ndarray]:
         """Run one batch and return the fused-graph outputs by name.
 
-        ``offset`` overrides the mask-rule offset stored in the graph when ``accepts_offset``.
+        ``threshold`` and ``mask`` follow ``offset``, or the package's offset when it is None.
         """
+
+    def effective_offset(self, offset: float | None) -> float:
+        """The offset a call uses: the caller's, else the package manifest's."""
+        return self.package.offset if offset is None else float(offset)
+
+    def apply_host_offset(self, outputs: dict[str, np.ndarray], offset: float | None) -> dict[str, np.ndarray]:
+        """For graphs without an ``offset`` input: redo ``threshold`` and ``mask`` on the host when the
+        offset wanted differs from the default baked into the graph (``gpedge.postprocess`` rule)."""
+        wanted = self.effective_offset(offset)
+        if self.accepts_offset or wanted == self.package.graph_offset:
+            return outputs
+        from gpedge.postprocess import masks_from_outputs, multiotsu_threshold
+
+        heatmaps, labels = outputs["heatmaps"], outputs["label"].astype(np.int64)
+        outputs["threshold"] = np.array(
+            [multiotsu_threshold(heatmaps[i, labels[i]], wanted) for i in range(len(labels))], dtype=np.float32
+        )
+        outputs["mask"] = masks_from_outputs(heatmaps, labels, wanted, self.package.no_tumour_class)
+        return outputs
 
     def close(self) -> None:
         """Release device memory and sessions; the backend is unusable afterwards."""

@@ -120,10 +120,10 @@ class OnnxRuntimeBackend(Backend):
 
     def run(self, batch: np.ndarray, offset: float | None = None) -> dict[str, np.ndarray]:
         feed = {"image": np.ascontiguousarray(batch, dtype=np.float32)}
-        if offset is not None and self.accepts_offset:
-            feed["offset"] = np.array([offset], dtype=np.float32)
+        if self.accepts_offset:
+            feed["offset"] = np.array([self.effective_offset(offset)], dtype=np.float32)
         outputs = self._session.run(list(OUTPUT_NAMES), feed)
-        return dict(zip(OUTPUT_NAMES, outputs))
+        return self.apply_host_offset(dict(zip(OUTPUT_NAMES, outputs)), offset)
 
     def close(self) -> None:
         self._session = None

@@ -254,7 +254,7 @@ class TensorRTBackend(Backend):
         _check(cudart.cudaMemcpyAsync(state.device["image"], host_in.ctypes.data, host_in.nbytes, h2d, stream), "copy in")
         if self.accepts_offset:
             host_offset = state.host["offset"]
-            host_offset[...] = self.package.offset if offset is None else offset
+            host_offset[...] = self.effective_offset(offset)
             _check(
                 cudart.cudaMemcpyAsync(state.device["offset"], host_offset.ctypes.data, host_offset.nbytes, h2d, stream),
                 "copy offset",
@@ -268,7 +268,7 @@ class TensorRTBackend(Backend):
             _check(cudart.cudaMemcpyAsync(out.ctypes.data, state.device[name], out.nbytes, d2h, stream), "copy out")
             outputs[name] = out
         _check(cudart.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
-        return {name: out.copy() for name, out in outputs.items()}
+        return self.apply_host_offset({name: out.copy() for name, out in outputs.items()}, offset)
 
     @property
     def description(self) -> str:

@@ -57,7 +57,7 @@ class TorchBackend(Backend):
 
     def run(self, batch: np.ndarray, offset: float | None = None) -> dict[str, np.ndarray]:
         torch = self._torch
-        value = self.package.offset if offset is None else offset
+        value = self.effective_offset(offset)
         image = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
         with self._lock, torch.inference_mode():
             out = self._model(image, torch.tensor([value], dtype=torch.float32, device=self.device))
