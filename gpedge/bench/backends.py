@@ -105,7 +105,8 @@ class OrtAdapter:
         self.name = name
         self.device = "cuda" if cuda else "cpu"
         self._session = ort.InferenceSession(str(onnx_path), sess_options=options, providers=providers)
-        has_offset = any(i.name == "offset" for i in self._session.get_inputs())
+        overridable = [*self._session.get_inputs(), *self._session.get_overridable_initializers()]
+        has_offset = any(i.name == "offset" for i in overridable)
         self._extra_feed = {"offset": np.array([offset], dtype=np.float32)} if has_offset and offset is not None else {}
         active = self._session.get_providers()
         if cuda and "CUDAExecutionProvider" not in active:
