@@ -50,6 +50,7 @@ def main(
 
     console = Console(width=None if sys.stdout.isatty() else 200)
     rows: list[tuple[str, object]] = []
+    saved: list[tuple[str, dict[str, str]]] = []
     failed = 0
     stems: set[str] = set()
     with Predictor(model, backend=backend, device=device, offset=offset, batch_size=batch_size) as predictor:
@@ -67,6 +68,7 @@ def main(
             written = {}
             if out is not None:
                 written = save_scan(scan, results, out, _unique(scan.name, stems), every_slice)
+                saved.append((label, written))
             for result in results:
                 record = result.to_dict()
                 record["file"] = label
@@ -76,7 +78,10 @@ def main(
                     typer.echo(json.dumps(record))
             rows.append((label, results))
     if not json_lines:
-        _table(console, rows, predictor.classes, out)
+        _table(console, rows, predictor.classes)
+        for label, written in saved:
+            files = ", ".join(f"{kind} {path}" for kind, path in written.items() if kind in _SHOWN_OUTPUTS)
+            console.print(f"{label}: {files}", highlight=False)
     if failed:
         raise typer.Exit(2)
 
@@ -111,7 +116,11 @@ def _unique(stem: str, used: set[str]) -> str:
 _MAX_ROWS_PER_VOLUME = 20
 
 
-def _table(console, rows, classes, out: Path | None) -> None:
+#: Output files named after the table (the JSON and per-slice files are in the same folder).
+_SHOWN_OUTPUTS = ("mask", "mask_nifti", "overlay")
+
+
+def _table(console, rows, classes) -> None:
     from rich.table import Table
 
     table = Table(title=None, show_lines=False)
@@ -133,5 +142,3 @@ def _table(console, rows, classes, out: Path | None) -> None:
     console.print(table)
     for note in notes:
         console.print(f"[dim]{note}[/dim]")
-    if out is not None and rows:
-        console.print(f"outputs written to {out}")
