@@ -114,7 +114,7 @@ def test_flop_count_matches_torch_flop_counter(package):
     from torch.utils.flop_counter import FlopCounterMode
 
     from gpedge.bench.flops import gflop_per_slice
-    from gpedge.bench.torch_backends import load_fused_model
+    from gpedge.runtime.backends.torch import load_fused_model
 
     pkg = ModelPackage.load(package)
     model = load_fused_model(pkg)

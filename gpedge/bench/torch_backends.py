@@ -15,21 +15,7 @@ from torch import nn
 
 from gpedge.package import ModelPackage
 from gpedge.runtime.backends.base import OUTPUT_NAMES
-
-
-def load_fused_model(package: ModelPackage) -> nn.Module:
-    """The package's network with its weights (safetensors), wrapped in the fused head, in eval mode."""
-    from safetensors.torch import load_file
-
-    from gpedge.export.fused import FusedModel
-    from gpedge.models import create_model
-
-    model = package.manifest["model"]
-    network = create_model(
-        model["arch"], in_channels=len(package.channels), num_classes=len(package.classes), **model.get("options", {})
-    )
-    network.load_state_dict(load_file(str(package.file("model.safetensors"))))
-    return FusedModel(network, package.no_tumour_class).eval()
+from gpedge.runtime.backends.torch import load_fused_model
 
 
 class TorchEagerAdapter:

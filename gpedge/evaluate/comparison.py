@@ -38,9 +38,10 @@ def compare_explanations(
     """Dice, IoU and pointing game of the inherent heatmap and each post-hoc method on ``subset[indices]``."""
     import torch
 
-    from gpedge.evaluate.posthoc import POSTHOC_METHODS, explain, load_package_model
+    from gpedge.evaluate.posthoc import POSTHOC_METHODS, explain
+    from gpedge.runtime.backends.torch import load_package_network
 
-    model = load_package_model(package)
+    model = load_package_network(package)
     offset, no_tumour = package.offset, package.no_tumour_class
     names = ("inherent", *POSTHOC_METHODS)
     scores: dict[str, dict[str, list[float]]] = {n: {"dice": [], "iou": [], "hit": []} for n in names}

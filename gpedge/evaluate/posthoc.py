@@ -21,8 +21,6 @@ import torch
 import torch.nn.functional as nnf
 from torch import nn
 
-from gpedge.errors import PackageError
-from gpedge.package import ModelPackage
 
 POSTHOC_METHODS = ("grad_cam", "grad_cam_pp")
 
@@ -90,27 +88,3 @@ def explain(model: nn.Module, images: torch.Tensor, methods: tuple[str, ...] = P
         inherent=inherent.numpy().astype(np.float32),
         posthoc=maps,
     )
-
-
-def load_package_model(package: ModelPackage) -> nn.Module:
-    """Rebuild the torch network of a model package from ``model.safetensors`` and the manifest."""
-    from safetensors.torch import load_file
-
-    from gpedge.models import create_model
-
-    info = package.manifest["model"]
-    weights = package.file("model.safetensors")
-    try:
-        model = create_model(
-            info["arch"], in_channels=len(package.channels), num_classes=len(package.classes), **info.get("options", {})
-        )
-        state = load_file(str(weights))
-        if state and all(key.startswith("network.") for key in state):
-            state = {key.removeprefix("network."): value for key, value in state.items()}
-        model.load_state_dict(state)
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        raise PackageError(
-            f"{weights} cannot be loaded into the network described by {package.root / 'manifest.json'} "
-            f"(model {info.get('arch')!r}: {exc}); re-export the package"
-        ) from exc
-    return model.eval()

@@ -14,6 +14,40 @@ from gpedge.package import ModelPackage
 from gpedge.runtime.backends.base import OUTPUT_NAMES, Backend
 
 
+def load_package_network(package: ModelPackage):
+    """The package's torch network (``model.safetensors``, sha256-checked) rebuilt from the manifest, in eval mode.
+
+    Needs the ``train`` extra; raises ``PackageError`` when the weights do not fit the manifest's model.
+    """
+    from safetensors.torch import load_file
+
+    from gpedge.models import create_model
+
+    info = package.manifest["model"]
+    weights = package.file("model.safetensors")
+    try:
+        network = create_model(
+            info["arch"], in_channels=len(package.channels), num_classes=len(package.classes), **info.get("options", {})
+        )
+        state = load_file(str(weights))
+        if state and all(key.startswith("network.") for key in state):
+            state = {key.removeprefix("network."): value for key, value in state.items()}
+        network.load_state_dict(state)
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise PackageError(
+            f"{weights} cannot be loaded into the network described by {package.root / 'manifest.json'} "
+            f"(model {info.get('arch')!r}: {exc}); re-export the package"
+        ) from exc
+    return network.eval()
+
+
+def load_fused_model(package: ModelPackage):
+    """The package's network wrapped in the fused head (normalisation, softmax, mask rule), in eval mode."""
+    from gpedge.export.fused import FusedModel
+
+    return FusedModel(load_package_network(package), package.no_tumour_class).eval()
+
+
 class TorchBackend(Backend):
     """Runs the export helper's fused module in eval mode (FP32, CPU or CUDA)."""
 
@@ -23,11 +57,8 @@ class TorchBackend(Backend):
     def __init__(self, package: ModelPackage, device: str | int | None = None) -> None:
         super().__init__(package)
         try:
+            import safetensors  # noqa: F401
             import torch
-            from safetensors.torch import load_file
-
-            from gpedge.export.fused import FusedModel
-            from gpedge.models import create_model
         except ImportError as exc:
             raise BackendUnavailable(
                 f"torch backend: {exc.name or exc} is not installed; install the train extra: pip install 'gpedge[train]'"
@@ -36,19 +67,7 @@ class TorchBackend(Backend):
         self.device = torch.device("cpu" if device is None else f"cuda:{device}" if isinstance(device, int) else device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise BackendUnavailable("torch backend: CUDA was requested but this torch build sees no GPU; use device='cpu'")
-        spec = package.manifest["model"]
-        path = package.file("model.safetensors")
-        network = create_model(
-            spec["arch"], in_channels=len(package.channels), num_classes=len(package.classes), **spec.get("options", {})
-        )
-        state = load_file(str(path))
-        if all(key.startswith("network.") for key in state):
-            state = {key[len("network."):]: value for key, value in state.items()}
-        try:
-            network.load_state_dict(state)
-        except RuntimeError as exc:
-            raise PackageError(f"{path} does not fit the model in manifest.json ({exc}); re-export the package") from exc
-        self._model = FusedModel(network, package.no_tumour_class).to(self.device).eval()
+        self._model = load_fused_model(package).to(self.device)
         self._lock = threading.Lock()
 
     @property
