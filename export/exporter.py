@@ -169,10 +169,12 @@ def _maybe_engine(root: Path, engine: bool | str, size: int, channels: int, max_
         log.info("no TensorRT engine built (%s); build it on the target with: %s", reason, command)
         return {"status": "skipped", "reason": reason, "how_to_build": command,
                 "note": "the gpedge runtime's tensorrt backend builds and caches it on first use"}, []
-    gpu = tensorrt_build.gpu_info()
     import tensorrt
 
-    name = tensorrt_build.engine_file_name(gpu["name"], gpu["compute_capability"], tensorrt.__version__)
+    from gpedge.runtime.backends.tensorrt import engine_file_name, gpu_info
+
+    gpu = gpu_info()
+    name = engine_file_name(gpu.name, gpu.compute_capability, tensorrt.__version__)
     path = root / "engines" / name
     path.parent.mkdir()
     meta = tensorrt_build.build_engine(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import numpy as np
 from gpedge.errors import BackendUnavailable, GpedgeError
 from gpedge.package import atomic_write_bytes, sha256_file
 from gpedge.paths import cache_root
+from gpedge.runtime.backends.tensorrt import cuda_check, gpu_info
 
 INPUT = "image"
 EXPECTED_IO = {"image": "FLOAT", "logits": "FLOAT", "probs": "FLOAT", "label": "INT32",
@@ -43,21 +43,6 @@ def unavailable_reason() -> str | None:
     if err != cudart.cudaError_t.cudaSuccess or count == 0:
         return "no CUDA GPU is visible"
     return None
-
-
-def gpu_info(index: int = 0) -> dict[str, str]:
-    """``{"name", "compute_capability"}`` of CUDA device ``index`` (via cuda-python)."""
-    from cuda.bindings import runtime as cudart
-
-    prop = _cuda(cudart.cudaGetDeviceProperties(index), "cudaGetDeviceProperties")
-    name = prop.name.decode(errors="replace") if isinstance(prop.name, bytes) else str(prop.name)
-    return {"name": name.strip("\x00 "), "compute_capability": f"{prop.major}.{prop.minor}"}
-
-
-def engine_file_name(gpu_name: str, compute_capability: str, tensorrt_version: str) -> str:
-    """``<gpu>-sm<cc>-trt<version>.engine``, e.g. ``nvidia-h100-80gb-hbm3-sm90-trt10.13.0.35.engine``."""
-    slug = re.sub(r"[^a-z0-9]+", "-", gpu_name.lower()).strip("-")
-    return f"{slug}-sm{compute_capability.replace('.', '')}-trt{tensorrt_version}.engine"
 
 
 def build_command(onnx_path: str | os.PathLike, input_shape: tuple[int, int, int], max_batch: int, engine_path: str) -> str:
@@ -101,7 +86,7 @@ def build_engine(
         raise GpedgeError(f"hardware compatibility {hardware_compatibility!r} is not one of {', '.join(HARDWARE_LEVELS)}")
     from cuda.bindings import runtime as cudart
 
-    _cuda(cudart.cudaSetDevice(device), "cudaSetDevice")
+    cuda_check(cudart.cudaSetDevice(device), "cudaSetDevice")
     opt = min(8, max_batch) if opt_batch is None else opt_batch
     if not 1 <= opt <= max_batch:
         raise GpedgeError(f"opt batch {opt} must lie in 1..max_batch ({max_batch})")
@@ -151,8 +136,8 @@ def build_engine(
         "sha256": sha256_file(engine_path),
         "bytes": Path(engine_path).stat().st_size,
         "tensorrt_version": trt.__version__,
-        "gpu_name": gpu["name"],
-        "compute_capability": gpu["compute_capability"],
+        "gpu_name": gpu.name,
+        "compute_capability": gpu.compute_capability,
         "hardware_compatibility": level,
         "version_compatible": bool(version_compatible),
         "profile": {"min": 1, "opt": opt, "max": max_batch},
@@ -190,11 +175,11 @@ def run_engine(engine_path: str | os.PathLike, image: np.ndarray, version_compat
     import tensorrt as trt
     from cuda.bindings import runtime as cudart
 
-    _cuda(cudart.cudaSetDevice(device), "cudaSetDevice")
+    cuda_check(cudart.cudaSetDevice(device), "cudaSetDevice")
     logger = trt.Logger(trt.Logger.WARNING)
     engine = _deserialize(trt, logger, Path(engine_path).read_bytes(), version_compatible)
     context = engine.create_execution_context()
-    stream = _cuda(cudart.cudaStreamCreate(), "cudaStreamCreate")
+    stream = cuda_check(cudart.cudaStreamCreate(), "cudaStreamCreate")
     image = np.ascontiguousarray(image, dtype=np.float32)
     context.set_input_shape(INPUT, image.shape)
     buffers: dict[str, int] = {}
@@ -204,16 +189,16 @@ def run_engine(engine_path: str | os.PathLike, image: np.ndarray, version_compat
             name = engine.get_tensor_name(i)
             shape = tuple(context.get_tensor_shape(name))
             host[name] = image if name == INPUT else np.empty(shape, dtype=trt.nptype(engine.get_tensor_dtype(name)))
-            buffers[name] = _cuda(cudart.cudaMalloc(max(1, host[name].nbytes)), "cudaMalloc")
+            buffers[name] = cuda_check(cudart.cudaMalloc(max(1, host[name].nbytes)), "cudaMalloc")
             context.set_tensor_address(name, int(buffers[name]))
         h2d, d2h = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
-        _cuda(cudart.cudaMemcpyAsync(buffers[INPUT], image.ctypes.data, image.nbytes, h2d, stream), "copy in")
+        cuda_check(cudart.cudaMemcpyAsync(buffers[INPUT], image.ctypes.data, image.nbytes, h2d, stream), "copy in")
         if not context.execute_async_v3(int(stream)):
             raise GpedgeError(f"TensorRT execution of {engine_path} failed (see its log)")
         for name, array in host.items():
             if name != INPUT:
-                _cuda(cudart.cudaMemcpyAsync(array.ctypes.data, buffers[name], array.nbytes, d2h, stream), "copy out")
-        _cuda(cudart.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
+                cuda_check(cudart.cudaMemcpyAsync(array.ctypes.data, buffers[name], array.nbytes, d2h, stream), "copy out")
+        cuda_check(cudart.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
     finally:
         for pointer in buffers.values():
             cudart.cudaFree(pointer)
@@ -263,12 +248,3 @@ def _precision(datatype: str) -> str:
         if word in text:
             return name
     return datatype.split(" ")[0] or "unknown"
-
-
-def _cuda(result: tuple, what: str) -> Any:
-    from cuda.bindings import runtime as cudart
-
-    err, *rest = result
-    if err != cudart.cudaError_t.cudaSuccess:
-        raise BackendUnavailable(f"CUDA error in {what}: {cudart.cudaGetErrorString(err)[1].decode(errors='replace')}")
-    return rest[0] if len(rest) == 1 else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 
 from gpedge.export import tensorrt_build
+from gpedge.runtime.backends.tensorrt import engine_file_name
 
 
 @pytest.mark.parametrize(
@@ -39,7 +40,7 @@ def test_engine_with_int64_label_is_refused() -> None:
 
 
 def test_engine_name_and_target_command() -> None:
-    name = tensorrt_build.engine_file_name("NVIDIA H100 80GB HBM3", "9.0", "10.13.0.35")
+    name = engine_file_name("NVIDIA H100 80GB HBM3", "9.0", "10.13.0.35")
     assert name == "nvidia-h100-80gb-hbm3-sm90-trt10.13.0.35.engine"
     command = tensorrt_build.build_command("model.fp16.onnx", (1, 128, 128), 16, "x.engine")
     assert "--stronglyTyped" in command and "--maxShapes=image:16x1x128x128" in command

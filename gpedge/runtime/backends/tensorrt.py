@@ -41,7 +41,7 @@ def _import() -> tuple[Any, Any]:
     return trt, cudart
 
 
-def _check(result: tuple, what: str) -> Any:
+def cuda_check(result: tuple, what: str) -> Any:
     """Unpack a cuda.bindings call result, raising on a CUDA error."""
     _, cudart = _import()
     err, *rest = result
@@ -59,18 +59,20 @@ class GpuInfo:
     name: str
     compute_capability: str
 
-    @property
-    def slug(self) -> str:
-        return re.sub(r"[^a-z0-9]+", "-", self.name.lower()).strip("-")
+
+def engine_file_name(gpu_name: str, compute_capability: str, tensorrt_version: str) -> str:
+    """``<gpu>-sm<cc>-trt<version>.engine``, e.g. ``nvidia-h100-80gb-hbm3-sm90-trt10.13.0.35.engine``."""
+    slug = re.sub(r"[^a-z0-9]+", "-", gpu_name.lower()).strip("-")
+    return f"{slug}-sm{compute_capability.replace('.', '')}-trt{tensorrt_version}.engine"
 
 
 def gpu_info(index: int = 0) -> GpuInfo:
     """Name and compute capability of CUDA device ``index``."""
     _, cudart = _import()
-    count = _check(cudart.cudaGetDeviceCount(), "cudaGetDeviceCount")
+    count = cuda_check(cudart.cudaGetDeviceCount(), "cudaGetDeviceCount")
     if count == 0 or index >= count:
         raise BackendUnavailable(f"tensorrt backend: no CUDA device {index} (found {count}); {INSTALL_HINT}")
-    prop = _check(cudart.cudaGetDeviceProperties(index), "cudaGetDeviceProperties")
+    prop = cuda_check(cudart.cudaGetDeviceProperties(index), "cudaGetDeviceProperties")
     name = prop.name.decode(errors="replace") if isinstance(prop.name, bytes) else str(prop.name)
     return GpuInfo(index=index, name=name.strip("\x00 "), compute_capability=f"{prop.major}.{prop.minor}")
 
@@ -127,7 +129,7 @@ class TensorRTBackend(Backend):
             raise BackendUnavailable(f"tensorrt backend: device must be 'cuda', 'cuda:N' or an int, not {device!r}")
         self.gpu = gpu_info(index)
         self.trt_version = trt.__version__
-        _check(cudart.cudaSetDevice(index), "cudaSetDevice")
+        cuda_check(cudart.cudaSetDevice(index), "cudaSetDevice")
         self._trt = trt
         self._logger = trt.Logger(trt.Logger.WARNING)
         self.engine_path, self.engine_meta = self._locate_engine()
@@ -165,8 +167,7 @@ class TensorRTBackend(Backend):
             log.warning("tensorrt: refusing the packaged engine(s): %s; building one for this machine", self._refused)
         onnx = self.package.file("model.fp16.onnx")
         sha = self.package.manifest["files"]["model.fp16.onnx"]["sha256"]
-        stem = f"{self.gpu.slug}-sm{self.gpu.compute_capability.replace('.', '')}-trt{self.trt_version}"
-        path = cache_root() / "engines" / sha[:16] / f"{stem}.engine"
+        path = cache_root() / "engines" / sha[:16] / engine_file_name(self.gpu.name, self.gpu.compute_capability, self.trt_version)
         meta_path = path.with_suffix(".json")
         if path.is_file() and meta_path.is_file():
             meta = json.loads(meta_path.read_text())
@@ -219,11 +220,11 @@ class TensorRTBackend(Backend):
         if state is not None:
             return state
         _, cudart = _import()
-        _check(cudart.cudaSetDevice(self.gpu.index), "cudaSetDevice")
+        cuda_check(cudart.cudaSetDevice(self.gpu.index), "cudaSetDevice")
         context = self._engine.create_execution_context()
         if context is None:
             raise BackendUnavailable("tensorrt backend: could not create an execution context (GPU out of memory?)")
-        state = _ThreadState(context=context, stream=_check(cudart.cudaStreamCreate(), "cudaStreamCreate"))
+        state = _ThreadState(context=context, stream=cuda_check(cudart.cudaStreamCreate(), "cudaStreamCreate"))
         height, width = self.package.image_size
         context.set_input_shape("image", (self.max_batch, len(self.package.channels), height, width))
         if self.accepts_offset:
@@ -232,7 +233,7 @@ class TensorRTBackend(Backend):
             shape = tuple(context.get_tensor_shape(name))
             dtype = np.dtype(self._trt.nptype(self._engine.get_tensor_dtype(name)))
             state.host[name] = np.empty(shape, dtype=dtype)
-            state.device[name] = _check(cudart.cudaMalloc(max(1, state.host[name].nbytes)), "cudaMalloc")
+            state.device[name] = cuda_check(cudart.cudaMalloc(max(1, state.host[name].nbytes)), "cudaMalloc")
             context.set_tensor_address(name, int(state.device[name]))
         with self._lock:
             self._states.append(state)
@@ -251,11 +252,11 @@ class TensorRTBackend(Backend):
         ctx.set_input_shape("image", batch.shape)
         h2d = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
         d2h = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
-        _check(cudart.cudaMemcpyAsync(state.device["image"], host_in.ctypes.data, host_in.nbytes, h2d, stream), "copy in")
+        cuda_check(cudart.cudaMemcpyAsync(state.device["image"], host_in.ctypes.data, host_in.nbytes, h2d, stream), "copy in")
         if self.accepts_offset:
             host_offset = state.host["offset"]
             host_offset[...] = self.effective_offset(offset)
-            _check(
+            cuda_check(
                 cudart.cudaMemcpyAsync(state.device["offset"], host_offset.ctypes.data, host_offset.nbytes, h2d, stream),
                 "copy offset",
             )
@@ -265,9 +266,9 @@ class TensorRTBackend(Backend):
         for name in OUTPUT_NAMES:
             shape = tuple(ctx.get_tensor_shape(name))
             out = state.host[name].reshape(-1)[: int(np.prod(shape))].reshape(shape)
-            _check(cudart.cudaMemcpyAsync(out.ctypes.data, state.device[name], out.nbytes, d2h, stream), "copy out")
+            cuda_check(cudart.cudaMemcpyAsync(out.ctypes.data, state.device[name], out.nbytes, d2h, stream), "copy out")
             outputs[name] = out
-        _check(cudart.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
+        cuda_check(cudart.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
         return self.apply_host_offset({name: out.copy() for name, out in outputs.items()}, offset)
 
     @property
