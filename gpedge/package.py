@@ -9,9 +9,10 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from gpedge.errors import PackageError
 
@@ -34,10 +35,11 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
+    """Let ``write`` fill a temporary file in ``path``'s folder, then rename it to ``path``.
 
-    The file gets the usual permissions (0666 less the umask), not mkstemp's private 0600.
+    The file gets the usual permissions (0666 less the umask), not mkstemp's private 0600;
+    nothing is left behind if ``write`` fails.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -45,11 +47,16 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     try:
         os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            write(fh)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_write`)."""
+    atomic_write(path, lambda fh: fh.write(data))
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:

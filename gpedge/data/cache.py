@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from gpedge.errors import DataError
-from gpedge.package import atomic_write_json
+from gpedge.package import atomic_write, atomic_write_json
 from gpedge.paths import cache_root
 
 
@@ -79,11 +78,4 @@ class ArrayCache:
 
     @staticmethod
     def _write_npy(path: Path, array: np.ndarray) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.save(fh, np.ascontiguousarray(array))
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, lambda fh: np.save(fh, np.ascontiguousarray(array)))
