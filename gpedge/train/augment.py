@@ -6,6 +6,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from gpedge.export.fused import normalise_slice_max
+
 
 def augment_batch(images: torch.Tensor, generator: torch.Generator, max_degrees: float = 10.0) -> torch.Tensor:
     """Rotate each (C, H, W) slice of ``images`` by a random angle in ``[-max_degrees, max_degrees]``,
@@ -27,5 +29,4 @@ def augment_batch(images: torch.Tensor, generator: torch.Generator, max_degrees:
     ).to(device=images.device, dtype=images.dtype)
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     moved = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    peak = moved.amax(dim=(1, 2, 3), keepdim=True)
-    return moved / torch.where(peak > 0, peak, torch.ones_like(peak))
+    return normalise_slice_max(moved)
