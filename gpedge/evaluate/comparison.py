@@ -11,21 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import cv2
 import numpy as np
 
 from gpedge.evaluate.metrics import dice_score, iou_score, median_or_none, pointing_hit, pointing_tolerance
 from gpedge.package import ModelPackage
 from gpedge.postprocess import mask_from_heatmap
 from gpedge.preprocess import normalise_slice_max, resize_image
+from gpedge.runtime.predictor import resize_heatmaps
 
 POINTING_FRACTION = 0.015
-
-
-def _to_size(heatmap: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    if heatmap.shape == shape:
-        return heatmap
-    return cv2.resize(heatmap, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
 
 
 def compare_explanations(
@@ -55,7 +49,7 @@ def compare_explanations(
             tolerance = pointing_tolerance(truth.shape, POINTING_FRACTION)
             maps = {"inherent": out.inherent[row], **{m: out.posthoc[m][row] for m in POSTHOC_METHODS}}
             for name, heatmap in maps.items():
-                resized = _to_size(heatmap, truth.shape)
+                resized = resize_heatmaps(heatmap[None], truth.shape)[0]
                 mask = mask_from_heatmap(resized, offset, empty=empty)
                 scores[name]["dice"].append(dice_score(mask, truth))
                 scores[name]["iou"].append(iou_score(mask, truth))

@@ -144,7 +144,7 @@ class Predictor:
         height, width = scan.images.shape[-2:]
         k = int(outputs["label"][row])
         model_maps = np.asarray(outputs["heatmaps"][row], dtype=np.float32)
-        heatmaps = _resize_maps(model_maps, (height, width))
+        heatmaps = resize_heatmaps(model_maps, (height, width))
         tumour = k != self.no_tumour_class
         threshold = float(outputs["threshold"][row])
         constant = float(model_maps[k].max()) == float(model_maps[k].min())
@@ -172,8 +172,8 @@ class Predictor:
         return 0
 
 
-def _resize_maps(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(K, h, w) -> (K, H, W) float32, bilinear."""
+def resize_heatmaps(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(K, h, w) -> (K, H, W) float32, bilinear: how results are mapped back to the input's geometry."""
     height, width = size
     if maps.shape[-2:] == (height, width):
         return maps.copy()
