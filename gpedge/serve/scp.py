@@ -45,7 +45,8 @@ def decodable_transfer_syntaxes() -> list[str]:
 
 
 class StorageSCP:
-    """Accepts associations from ``allowed_callers`` (any caller when empty) and stores MR images.
+    """Accepts associations addressed to ``ae_title`` from ``allowed_callers`` (any caller when
+    empty) and stores MR images.
 
     Other storage SOP classes are negotiated so that they get a clear C-STORE status (0x0122,
     SOP class not supported) rather than a refused presentation context. An instance is
@@ -75,6 +76,7 @@ class StorageSCP:
         self._ae = AE(ae_title=ae_title)
         self._ae.maximum_associations = max_associations
         self._ae.require_calling_aet = list(allowed_callers or [])
+        self._ae.require_called_aet = True
         self._ae.add_supported_context(Verification)
         syntaxes = decodable_transfer_syntaxes()
         for context in AllStoragePresentationContexts:
