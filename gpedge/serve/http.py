@@ -3,7 +3,9 @@
 ``POST /predict`` takes the scan as the raw request body — PNG, JPEG, TIFF, DICOM (Part 10
 file) or NIfTI (``.nii``/``.nii.gz``), recognised by its content — and answers
 ``{"file", "results": [...], "key_slice", "speed_ms"}`` where each element of ``results`` is the
-record ``gpedge infer --json`` prints for that image or slice. Query parameters: ``name`` (file
+record ``gpedge infer --json`` prints for that image or slice, and ``speed_ms`` holds the key
+slice's stages plus ``upload`` (reading the body), ``render`` (mask/overlay PNGs, when asked)
+and ``server_total``. Query parameters: ``name`` (file
 name reported back), ``mask=png`` (each record gets ``mask_png``, a base64 PNG, 255 inside the
 mask), ``overlay=png`` (``overlay_png`` of the key slice: scan, heatmap, mask outline). Errors
 are JSON ``{"error": message}``: 400 empty or malformed request, 413 body over the limit, 415
@@ -86,6 +88,7 @@ def predict_bytes(predictor, data: bytes, name: str, mask_png: bool, overlay_png
             results = predictor.predict_scans([predictor.load(path, name=stem)])[0]
         except GpedgeError as exc:
             raise _HTTPError(422, str(exc).replace(str(path), name)) from exc
+    start = time.perf_counter()
     records = []
     for result in results:
         record = {**result.to_dict(), "file": name}
@@ -101,6 +104,8 @@ def predict_bytes(predictor, data: bytes, name: str, mask_png: bool, overlay_png
     }
     if overlay_png:
         response["overlay_png"] = _png_base64(key.plot())
+    if mask_png or overlay_png:
+        response["speed_ms"]["render"] = (time.perf_counter() - start) * 1e3
     return response
 
 

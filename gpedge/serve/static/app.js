@@ -7,6 +7,7 @@ const STAGES = [
   ["preprocess", "preprocess"],
   ["inference", "inference"],
   ["postprocess", "postprocess"],
+  ["render", "render overlay"],
   ["server_total", "server total"],
 ];
 
