@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from pydicom.uid import CTImageStorage, generate_uid
+from pydicom.uid import generate_uid
 
 from dcmtk import StoreSCP, echoscu, need, store_responses, storescu, wait_until
 from gpedge.errors import InputError
@@ -21,7 +21,7 @@ from gpedge.serve.node import DicomNode, ServeConfig
 from gpedge.serve.sender import Destination
 from gpedge.serve.spool import FAILED
 from gpedge.serve.worker import Processed
-from mr_series import example_slices, write_series
+from mr_series import example_series, make_ct
 
 
 class Recorder:
@@ -69,7 +69,7 @@ def test_echo_and_series_processed_once_complete(node_factory, tmp_path: Path) -
     process = Recorder()
     node, port = node_factory(process)
     assert echoscu(port).returncode == 0
-    files = write_series(tmp_path / "series", example_slices(count=6))
+    files = example_series(tmp_path / "series", count=6)
     proc = storescu(port, files)
     assert proc.returncode == 0, proc.stderr
     assert store_responses(proc) == ["Success"] * 6
@@ -87,12 +87,13 @@ def test_echo_and_series_processed_once_complete(node_factory, tmp_path: Path) -
 def test_bad_objects_get_failure_statuses_and_one_log_line_each(node_factory, tmp_path: Path, caplog) -> None:
     process = Recorder()
     node, port = node_factory(process)
-    ct = write_series(tmp_path / "ct", example_slices(count=1), sop_class=CTImageStorage)
-    no_pixels = write_series(tmp_path / "nopix", example_slices(count=1))
+    ct = example_series(tmp_path / "ct", count=1)
+    make_ct(ct[0])
+    no_pixels = example_series(tmp_path / "nopix", count=1)
     ds = pydicom.dcmread(no_pixels[0])
     del ds.PixelData
     ds.save_as(no_pixels[0])
-    bad_uid = write_series(tmp_path / "baduid", example_slices(count=1))
+    bad_uid = example_series(tmp_path / "baduid", count=1)
     ds = pydicom.dcmread(bad_uid[0])
     ds.SeriesInstanceUID = "../../etc"
     ds.save_as(bad_uid[0])
@@ -107,7 +108,7 @@ def test_bad_objects_get_failure_statuses_and_one_log_line_each(node_factory, tm
     assert not node.spool.all()
     # the node keeps running: an echo and a good series still work
     assert echoscu(port).returncode == 0
-    good = write_series(tmp_path / "good", example_slices(count=2))
+    good = example_series(tmp_path / "good", count=2)
     assert store_responses(storescu(port, good)) == ["Success"] * 2
     wait_until(lambda: _results(tmp_path / "out"), what="the good series to be processed")
 
@@ -121,8 +122,8 @@ def test_only_allowed_callers_and_our_ae_title(node_factory) -> None:
 
 def test_new_series_refused_while_queue_is_full(node_factory, tmp_path: Path) -> None:
     node, port = node_factory(Recorder(), queue_size=1, idle_timeout=30)  # the first series stays waiting
-    first = write_series(tmp_path / "a", example_slices(count=2))
-    second = write_series(tmp_path / "b", example_slices(count=2))
+    first = example_series(tmp_path / "a", count=2)
+    second = example_series(tmp_path / "b", count=2)
     assert store_responses(storescu(port, first)) == ["Success"] * 2
     assert store_responses(storescu(port, second)) == ["Refused: OutOfResources"] * 2
     assert store_responses(storescu(port, first[:1])) == ["Success"]  # more of a held series is fine
@@ -131,7 +132,7 @@ def test_new_series_refused_while_queue_is_full(node_factory, tmp_path: Path) ->
 def test_processing_failure_is_recorded_and_the_node_goes_on(node_factory, tmp_path: Path, caplog) -> None:
     process = Recorder(fail=True)
     node, port = node_factory(process)
-    files = write_series(tmp_path / "series", example_slices(count=2))
+    files = example_series(tmp_path / "series", count=2)
     with caplog.at_level(logging.ERROR, logger="gpedge.serve"):
         storescu(port, files)
         wait_until(lambda: list((tmp_path / "out").glob("*/*/error.json")), what="error.json")
@@ -147,7 +148,7 @@ def test_processing_failure_is_recorded_and_the_node_goes_on(node_factory, tmp_p
 def test_results_are_sent_to_the_destination(node_factory, tmp_path: Path) -> None:
     with StoreSCP(tmp_path / "dest") as dest:
         node, port = node_factory(Recorder(), destination=Destination("DEST", "127.0.0.1", dest.port))
-        files = write_series(tmp_path / "series", example_slices(count=3))
+        files = example_series(tmp_path / "series", count=3)
         storescu(port, files)
         (received,) = dest.wait_for(1)
         wait_until(lambda: _results(tmp_path / "out"), what="result.json")
@@ -161,7 +162,7 @@ def test_unreachable_destination_fails_the_job_without_losing_results(node_facto
     from dcmtk import free_port
 
     node, port = node_factory(Recorder(), destination=Destination("DEST", "127.0.0.1", free_port()))
-    storescu(port, write_series(tmp_path / "series", example_slices(count=1)))
+    storescu(port, example_series(tmp_path / "series", count=1))
     wait_until(lambda: list((tmp_path / "out").glob("*/*/error.json")), timeout=60, what="error.json")
     (error_file,) = (tmp_path / "out").glob("*/*/error.json")
     assert "refused or did not answer" in json.loads(error_file.read_text())["error"]

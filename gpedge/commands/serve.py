@@ -44,8 +44,8 @@ def main(
     from gpedge.serve.sender import Destination
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
-    logging.getLogger("pydicom").setLevel(logging.ERROR)
+    for name, level in (("pynetdicom", logging.WARNING), ("highdicom", logging.WARNING), ("pydicom", logging.ERROR)):
+        logging.getLogger(name).setLevel(level)
     config = ServeConfig(
         out_dir=out,
         ae_title=ae_title,
