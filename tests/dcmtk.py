@@ -32,9 +32,12 @@ def echoscu(port: int, called: str = "GPEDGE", calling: str = "ECHOSCU") -> subp
                           capture_output=True, text=True, timeout=60)
 
 
-def storescu(port: int, files: Sequence[Path], called: str = "GPEDGE", calling: str = "SCANNER") -> subprocess.CompletedProcess:
-    """Send files in one association; ``-nh``: go on after a refused instance; ``-v`` prints each response."""
-    return subprocess.run(["storescu", "-v", "-nh", "-aet", calling, "-aec", called, "127.0.0.1", str(port),
+def storescu(
+    port: int, files: Sequence[Path], called: str = "GPEDGE", calling: str = "SCANNER", options: Sequence[str] = ()
+) -> subprocess.CompletedProcess:
+    """Send files in one association; ``-nh``: go on after a refused instance; ``-v`` prints each
+    response; ``options`` e.g. ``["-xr"]`` to propose RLE Lossless."""
+    return subprocess.run(["storescu", "-v", "-nh", *options, "-aet", calling, "-aec", called, "127.0.0.1", str(port),
                            *map(str, files)], capture_output=True, text=True, timeout=300)
 
 

@@ -167,3 +167,23 @@ def test_unreachable_destination_fails_the_job_without_losing_results(node_facto
     (error_file,) = (tmp_path / "out").glob("*/*/error.json")
     assert "refused or did not answer" in json.loads(error_file.read_text())["error"]
     assert (error_file.parent / "result.dcm").is_file()
+
+
+def test_compressed_series_is_stored_as_sent_and_processed(node_factory, tmp_path: Path) -> None:
+    """RLE Lossless (decoded by pydicom itself) through the real processing function."""
+    from pydicom.uid import RLELossless
+
+    from gpedge.runtime.predictor import Predictor
+    from gpedge.serve.processing import StudyProcessor
+
+    files = example_series(tmp_path / "series", count=4, transfer_syntax=RLELossless)
+    with Predictor() as predictor:
+        node, port = node_factory(StudyProcessor(predictor), idle_timeout=2)  # check the spool before processing
+        assert store_responses(storescu(port, files, options=["-xr"])) == ["Success"] * 4
+        spooled = [p for p in (tmp_path / "out" / "spool").glob("*/*.dcm")]
+        assert {str(pydicom.dcmread(p).file_meta.TransferSyntaxUID) for p in spooled} == {RLELossless}
+        wait_until(lambda: _results(tmp_path / "out"), timeout=120, what="result.json")
+        node.stop()
+    (record,) = _results(tmp_path / "out")
+    assert record["label"] in ("Healthy", "LGG", "HGG") and record["slices"] == 4
+    assert {Path(p).name.rsplit("_", 1)[1] for p in record["dicom"]} == {"seg.dcm", "pmap.dcm", "sr.dcm"}

@@ -40,7 +40,8 @@ class ServeConfig:
 
     def validate(self) -> None:
         """Raise a clear :class:`GpedgeError` for a setting that cannot work."""
-        for name in [self.ae_title, *self.allowed_callers]:
+        destination = [self.destination.ae_title] if self.destination else []
+        for name in [self.ae_title, *self.allowed_callers, *destination]:
             if not 0 < len(name) <= 16 or "\\" in name or not name.isascii() or not name.isprintable() or not name.strip():
                 raise GpedgeError(f"AE title {name!r} is invalid: 1 to 16 printable ASCII characters, no backslash")
         for what, port in (("--port", self.port), ("--http-port", self.http_port)):
