@@ -210,6 +210,20 @@ def test_sources_without_type_2_patient_and_study_attributes(tmp_path: Path, pre
     assert "PatientBirthDate" not in pydicom.dcmread(written.files[0])
 
 
+def test_empty_mask_gives_valid_objects(tmp_path: Path, predictor) -> None:
+    """A blank series: empty mask (all SEG frames kept, empty) and a heatmap whose range is below 1."""
+    written = write_series(tmp_path / "in", np.zeros((64, 64, 4), np.int16), np.diag([-1.0, -1.0, 1.0, 1.0]))
+    result = process_study(predictor, tmp_path / "in", tmp_path / "out")
+    assert result.mask_volume_ml == 0, "this test needs a study without mask"
+    assert len(predictor.predict(tmp_path / "in")) == 4  # the Predictor reads DICOM folders too
+    if DCIODVFY:
+        for path in result.paths.values():
+            assert dciodvfy_errors(path) == [], path
+    seg = hd.seg.segread(result.paths["seg"])
+    got = seg.get_pixels_by_source_instance(written.sop_uids, segment_numbers=[1])
+    assert got.shape == (4, 64, 64, 1) and not got.any()
+
+
 def test_missing_highdicom_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     from gpedge.dicom.identity import require_highdicom
 

@@ -167,7 +167,9 @@ def build_pmap(sources: list[Dataset], heat: np.ndarray, label: str, identity: M
         instance_number=1,
         contains_recognizable_visual_features=False,
         real_world_value_mappings=[mapping],
-        voi_lut_transformations=[hd.VOILUTTransformation(window_center=(low + high) / 2, window_width=high - low)],
+        voi_lut_transformations=[hd.VOILUTTransformation(  # LINEAR_EXACT: heatmap ranges may be narrower than 1
+            window_center=(low + high) / 2, window_width=high - low, voi_lut_function="LINEAR_EXACT",
+        )],
         content_label="CAM",
         content_description=f"gpedge {label} class activation map"[:64],
         **identity.device,
