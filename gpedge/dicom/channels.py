@@ -6,7 +6,7 @@ Default rules (case-insensitive regular expressions on "SeriesDescription Protoc
 - ``t1ce``: a T1 name (T1, MPRAGE, SPGR, BRAVO, VIBE, FLASH, TFE...) with a contrast marker
   (post, +C, C+, Gd, gado, contrast, CE, enhanced), or T1CE / T1C / T1Gd;
 - ``t1``: a T1 name without a contrast marker (or with "pre");
-- ``t2``: T2 (not T2*, T2 star, FLAIR).
+- ``t2``: T2 (not T2*, T2 star, SWI, GRE, diffusion, FLAIR).
 
 Overrides, per channel: a SeriesInstanceUID (selects that series) or a regular expression
 (searched in the description and protocol name), e.g. ``{"t1ce": "1.2.840.99.3.12.4"}`` or
@@ -26,11 +26,22 @@ from dataclasses import dataclass
 from gpedge.dicom.series import DicomSeries
 from gpedge.errors import InputError
 
-_T1 = r"(t1|mprage|mp-rage|spgr|bravo|vibe|flash|tfe|tfl|fspgr)"
-_ENHANCED = r"(post|\+\s*c\b|\bc\s*\+|\bgd\b|gado|contrast|\bce\b|enhanc|t1\s*[-_ ]?\s*(ce|c|gd)\b)"
-_PRE = r"\bpre\b"
-_FLAIR = r"(flair|dark[-_ ]?fluid|tirm)"
-_T2 = r"t2(?!\s*\*|\s*[-_ ]?star|\*)"
+
+def _word(alternatives: str) -> str:
+    """Whole words only; "_" and "-" separate words, as in scanner protocol names."""
+    return rf"(?<![a-z0-9])(?:{alternatives})(?![a-z0-9])"
+
+
+_T1 = r"t1(?![0-9])|" + _word(r"mprage|mp-rage|mp2rage|spgr|fspgr|bravo|vibe|flash|fl3d|tfe|tfl")
+_ENHANCED = "|".join((
+    _word(r"post|postcontrast|gd|gad|gado\w*|contrast|ce|enh\w*"),
+    r"t1\s*[-_]?\s*(?:ce|c|gd|post)(?![a-z0-9])",
+    r"\+\s*c(?![a-z0-9])|(?<![a-z0-9])c\s*\+",
+))
+_PRE = _word(r"pre|precontrast|native|nativ")
+_FLAIR = r"flair|dark[-_ ]?fluid|tirm"
+_T2 = r"t2(?![0-9])(?!\s*\*)(?!\s*[-_]?\s*star)"
+_NOT_T2 = _word(r"swi|swan|gre|susc\w*|dwi|adc")
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)+$")
 
 
@@ -44,9 +55,9 @@ def classify(series: DicomSeries) -> str | None:
     t1 = _search(_T1, text)
     if _search(_FLAIR, text) and not t1:
         return "flair"
-    if t1 or _search(r"t1\s*[-_ ]?\s*(ce|c|gd)\b", text):
+    if t1:
         return "t1ce" if _search(_ENHANCED, text) and not _search(_PRE, text) else "t1"
-    if _search(_T2, text):
+    if _search(_T2, text) and not _search(_NOT_T2, text):
         return "t2"
     return None
 
@@ -150,7 +161,7 @@ def check_same_grid(chosen: Mapping[str, DicomSeries]) -> None:
                 f"{series} ({channel}) and {first} ({first_channel}) have different frames of reference "
                 f"({series.frame_of_reference_uid} vs {first.frame_of_reference_uid}); register them onto one grid first"
             )
-        if series.grid is None or first.grid is None or not series.grid.same_grid(first.grid):
+        if series.grid is None or first.grid is None or not series.grid.same_display_grid(first.grid):
             raise InputError(
                 f"{series} ({channel}) and {first} ({first_channel}) are not on the same voxel grid "
                 f"({_grid_text(series)} vs {_grid_text(first)}); resample them onto one grid first"
@@ -161,4 +172,6 @@ def _grid_text(series: DicomSeries) -> str:
     grid = series.grid
     if grid is None:
         return "no patient geometry"
-    return f"{grid.shape[0]} slices of {grid.shape[1]}x{grid.shape[2]}, origin ({', '.join(f'{v:.1f}' for v in grid.origin)})"
+    s, h, w = grid.display_shape
+    corner = grid.display_affine[:3, 3]
+    return f"{s} slices of {h}x{w}, first voxel at ({', '.join(f'{v:.1f}' for v in corner)}) mm"

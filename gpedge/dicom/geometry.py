@@ -77,15 +77,23 @@ class Grid:
         """``axial``, ``coronal`` or ``sagittal``: the patient axis closest to the slice normal."""
         return PLANES[int(np.argmax(np.abs(self.normal)))]
 
-    def same_grid(self, other: "Grid", tol_mm: float = 0.01) -> bool:
-        """Whether ``other`` samples the same voxel centres (same shape, orientation, spacing, origin)."""
-        if self.shape != other.shape:
+    @property
+    def display_affine(self) -> np.ndarray:
+        """4x4 matrix mapping display indices ``(s, r, c, 1)`` to LPS millimetres."""
+        return self.affine @ self.reorientation().index_matrix(self.shape)
+
+    @property
+    def display_shape(self) -> tuple[int, int, int]:
+        return self.reorientation().display_shape(self.shape)
+
+    def same_display_grid(self, other: "Grid", tol_mm: float = 0.01) -> bool:
+        """Whether ``other`` puts the same voxel centres at the same display indices (storage order aside)."""
+        if self.display_shape != other.display_shape:
             return False
-        corners = np.array([[0, 0, 0], [s - 1 for s in self.shape]], dtype=np.float64)
-        ours = _apply(self.affine, corners)
-        theirs = _apply(other.affine, corners)
-        return bool(np.allclose(self.affine[:3, :3], other.affine[:3, :3], atol=1e-4) and
-                    np.abs(ours - theirs).max() <= tol_mm)
+        corners = np.array([[0, 0, 0], [s - 1 for s in self.display_shape]], dtype=np.float64)
+        ours, theirs = self.display_affine, other.display_affine
+        return bool(np.allclose(ours[:3, :3], theirs[:3, :3], atol=1e-3)
+                    and np.abs(_apply(ours, corners) - _apply(theirs, corners)).max() <= tol_mm)
 
     def reorientation(self) -> "Reorientation":
         """How this stack maps onto the display axes."""
@@ -142,6 +150,15 @@ class Reorientation:
         flips = tuple(d for d in range(3) if self.flip[d])
         arr = np.flip(stack, flips) if flips else stack
         return np.ascontiguousarray(np.moveaxis(arr, (0, 1, 2), self.order))
+
+    def index_matrix(self, shape: tuple[int, int, int]) -> np.ndarray:
+        """4x4 matrix mapping display indices ``(s, r, c, 1)`` to stored indices ``(k, i, j, 1)``."""
+        out = np.zeros((4, 4))
+        out[3, 3] = 1.0
+        for display, stored in enumerate(self.order):
+            out[stored, display] = -1.0 if self.flip[display] else 1.0
+            out[stored, 3] = shape[stored] - 1 if self.flip[display] else 0.0
+        return out
 
     def display_shape(self, shape: tuple[int, int, int]) -> tuple[int, int, int]:
         return tuple(shape[a] for a in self.order)  # type: ignore[return-value]

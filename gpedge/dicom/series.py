@@ -64,8 +64,8 @@ class Frame:
 class DicomSeries:
     """The images of one series, ordered along the slice normal, with their geometry.
 
-    ``frames`` are in stack order (feet-to-head along the normal for geometric series, as stored
-    otherwise); ``headers`` holds each file's dataset without pixel data; ``grid`` is ``None``
+    ``frames`` are in stack order (ascending along the slice normal for geometric series, as
+    stored otherwise); ``headers`` holds each file's dataset without pixel data; ``grid`` is ``None``
     for images without patient geometry.
     """
 

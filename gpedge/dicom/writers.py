@@ -15,7 +15,6 @@ source images' order, masks and maps mapped back from the display orientation.
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import io
 import os
@@ -29,7 +28,7 @@ from pydicom.sr.codedict import codes
 from gpedge.dicom.identity import CLASS_SCHEME, ModelIdentity, require_highdicom
 from gpedge.dicom.series import DicomSeries
 from gpedge.dicom.study import DicomStudy, StudyResult, summarise
-from gpedge.errors import InputError
+from gpedge.errors import GpedgeError, InputError
 from gpedge.package import atomic_write
 from gpedge.runtime.results import Result
 
@@ -99,11 +98,14 @@ _PATIENT_STUDY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", 
 
 
 def _complete(header: Dataset) -> Dataset:
-    """A copy of a source header with absent Type 2 patient/study attributes present and empty."""
-    out = copy.deepcopy(header)
-    for keyword in _PATIENT_STUDY:
-        if keyword not in out:
-            setattr(out, keyword, "")
+    """The source header, or a copy (sharing its elements) with the absent Type 2 patient/study attributes empty."""
+    missing = [keyword for keyword in _PATIENT_STUDY if keyword not in header]
+    if not missing:
+        return header
+    out = Dataset(dict(header))
+    out.file_meta = header.file_meta
+    for keyword in missing:
+        setattr(out, keyword, "")
     return out
 
 
@@ -165,7 +167,9 @@ def build_pmap(sources: list[Dataset], heat: np.ndarray, label: str, identity: M
         instance_number=1,
         contains_recognizable_visual_features=False,
         real_world_value_mappings=[mapping],
-        voi_lut_transformations=[hd.VOILUTTransformation(window_center=(low + high) / 2, window_width=high - low)],
+        voi_lut_transformations=[hd.VOILUTTransformation(  # LINEAR_EXACT: heatmap ranges may be narrower than 1
+            window_center=(low + high) / 2, window_width=high - low, voi_lut_function="LINEAR_EXACT",
+        )],
         content_label="CAM",
         content_description=f"gpedge {label} class activation map"[:64],
         **identity.device,
@@ -198,7 +202,7 @@ def build_sr(
             serial_number=identity.package_sha256[:16],
         ),
     )
-    predicted = sr.QualitativeEvaluation(name=codes.DCM.Finding, value=_class_code(summary.label))
+    predicted = sr.QualitativeEvaluation(name=codes.SCT.Classification, value=_class_code(summary.label))
     tumour = sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=sr.TrackingIdentifier(uid=hd.UID(), identifier="tumour"),
         referenced_segment=sr.ReferencedSegment(
@@ -263,7 +267,9 @@ def _write_all(files: dict[Path, bytes]) -> None:
         for path, data in files.items():
             atomic_write(path, lambda fh, data=data: fh.write(data))
             done.append(path)
-    except BaseException:
+    except BaseException as exc:
         for path in done:
             path.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise GpedgeError(f"{path}: cannot write the DICOM results ({exc}); no result of this study was kept") from exc
         raise
