@@ -187,3 +187,19 @@ def test_compressed_series_is_stored_as_sent_and_processed(node_factory, tmp_pat
     (record,) = _results(tmp_path / "out")
     assert record["label"] in ("Healthy", "LGG", "HGG") and record["slices"] == 4
     assert {Path(p).name.rsplit("_", 1)[1] for p in record["dicom"]} == {"seg.dcm", "pmap.dcm", "sr.dcm"}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--destination", "PACS:104"], "is not AE@host:port"),
+    (["--ae-title", "A" * 17], "AE title 'AAAAAAAAAAAAAAAAA' is invalid"),
+    (["--allow", "BAD\\AE"], "is invalid"),
+    (["--port", "70000"], "--port 70000 is not a TCP port"),
+    (["--no-dicom", "--no-http"], "enable at least one"),
+])
+def test_bad_options_get_one_clear_line(args: list[str], message: str) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "gpedge.cli", "serve", *args], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.startswith("error: ") and message in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

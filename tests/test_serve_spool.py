@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-
 from gpedge.errors import GpedgeError
 from gpedge.serve.spool import FAILED, QUEUED, RECEIVING, Spool, SpoolFull
 

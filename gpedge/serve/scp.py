@@ -58,7 +58,7 @@ class StorageSCP:
         self,
         spool: Spool,
         ae_title: str,
-        host: str = "0.0.0.0",
+        host: str = "127.0.0.1",
         port: int = 11112,
         allowed_callers: list[str] | None = None,
         max_pending: int | None = None,

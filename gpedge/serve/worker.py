@@ -92,11 +92,6 @@ class Dispatcher:
             thread.join()
         self._threads = []
 
-    @property
-    def queued(self) -> int:
-        """Jobs waiting for a worker."""
-        return self._jobs.qsize()
-
     def _schedule(self) -> None:
         while not self._stop.wait(self.poll):
             for job in self.spool.take_complete(self.idle_timeout):
@@ -107,10 +102,14 @@ class Dispatcher:
             job = self._jobs.get()
             if job is None or self._stop.is_set():  # a job not started stays queued in the spool
                 return
-            self.run_job(job)
+            try:
+                self.run_job(job)
+            except Exception as exc:  # e.g. the output disk is full: the series are retried at the next start
+                log.error("study %s: could not record the outcome (%s: %s)", job[0].study_uid, type(exc).__name__, exc)
 
     def run_job(self, job: list[Series]) -> None:
-        """Process, record, send and release one job; never raises."""
+        """Process, send, record (``result.json`` or ``error.json``) and release one job; errors of the
+        processing and the sending are recorded, not raised."""
         study_uid = job[0].study_uid
         out = self.out_dir / study_uid / job[0].uid
         generations = {s.uid: s.generation for s in job}
@@ -142,11 +141,13 @@ class Dispatcher:
             record.update(processed.summary, dicom=[str(p) for p in processed.dicom_files],
                           destination=str(self.destination) if self.destination else None)
             atomic_write_json(out / "result.json", record)
+            (out / "error.json").unlink(missing_ok=True)  # from an earlier, failed try
             seconds = timing["finished"] - timing["received_last"]
             sent = f", sent {len(processed.dicom_files)} objects to {self.destination}" if "sent" in timing else ""
             log.info("%s: %s in %.2f s after the last instance%s", where, _describe(processed.summary), seconds, sent)
         else:
             atomic_write_json(out / "error.json", {**record, "error": error})
+            (out / "result.json").unlink(missing_ok=True)
             log.error("%s: failed: %s", where, error)
         for series in job:
             self.spool.finish(series, generations[series.uid], error)
