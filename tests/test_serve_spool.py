@@ -138,3 +138,14 @@ def _mr_instance(study_uid: str, series_uid: str) -> bytes:
     buf = BytesIO()
     pydicom.dcmwrite(buf, ds, enforce_file_format=True)
     return buf.getvalue()
+
+
+def test_missing_serve_extra_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from gpedge.serve import require_extra
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pynetdicom" else real(name, *a))
+    with pytest.raises(GpedgeError, match=r"needs the \[serve\] extra \(pynetdicom not installed\): pip install 'gpedge\[serve\]'"):
+        require_extra()
