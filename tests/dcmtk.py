@@ -1,10 +1,14 @@
 """Third-party DICOM tools driving the node in tests: dcmtk (echoscu, storescu, storescp), dicom3tools (dciodvfy).
 
-Missing tools skip the test with the apt command that installs them (``.ci/run`` installs them).
+pynetdicom installs console scripts of the same names (``storescu``... with other options) that
+may come first on PATH, so each tool is the first one on PATH that says it is dcmtk's (or, for
+``dciodvfy``, dicom3tools'). Missing tools skip the test with the apt command that installs them
+(``.ci/run`` installs them).
 """
 from __future__ import annotations
 
-import shutil
+import functools
+import os
 import socket
 import subprocess
 import time
@@ -14,10 +18,28 @@ from pathlib import Path
 import pytest
 
 
+@functools.cache
+def tool(name: str) -> str | None:
+    """Path of the dcmtk (or dicom3tools, for dciodvfy) program ``name`` on PATH, or None."""
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        path = Path(folder) / name
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            continue
+        if name == "dciodvfy":
+            return str(path)
+        try:
+            version = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=30).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if "dcmtk" in version:
+            return str(path)
+    return None
+
+
 def need(*tools: str) -> None:
-    missing = [tool for tool in tools if shutil.which(tool) is None]
+    missing = [name for name in tools if tool(name) is None]
     if missing:
-        pytest.skip(f"{', '.join(missing)} not installed (apt-get install dcmtk dicom3tools)")
+        pytest.skip(f"{', '.join(missing)} (dcmtk/dicom3tools) not installed: apt-get install dcmtk dicom3tools")
 
 
 def free_port() -> int:
@@ -28,7 +50,7 @@ def free_port() -> int:
 
 
 def echoscu(port: int, called: str = "GPEDGE", calling: str = "ECHOSCU") -> subprocess.CompletedProcess:
-    return subprocess.run(["echoscu", "-aet", calling, "-aec", called, "127.0.0.1", str(port)],
+    return subprocess.run([tool("echoscu"), "-aet", calling, "-aec", called, "127.0.0.1", str(port)],
                           capture_output=True, text=True, timeout=60)
 
 
@@ -37,7 +59,7 @@ def storescu(
 ) -> subprocess.CompletedProcess:
     """Send files in one association; ``-nh``: go on after a refused instance; ``-v`` prints each
     response; ``options`` e.g. ``["-xr"]`` to propose RLE Lossless."""
-    return subprocess.run(["storescu", "-v", "-nh", *options, "-aet", calling, "-aec", called, "127.0.0.1", str(port),
+    return subprocess.run([tool("storescu"), "-v", "-nh", *options, "-aet", calling, "-aec", called, "127.0.0.1", str(port),
                            *map(str, files)], capture_output=True, text=True, timeout=300)
 
 
@@ -59,7 +81,7 @@ class StoreSCP:
     def __enter__(self) -> "StoreSCP":
         self.folder.mkdir(parents=True, exist_ok=True)
         self._log = open(self.folder.parent / f"{self.folder.name}-storescp.log", "w")
-        self._proc = subprocess.Popen(["storescp", "-aet", self.ae_title, "-od", str(self.folder), "-uf",
+        self._proc = subprocess.Popen([tool("storescp"), "-aet", self.ae_title, "-od", str(self.folder), "-uf",
                                        str(self.port)], stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -95,7 +117,7 @@ class StoreSCP:
 
 def dciodvfy(path: Path) -> list[str]:
     """The error lines ``dciodvfy`` prints for a file (warnings are not errors)."""
-    proc = subprocess.run(["dciodvfy", "-new", str(path)], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run([tool("dciodvfy"), "-new", str(path)], capture_output=True, text=True, timeout=120)
     return [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("Error")]
 
 

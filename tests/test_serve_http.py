@@ -110,16 +110,33 @@ def test_bad_inputs_get_clear_json_errors(http_server) -> None:
     assert status == 400 and "mask='rle' is not supported" in answer["error"]
 
 
+def _early_response(server, headers: dict[str, str], body: bytes) -> tuple[int, dict]:
+    """Send headers and the first ``body`` bytes only, then read the answer: a server that refuses a
+    body as too large answers without waiting for the rest (and closes the connection)."""
+    url = urlsplit(server.http_url)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
+    try:
+        connection.putrequest("POST", "/predict")
+        for key, value in headers.items():
+            connection.putheader(key, value)
+        connection.endheaders()
+        connection.send(body)
+        response = connection.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
 def test_request_size_limit(http_server) -> None:
-    status, answer = post(http_server, b"\x89PNG\r\n\x1a\n" + bytes(2 * 2**20))
+    status, answer = _early_response(http_server, {"Content-Length": str(2 * 2**20)}, b"\x89PNG\r\n\x1a\n")
     assert status == 413 and "limit of 1.0 MiB" in answer["error"] and "--max-upload-mb" in answer["error"]
     # a chunked upload declares no length: the limit is enforced while reading
-    url = urlsplit(http_server.http_url)
-    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
-    connection.request("POST", "/predict", body=iter([bytes(2**19)] * 4), encode_chunked=True)
-    response = connection.getresponse()
-    assert response.status == 413 and "exceeds" in json.loads(response.read())["error"]
-    connection.close()
+    chunk = bytes(2**16)
+    body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(2**20 // len(chunk) + 1))
+    status, answer = _early_response(http_server, {"Transfer-Encoding": "chunked"}, body)
+    assert status == 413 and "exceeds" in answer["error"]
+    status, answer = post(http_server, (EXAMPLES / "hgg_t1ce.png").read_bytes())  # the server is still fine
+    assert status == 200
 
 
 def test_unknown_routes_and_methods_answer_json(http_server) -> None:
