@@ -211,7 +211,7 @@ def test_default_channel_rules(names: list[str], contrast: str | None) -> None:
     from gpedge.dicom.series import DicomSeries
 
     for name in names:
-        series = DicomSeries("1.2", "1", None, name, "", 1, "MR", [], {})
+        series = DicomSeries("1.2", "1", None, name, "", 1, [], {})
         assert classify(series) == contrast, name
 
 

@@ -44,9 +44,9 @@ def main(
     from rich.console import Console
 
     from gpedge.dicom.discovery import split_inputs
+    from gpedge.dicom.study import DicomStudy
     from gpedge.errors import GpedgeError
     from gpedge.runtime.io import expand_paths
-    from gpedge.dicom.study import DicomStudy
     from gpedge.runtime.outputs import save_scan
     from gpedge.runtime.predictor import Predictor
 
@@ -74,6 +74,8 @@ def main(
                 typer.echo(f"error: {problem}", err=True)
             failed += len(problems)
             items.extend(studies)
+        if not items and not failed:
+            raise GpedgeError(f"no inputs: {', '.join(map(str, inputs or []))} hold(s) no images, DICOM series or volumes")
         for item in items:
             label = _describe(item)
             try:

@@ -131,10 +131,6 @@ class Reorientation:
         return cls(tuple(order), tuple(flip))
 
     @property
-    def is_identity(self) -> bool:
-        return self.order == (0, 1, 2) and not any(self.flip)
-
-    @property
     def reslices(self) -> bool:
         """Whether display slices cut across the stored slices (a sagittal or coronal acquisition)."""
         return self.order[0] != 0

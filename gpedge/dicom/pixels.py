@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pydicom
 from pydicom.dataset import Dataset
 
 from gpedge.errors import InputError
@@ -84,13 +83,3 @@ def _install_command(dependency: str) -> str:
     packages = [p.strip() for p in (requires or dependency).split(" and ")]
     return "pip install " + " ".join(f'"{p}"' for p in packages)
 
-
-def read_file_frames(path: Path) -> np.ndarray:
-    """Read one DICOM file and return its frames (see :func:`decode`)."""
-    from pydicom.errors import InvalidDicomError
-
-    try:
-        ds = pydicom.dcmread(path)
-    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"{path}: not a readable DICOM file ({exc})") from exc
-    return decode(ds, path)

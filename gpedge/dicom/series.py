@@ -49,7 +49,6 @@ class Frame:
 
     path: Path
     number: int | None
-    sop_instance_uid: str
     position: tuple[float, float, float] | None = None
     orientation: tuple[float, ...] | None = None
     pixel_spacing: tuple[float, float] | None = None
@@ -75,7 +74,6 @@ class DicomSeries:
     description: str
     protocol: str
     number: int | None
-    modality: str
     frames: list[Frame]
     headers: dict[Path, Dataset] = field(repr=False)
     grid: Grid | None = None
@@ -149,10 +147,16 @@ def find_series(paths: Sequence[str | os.PathLike], on_error: Callable[[GpedgeEr
 
     Images are grouped by SeriesInstanceUID and ordered along the slice normal; each series'
     geometry is checked. Localisers, segmentations and parametric maps are skipped. Problems
-    (unreadable files, inconsistent geometry) raise :class:`~gpedge.errors.InputError`, or are
-    passed to ``on_error`` and the other series kept.
+    (unreadable files, inconsistent geometry, no image at all) raise
+    :class:`~gpedge.errors.InputError`, or are passed to ``on_error`` and the other series kept
+    (an empty list is then no problem).
     """
     series, problems = scan_series([Path(p) for p in paths])
+    if not series and not problems and on_error is None:
+        problems.append(InputError(
+            f"{', '.join(map(str, paths)) or 'no paths'}: no DICOM images found; pass DICOM files or folders, "
+            "image files, NIfTI volumes or a BraTS patient folder"
+        ))
     for problem in problems:
         if on_error is None:
             raise problem
@@ -161,17 +165,23 @@ def find_series(paths: Sequence[str | os.PathLike], on_error: Callable[[GpedgeEr
 
 
 def scan_series(paths: Sequence[Path]) -> tuple[list[DicomSeries], list[InputError]]:
-    """:func:`find_series` returning the good series and the problems separately."""
+    """:func:`find_series` returning the good series and the problems separately.
+
+    Objects that are not images to classify are skipped in folders and refused when named.
+    """
     problems: list[InputError] = []
     groups: dict[str, list[tuple[Path, Dataset]]] = {}
+    named = {path for path in paths if not path.is_dir()}
     for path in dicom_files(paths):
         try:
             ds = _read_header(path)
         except InputError as exc:
             problems.append(exc)
             continue
-        if _skipped(ds):
-            log.info("%s: skipped (%s)", path, _skipped(ds))
+        if reason := _skipped(ds):
+            if path in named:
+                problems.append(InputError(f"{path}: {reason}, not an image to classify"))
+            log.info("%s: skipped (%s)", path, reason)
             continue
         key = str(ds.get("SeriesInstanceUID", "")) or f"file:{path}"
         groups.setdefault(key, []).append((path, ds))
@@ -182,17 +192,15 @@ def scan_series(paths: Sequence[Path]) -> tuple[list[DicomSeries], list[InputErr
                 series.append(_build(uid, part))
             except InputError as exc:
                 problems.append(exc)
-    if not series and not problems and paths:
-        problems.append(InputError(f"{', '.join(map(str, paths))}: no DICOM images found"))
+            except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
+                problems.append(InputError(f"{part[0][0]}: malformed DICOM header ({exc})"))
     return series, problems
 
 
 def _read_header(path: Path) -> Dataset:
-    from pydicom.errors import InvalidDicomError
-
     try:
         return pydicom.dcmread(path, stop_before_pixels=True)
-    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+    except Exception as exc:  # pydicom raises many types for damaged files (InvalidDicomError, EOFError, struct.error...)
         raise InputError(f"{path}: not a readable DICOM file ({exc})") from exc
 
 
@@ -244,14 +252,13 @@ def _floats(value: object, n: int, where: str, what: str) -> tuple[float, ...]:
 
 def _frames(path: Path, ds: Dataset) -> list[Frame]:
     size = (int(ds.Rows), int(ds.Columns))
-    sop = str(ds.get("SOPInstanceUID", path))
     if not _has_geometry(ds):
         count = int(ds.get("NumberOfFrames", 1) or 1)
-        return [Frame(path, i + 1 if count > 1 else None, sop, size=size) for i in range(count)]
+        return [Frame(path, i + 1 if count > 1 else None, size=size) for i in range(count)]
     if "ImagePositionPatient" in ds and "PerFrameFunctionalGroupsSequence" not in ds:
         where = str(path)
         return [Frame(
-            path, None, sop,
+            path, None,
             _floats(ds.ImagePositionPatient, 3, where, "ImagePositionPatient"),  # type: ignore[arg-type]
             _floats(ds.ImageOrientationPatient, 6, where, "ImageOrientationPatient"),
             _floats(ds.get("PixelSpacing", [1.0, 1.0]), 2, where, "PixelSpacing"),  # type: ignore[arg-type]
@@ -266,7 +273,7 @@ def _frames(path: Path, ds: Dataset) -> list[Frame]:
         if position is None or orientation is None:
             raise InputError(f"{where}: no ImagePositionPatient/ImageOrientationPatient in the functional groups")
         frames.append(Frame(
-            path, i + 1, sop,
+            path, i + 1,
             _floats(position, 3, where, "ImagePositionPatient"),  # type: ignore[arg-type]
             _floats(orientation, 6, where, "ImageOrientationPatient"),
             _floats(spacing, 2, where, "PixelSpacing"),  # type: ignore[arg-type]
@@ -286,7 +293,6 @@ def _build(uid: str, members: list[tuple[Path, Dataset]]) -> DicomSeries:
         description=str(first.get("SeriesDescription", "") or "").strip(),
         protocol=str(first.get("ProtocolName", "") or "").strip(),
         number=int(number) if number not in (None, "") else None,
-        modality=str(first.get("Modality", "")),
         frames=frames,
         headers={path: ds for path, ds in members},
     )

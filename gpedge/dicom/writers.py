@@ -48,7 +48,10 @@ def write_results(
 ) -> dict[str, Path]:
     """Write ``<stem>_seg.dcm``, ``<stem>_pmap.dcm`` and ``<stem>_sr.dcm`` into ``out_dir``; all or nothing."""
     summary = summarise(study, results)
-    datasets = build_results(study, summary, ModelIdentity.of(predictor))
+    try:
+        datasets = build_results(study, summary, ModelIdentity.of(predictor))
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:  # highdicom's checks of unusual sources
+        raise InputError(f"{study}: the DICOM results cannot be built from this series ({exc})") from exc
     stem = stem or default_stem(study)
     paths = {kind: Path(out_dir) / f"{stem}_{kind}.dcm" for kind in datasets}
     _write_all({paths[kind]: _encode(ds) for kind, ds in datasets.items()})
