@@ -35,7 +35,7 @@ def _root(
 
 
 def _register() -> None:
-    from gpedge.commands import bench, evaluate, export, infer, synth, train
+    from gpedge.commands import bench, evaluate, export, infer, serve, synth, train
 
     app.command("synth", help=synth.main.__doc__)(synth.main)
     app.command("train", help=train.main.__doc__)(train.main)
@@ -43,6 +43,7 @@ def _register() -> None:
     app.command("infer", help=infer.main.__doc__)(infer.main)
     app.command("evaluate", help=evaluate.main.__doc__)(evaluate.main)
     app.command("bench", help=bench.main.__doc__)(bench.main)
+    app.command("serve", help=serve.main.__doc__)(serve.main)
 
 
 _register()

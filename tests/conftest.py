@@ -84,3 +84,13 @@ def tiny_package(tiny_run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
 def synthetic_batch() -> np.ndarray:
     """Four realistic synthetic slices, float32 (4, 1, 64, 64), raw intensities (labels 0, 1, 2, 0)."""
     return make_slices(4, seed=7).images
+
+
+@pytest.fixture(scope="session")
+def http_server(tmp_path_factory: pytest.TempPathFactory):
+    """``gpedge serve --no-dicom`` with the bundled model on a free port, upload limit 1 MiB."""
+    from serve_process import ServeProcess
+
+    folder = tmp_path_factory.mktemp("http_server")
+    with ServeProcess(["--no-dicom", "--out", str(folder / "out"), "--max-upload-mb", "1"], folder / "serve.log") as server:
+        yield server

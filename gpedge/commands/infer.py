@@ -27,14 +27,24 @@ def main(
     t2: Optional[Path] = typer.Option(None, "--t2", help="T2 file of one multi-contrast scan."),
     t1ce: Optional[Path] = typer.Option(None, "--t1ce", help="T1CE file of one multi-contrast scan."),
     flair: Optional[Path] = typer.Option(None, "--flair", help="FLAIR file of one multi-contrast scan."),
+    dicom_out: Optional[Path] = typer.Option(
+        None, "--dicom-out", help="Folder for DICOM results of DICOM series: Segmentation, Parametric Map, SR (needs gpedge[dicom])."
+    ),
+    series: Optional[list[str]] = typer.Option(
+        None, "--series", metavar="CHANNEL=UID|PATTERN",
+        help="Which DICOM series feeds a model channel: a SeriesInstanceUID or a regular expression on SeriesDescription/ProtocolName (repeatable).",
+    ),
 ) -> None:
     """Predict the class, heatmap and tumour mask of each image or slice.
 
-    Inputs that cannot be read are reported on stderr (one line each) and skipped; the exit
-    code is then 2.
+    DICOM files (any name; folders searched recursively) are grouped into series and mapped to
+    the model's channels by their names (see --series). Inputs that cannot be read are reported
+    on stderr (one line each) and skipped; the exit code is then 2.
     """
     from rich.console import Console
 
+    from gpedge.dicom.discovery import split_inputs
+    from gpedge.dicom.study import DicomStudy
     from gpedge.errors import GpedgeError
     from gpedge.runtime.io import expand_paths
     from gpedge.runtime.outputs import save_scan
@@ -42,24 +52,34 @@ def main(
 
     _quiet_readers()
     contrasts = {k: v for k, v in {"t1": t1, "t2": t2, "t1ce": t1ce, "flair": flair}.items() if v is not None}
-    items: list[object] = list(expand_paths(inputs or []))
+    dicom_paths, other_paths = split_inputs(inputs or [])
+    items: list[object] = list(expand_paths(other_paths))
     if contrasts:
         items.append(contrasts)
-    if not items:
-        raise GpedgeError("no inputs: pass image files, volumes or folders, or --t1/--t2/--t1ce/--flair")
+    if not items and not dicom_paths:
+        raise GpedgeError("no inputs: pass image files, DICOM series, volumes or folders, or --t1/--t2/--t1ce/--flair")
 
     console = Console(width=None if sys.stdout.isatty() else 200)
     rows: list[tuple[str, object]] = []
     saved: list[tuple[str, dict[str, str]]] = []
     failed = 0
     stems: set[str] = set()
+    dicom_stems: set[str] = set()
     with Predictor(model, backend=backend, device=device, offset=offset, batch_size=batch_size) as predictor:
         if not json_lines:
             console.print(f"[dim]backend: {predictor.backend_description}[/dim]")
+        if dicom_paths:
+            studies, problems = _dicom_studies(dicom_paths, predictor.channels, series)
+            for problem in problems:
+                typer.echo(f"error: {problem}", err=True)
+            failed += len(problems)
+            items.extend(studies)
+        if not items and not failed:
+            raise GpedgeError(f"no inputs: {', '.join(map(str, inputs or []))} hold(s) no images, DICOM series or volumes")
         for item in items:
             label = _describe(item)
             try:
-                scan = predictor.load(item, name=Path(label).name)
+                scan = item.load() if isinstance(item, DicomStudy) else predictor.load(item, name=Path(label).name)
             except GpedgeError as exc:
                 typer.echo(f"error: {exc}", err=True)
                 failed += 1
@@ -68,6 +88,15 @@ def main(
             written = {}
             if out is not None:
                 written = save_scan(scan, results, out, _unique(scan.name, stems), every_slice)
+            if dicom_out is not None and isinstance(item, DicomStudy):
+                try:
+                    written.update(_write_dicom(item, results, predictor, dicom_out, _unique(item.name, dicom_stems)))
+                except GpedgeError as exc:
+                    typer.echo(f"error: {exc}", err=True)
+                    failed += 1
+            elif dicom_out is not None and not json_lines:
+                console.print(f"[dim]{label}: not a DICOM series, no DICOM results written for it[/dim]")
+            if written:
                 saved.append((label, written))
             for result in results:
                 record = result.to_dict()
@@ -84,6 +113,21 @@ def main(
             console.print(f"{label}: {files}", highlight=False)
     if failed:
         raise typer.Exit(2)
+
+
+def _dicom_studies(paths: list[Path], channels: list[str], rules: Optional[list[str]]) -> tuple[list, list]:
+    """DICOM series grouped into model inputs, and the problems (one per bad file, series or study)."""
+    from gpedge.dicom import find_series, studies
+
+    problems: list[Exception] = []
+    found, unmapped = studies(find_series(paths, on_error=problems.append), channels, rules)
+    return found, problems + unmapped
+
+
+def _write_dicom(study, results, predictor, folder: Path, stem: str) -> dict[str, str]:
+    from gpedge.dicom.writers import write_results
+
+    return {f"dicom_{kind}": str(path) for kind, path in write_results(study, results, predictor, folder, stem).items()}
 
 
 def _quiet_readers() -> None:
@@ -117,7 +161,7 @@ _MAX_ROWS_PER_VOLUME = 20
 
 
 #: Output files named after the table (the JSON and per-slice files are in the same folder).
-_SHOWN_OUTPUTS = ("mask", "mask_nifti", "overlay")
+_SHOWN_OUTPUTS = ("mask", "mask_nifti", "overlay", "dicom_seg", "dicom_pmap", "dicom_sr")
 
 
 def _table(console, rows, classes) -> None:

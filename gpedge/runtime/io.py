@@ -4,9 +4,10 @@ Every reader returns a :class:`Scan`: a stack of (C, H, W) float32 slices of raw
 
 - PNG / JPEG / TIFF: 8- or 16-bit (or float TIFF), grey or colour (converted to grey); one
   slice, as stored.
-- DICOM: the modality LUT (rescale slope/intercept) is applied, MONOCHROME1 is inverted so that
-  bright means high signal, colour is converted to grey; a multi-frame object gives one slice
-  per frame.
+- DICOM (``gpedge.dicom``): files and folders of any file names are grouped into series, slices
+  ordered along their normal and shown in the same display orientation as NIfTI volumes; the
+  modality LUT is applied, MONOCHROME1 inverted, colour converted to grey. Images without patient
+  geometry are read as stored, one slice per frame.
 - NIfTI (``.nii``/``.nii.gz``): every axial slice. Volumes are first reoriented to RAS, and each
   axial slice is then shown in radiological display orientation: anterior at the top, the
   patient's right on the left of the image (the model sees the same orientation). Masks are
@@ -115,34 +116,10 @@ def read_image(path: Path) -> Scan:
 
 
 def read_dicom(path: Path) -> Scan:
-    """Read a DICOM file (single- or multi-frame) with its modality LUT and photometric interpretation."""
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-    from pydicom.pixels import apply_modality_lut
+    """Read one DICOM file (single- or multi-frame) as a stack in display orientation (see ``gpedge.dicom``)."""
+    from gpedge.dicom.study import read_series
 
-    try:
-        ds = pydicom.dcmread(path)
-    except (InvalidDicomError, EOFError, OSError, ValueError) as exc:
-        raise InputError(f"{path}: not a readable DICOM file ({exc})") from exc
-    if "PixelData" not in ds:
-        raise InputError(f"{path}: DICOM object has no pixel data (not an image)")
-    try:
-        pixels = ds.pixel_array
-    except Exception as exc:  # pydicom raises many types for damaged or unsupported pixel data
-        raise InputError(f"{path}: DICOM pixel data cannot be decoded ({exc})") from exc
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    colour = int(ds.get("SamplesPerPixel", 1)) > 1
-    if frames == 1:
-        pixels = pixels[None]
-    if colour:
-        arr = np.stack([_to_grey(f) for f in pixels])
-    else:
-        arr = np.asarray(apply_modality_lut(pixels, ds), dtype=np.float32)
-        if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
-            arr = arr.max() + arr.min() - arr
-    arr = _check_pixels(arr.astype(np.float32), str(path))
-    slices = list(range(frames)) if frames > 1 else None
-    return Scan(images=arr[:, None], path=path, name=_stem(path), slices=slices)
+    return read_series([path]).load()
 
 
 def _display_stack(volume: np.ndarray) -> np.ndarray:
@@ -192,7 +169,7 @@ def read_file(path: str | Path) -> Scan:
     name = path.name.lower()
     if name.endswith(NIFTI_SUFFIXES):
         return read_nifti(path)
-    if name.endswith(DICOM_SUFFIXES) or _is_dicom(path):
+    if is_dicom_file(path):
         return read_dicom(path)
     if name.endswith(IMAGE_SUFFIXES):
         return read_image(path)
@@ -201,9 +178,17 @@ def read_file(path: str | Path) -> Scan:
     )
 
 
-def _is_dicom(path: Path) -> bool:
-    with open(path, "rb") as fh:
-        head = fh.read(132)
+def is_dicom_file(path: Path) -> bool:
+    """Whether ``path`` is a file with a DICOM suffix or the DICOM preamble (``DICM`` at byte 128)."""
+    if not path.is_file():
+        return False
+    if path.name.lower().endswith(DICOM_SUFFIXES):
+        return True
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return False
     return head[128:132] == b"DICM"
 
 
@@ -294,10 +279,10 @@ def load_input(item: object, channels: Sequence[str], name: str = "array") -> Sc
         path = Path(item)
         if path.is_dir() and is_patient_folder(path):
             scan = read_patient_folder(path, channels)
-        elif path.is_dir():
-            raise InputError(
-                f"{path}: folder holds no <patient>_<contrast>.nii[.gz] files; pass image files or a BraTS patient folder"
-            )
+        elif path.is_dir() or is_dicom_file(path):
+            from gpedge.dicom.study import read_study
+
+            scan = read_study(path, channels).load()
         else:
             scan = read_file(path)
     else:
@@ -326,7 +311,8 @@ def check_channels(scan: Scan, channels: Sequence[str]) -> None:
 
 def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
     """Files and patient folders to process: folders that are not patient folders are expanded
-    to their scan files and patient sub-folders (sorted; ground-truth and output files skipped)."""
+    to their image and NIfTI files and patient sub-folders (sorted; ground-truth and output files
+    skipped). DICOM files in folders are left to ``gpedge.dicom``, which groups them into series."""
     out: list[Path] = []
     for raw in paths:
         path = Path(raw)
@@ -338,7 +324,7 @@ def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
             if entry.is_dir():
                 if is_patient_folder(entry):
                     out.append(entry)
-            elif lower.endswith(IMAGE_SUFFIXES + DICOM_SUFFIXES + NIFTI_SUFFIXES) and not _stem(entry).lower().endswith(
+            elif lower.endswith(IMAGE_SUFFIXES + NIFTI_SUFFIXES) and not _stem(entry).lower().endswith(
                 _SKIP_STEMS
             ):
                 out.append(entry)

@@ -1,0 +1,32 @@
+"""MR series of the bundled example volume for the DICOM-node tests (written by tests/dicom_series.py)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pydicom
+from pydicom.uid import CTImageStorage
+
+from dicom_series import write_series
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "lgg_t1ce.nii.gz"
+
+
+def example_series(folder: Path, count: int = 12, first: int = 6, **options) -> list[Path]:
+    """Slices ``first`` to ``first + count`` of ``examples/lgg_t1ce.nii.gz`` as one MR series (files
+    named IM0001... in shuffled order); ``options`` go to ``write_series`` (e.g. ``study_uid``)."""
+    img = nib.load(EXAMPLE)
+    data = np.asarray(img.dataobj)[..., first : first + count]
+    shift = np.eye(4)
+    shift[2, 3] = first
+    options.setdefault("shuffle_seed", count)
+    return write_series(folder, data, img.affine @ shift, **options).files
+
+
+def make_ct(path: Path) -> None:
+    """Turn an MR instance into a CT Image Storage one (a SOP class the node does not take)."""
+    ds = pydicom.dcmread(path)
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
+    ds.Modality = "CT"
+    ds.save_as(path, enforce_file_format=True)
