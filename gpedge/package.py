@@ -8,12 +8,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
+from gpedge.atomic import atomic_write_bytes  # noqa: F401  (gpedge.data.synthetic imports it from here)
 from gpedge.errors import PackageError
 
 SCHEMA_VERSION = 1
@@ -27,41 +26,6 @@ def sha256_file(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
-    """Let ``write`` fill a temporary file in ``path``'s folder, then rename it to ``path``.
-
-    The file gets the usual permissions (0666 less the umask), not mkstemp's private 0600;
-    nothing is left behind if ``write`` fails.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (see :func:`atomic_write`)."""
-    atomic_write(path, lambda fh: fh.write(data))
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Write ``obj`` as indented JSON, atomically."""
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
 
 
 @dataclass
@@ -100,20 +64,39 @@ class ModelPackage:
                 raise PackageError(f"{path}: required field '{key}' is missing; re-export the package")
         return cls(root=root, manifest=manifest)
 
-    def file(self, name: str, verify: bool = True) -> Path:
-        """Path of a packaged file, after checking that it exists and matches its sha256."""
-        entry = self.manifest["files"].get(name)
-        if entry is None:
+    def path(self, name: str) -> Path:
+        """Path of a file the manifest lists, refused unless it lies inside the package folder."""
+        if name not in self.manifest["files"]:
             raise PackageError(f"{self.root}: '{name}' is not listed in {MANIFEST}; re-export the package")
         path = self.root / name
+        if Path(name).is_absolute() or not path.resolve().is_relative_to(self.root.resolve()):
+            raise PackageError(
+                f"{self.root / MANIFEST} lists {name!r}, which lies outside the package folder; "
+                "the manifest is damaged or hostile, re-export the package"
+            )
         if not path.is_file():
             raise PackageError(f"{path} is missing from the model package; re-export the package or restore the file")
-        if verify and sha256_file(path) != entry["sha256"]:
+        return path
+
+    def file(self, name: str, verify: bool = True) -> Path:
+        """Path of a packaged file, after checking that it lies inside the package, exists and matches its sha256."""
+        path = self.path(name)
+        if verify:
+            self._check_sha256(name, sha256_file(path))
+        return path
+
+    def read_bytes(self, name: str) -> bytes:
+        """The contents of a packaged file, checked against its sha256 (the very bytes returned)."""
+        data = self.path(name).read_bytes()
+        self._check_sha256(name, hashlib.sha256(data).hexdigest())
+        return data
+
+    def _check_sha256(self, name: str, digest: str) -> None:
+        if digest != self.manifest["files"][name].get("sha256"):
             raise PackageError(
-                f"{path} does not match the sha256 in {MANIFEST} (damaged or edited); "
+                f"{self.root / name} does not match the sha256 in {MANIFEST} (damaged or edited); "
                 "restore it or re-export the package"
             )
-        return path
 
     def has_file(self, name: str) -> bool:
         """Whether the manifest lists ``name``."""
@@ -140,9 +123,3 @@ class ModelPackage:
     def offset(self) -> float:
         """The mask-rule offset to use (``gpedge evaluate --offsets`` may change it after export)."""
         return float(self.manifest["mask_rule"]["offset"])
-
-    @property
-    def graph_offset(self) -> float | None:
-        """The offset baked into the exported graphs and engines as their default (None if unrecorded)."""
-        default = self.manifest["mask_rule"].get("offset_input", {}).get("default")
-        return None if default is None else float(default)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gpedge.export.samples import SyntheticSlices, synthetic_slices
+from gpedge.data.samples import SyntheticSlices, synthetic_slices
 
 TINY_SIZE = 64
 TINY_CLASSES = ["Healthy", "LGG", "HGG"]
@@ -74,10 +74,10 @@ def tiny_run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_package(tiny_run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``tiny_run_dir`` exported as a model package (model.onnx, model.fp16.onnx, safetensors, manifest)."""
-    from gpedge.export import export_package
+    from gpedge.export import ExportOptions, export_package
 
     out = tmp_path_factory.mktemp("tiny_package") / "pkg"
-    return export_package(tiny_run_dir, out, max_batch=4, engine="auto", parity_samples=6)
+    return export_package(tiny_run_dir, out, ExportOptions(max_batch=4, engine="auto", parity_samples=6))
 
 
 @pytest.fixture()

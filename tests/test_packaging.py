@@ -20,7 +20,8 @@ def test_wheel_layout(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     top_level = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
     assert top_level == {"gpedge"}
-    for required in ("gpedge/cli.py", "gpedge/export/__init__.py", "gpedge/export/fused.py",
+    for required in ("gpedge/cli.py", "gpedge/export/__init__.py", "gpedge/export/exporter.py",
+                     "gpedge/graph/contract.py", "gpedge/graph/fused.py", "gpedge/tensorrt/runner.py",
                      "gpedge/assets/default_model/manifest.json", "gpedge/assets/default_model/model.onnx"):
         assert required in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))

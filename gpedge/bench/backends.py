@@ -14,7 +14,7 @@ import numpy as np
 
 from gpedge.errors import BackendUnavailable
 from gpedge.package import ModelPackage
-from gpedge.runtime.backends.base import OUTPUT_NAMES
+from gpedge.graph.contract import OUTPUTS as OUTPUT_NAMES
 
 #: Every backend the benchmark knows, in the order they run.
 BACKENDS = ("torch", "torch-fp16", "onnxruntime", "onnxruntime-int8", "onnxruntime-cuda", "tensorrt")
@@ -56,7 +56,7 @@ def unavailable_reason(name: str) -> str | None:
                 "pip install onnxruntime-gpu (matching your CUDA version) on a machine with an NVIDIA GPU"
             )
     if name == "tensorrt":
-        from gpedge.runtime.backends.tensorrt import INSTALL_HINT, tensorrt_available
+        from gpedge.tensorrt.cuda import INSTALL_HINT, tensorrt_available
 
         if not tensorrt_available():
             return f"needs TensorRT, cuda-python and an NVIDIA GPU: {INSTALL_HINT}"

@@ -66,7 +66,7 @@ class BenchSettings:
 
 def realistic_slices(count: int, channels: int, size: tuple[int, int], num_classes: int, seed: int) -> np.ndarray:
     """``count`` synthetic head slices in scanner units (tumour classes cycling), float32 (N, C, H, W)."""
-    from gpedge.export.samples import synthetic_slices
+    from gpedge.data.samples import synthetic_slices
 
     height, width = size
     images = synthetic_slices(count, channels=channels, size=max(height, width), num_classes=num_classes, seed=seed).images

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from gpedge.package import ModelPackage
-from gpedge.runtime.backends.base import OUTPUT_NAMES
+from gpedge.graph.contract import OUTPUTS as OUTPUT_NAMES
 from gpedge.runtime.backends.torch import load_fused_model
 
 

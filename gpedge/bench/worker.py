@@ -22,7 +22,8 @@ from gpedge.bench.accuracy import ACCURACY_OUTPUTS
 from gpedge.bench.stages import postprocess, preprocess
 from gpedge.bench.timing import latency_summary, peak_rss_mb
 from gpedge.errors import GpedgeError
-from gpedge.package import ModelPackage, atomic_write_json
+from gpedge.atomic import atomic_write_json
+from gpedge.package import ModelPackage
 
 
 def time_backend(

@@ -44,7 +44,7 @@ def main(
 
     from gpedge.bench.backends import available_backends, check_backends
     from gpedge.bench.runner import BenchSettings, benchmark_package, benchmark_volume
-    from gpedge.package import atomic_write_json
+    from gpedge.atomic import atomic_write_json
 
     if (model is None) == (arch is None):
         raise GpedgeError("pass exactly one of --model PKG (a model package) or --arch NAME (an untrained network)")
@@ -61,9 +61,9 @@ def main(
     with tempfile.TemporaryDirectory(prefix="gpedge-bench-") as tmp:
         package = model
         if arch is not None:
-            from gpedge.bench.arch import temporary_package
+            from gpedge.export.untrained import untrained_package
 
-            package = temporary_package(
+            package = untrained_package(
                 arch, channels=channels, image_size=image_size, options={} if width is None else {"width": width},
                 max_batch=max(settings.batches),
                 out_dir=Path(tmp) / "package", fp16="tensorrt" in (settings.backends or available_backends()),

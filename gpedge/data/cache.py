@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from gpedge.errors import DataError
-from gpedge.package import atomic_write, atomic_write_json
+from gpedge.atomic import atomic_write, atomic_write_json
 from gpedge.paths import cache_root
 
 

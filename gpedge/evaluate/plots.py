@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from sklearn import metrics as skm
 
-from gpedge.package import atomic_write_bytes
+from gpedge.atomic import atomic_write_bytes
 
 DPI = 110
 

@@ -26,7 +26,8 @@ from gpedge.evaluate.plots import OverlayExample
 from gpedge.evaluate.report import evaluation_blocks, write_report
 from gpedge.evaluate.selection import class_index_map, select_split
 from gpedge.evaluate.sweep import OffsetSweep
-from gpedge.package import MANIFEST, ModelPackage, atomic_write_json
+from gpedge.atomic import atomic_write_json
+from gpedge.package import MANIFEST, ModelPackage
 from gpedge.postprocess import clean_mask
 
 Progress = Callable[[str, int, int], None]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gpedge.package import atomic_write_json
+from gpedge.atomic import atomic_write_json
 from gpedge.runtime.io import Scan, write_mask_nifti, write_png
 from gpedge.runtime.results import Result
 

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from gpedge.package import atomic_write_json
+from gpedge.atomic import atomic_write_json
 
 #: Stages reported in ``Result.speed`` (milliseconds per image).
 STAGES = ("load", "preprocess", "inference", "postprocess")

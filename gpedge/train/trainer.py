@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from gpedge._version import __version__
 from gpedge.errors import DataError, GpedgeError
-from gpedge.package import atomic_write_json
+from gpedge.atomic import atomic_write_json
 from gpedge.runs import CONFIG, METRICS, RunConfig, save_weights
 from gpedge.train.augment import augment_batch
 from gpedge.train.checkpoint import CHECKPOINT, TrainState, load_checkpoint, save_checkpoint
