@@ -15,7 +15,8 @@ from typing import Any
 from gpedge.atomic import atomic_write_bytes  # noqa: F401  (gpedge.data.synthetic imports it from here)
 from gpedge.errors import PackageError
 
-SCHEMA_VERSION = 1
+#: 2: the mask offset is a true graph input (``mask_rule.inputs``); 1 had it as an overridable initializer.
+SCHEMA_VERSION = 2
 MANIFEST = "manifest.json"
 
 
@@ -30,7 +31,7 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 @dataclass
 class ModelPackage:
-    """A verified model package folder.
+    """A model package folder whose manifest was read and checked (files are verified when opened).
 
     ``manifest`` is the parsed ``manifest.json``; see docs/package-format.md for its fields.
     """
@@ -54,6 +55,11 @@ class ModelPackage:
         if not isinstance(manifest, dict):
             raise PackageError(f"{path} does not hold a JSON object; re-export the package")
         version = manifest.get("schema_version")
+        if isinstance(version, int) and version < SCHEMA_VERSION:
+            raise PackageError(
+                f"{path}: the package was written by an older gpedge (schema_version {version}; this gpedge reads "
+                f"{SCHEMA_VERSION}); re-export it from its run folder with 'gpedge export'"
+            )
         if version != SCHEMA_VERSION:
             raise PackageError(
                 f"{path}: unknown schema_version {version!r} (this gpedge reads {SCHEMA_VERSION}); "
@@ -62,6 +68,8 @@ class ModelPackage:
         for key in ("model", "classes", "input", "mask_rule", "files"):
             if key not in manifest:
                 raise PackageError(f"{path}: required field '{key}' is missing; re-export the package")
+        if not isinstance(manifest["mask_rule"], dict) or "offset" not in manifest["mask_rule"]:
+            raise PackageError(f"{path}: 'mask_rule' has no 'offset'; re-export the package")
         return cls(root=root, manifest=manifest)
 
     def path(self, name: str) -> Path:

@@ -37,7 +37,7 @@ def main(
 
     from gpedge.errors import GpedgeError
     from gpedge.runtime.io import expand_paths
-    from gpedge.runtime.outputs import save_scan
+    from gpedge.runtime.save import save_scan
     from gpedge.runtime.predictor import Predictor
 
     _quiet_readers()
@@ -59,7 +59,7 @@ def main(
         for item in items:
             label = _describe(item)
             try:
-                scan = predictor.load(item, name=Path(label).name)
+                scan = predictor.read_scan(item, name=Path(label).name)
             except GpedgeError as exc:
                 typer.echo(f"error: {exc}", err=True)
                 failed += 1
@@ -131,7 +131,7 @@ def _table(console, rows, classes) -> None:
     for label, results in rows:
         shown = results
         if len(results) > _MAX_ROWS_PER_VOLUME:
-            shown = [r for r in results if r.shows_heatmap]
+            shown = [r for r in results if r.is_tumour]
             notes.append(f"{label}: {len(results)} slices, {len(shown)} predicted with tumour (only those are listed)")
         for r in shown:
             probs = "  ".join(f"{name} {r.probabilities[name]:.2f}" for name in classes)

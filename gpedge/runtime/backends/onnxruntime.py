@@ -123,9 +123,7 @@ class OnnxRuntimeBackend(Backend):
             log.warning("onnxruntime: the CUDA execution provider failed to initialise; running on the CPU instead")
         self.providers = active
         self.device = "cuda" if CUDA_EP in active else "cpu"
-        inputs = [i.name for i in self._session.get_inputs()]
-        inputs += [i.name for i in self._session.get_overridable_initializers() if i.name not in inputs]
-        check_io(inputs, [o.name for o in self._session.get_outputs()], str(path))
+        check_io([i.name for i in self._session.get_inputs()], [o.name for o in self._session.get_outputs()], str(path))
 
     def _graph_path(self, graph: str | os.PathLike | None) -> Path:
         if graph is None:
