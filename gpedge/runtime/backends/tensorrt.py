@@ -33,6 +33,7 @@ class TensorRTBackend(Backend):
         index = _device_index(device)
         trt, cudart = import_tensorrt()
         self.gpu = gpu_info(index)
+        self.device = f"cuda:{index}"
         self.trt_version = trt.__version__
         cuda_check(cudart.cudaSetDevice(index), "cudaSetDevice")
         engine, self.engine_path, self.engine_meta = package_engine(package, self.gpu, self.max_batch)
