@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from gpedge.errors import GpedgeError
 from gpedge.data.samples import synthetic_slices
+from gpedge.errors import GpedgeError
 
 FP32_PROB_TOLERANCE = 1e-4
 

@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gpedge.errors import GpedgeError
 from gpedge.atomic import atomic_write_bytes, atomic_write_json
+from gpedge.errors import GpedgeError
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"

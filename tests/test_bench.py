@@ -36,6 +36,7 @@ def package(tmp_path_factory) -> Path:
     return untrained_package("gp-unet", channels=1, image_size=32, options={"width": 4}, max_batch=4, out_dir=out)
 
 
+@pytest.mark.slow
 def test_cli_rows_for_every_backend_each_from_its_own_process(tmp_path):
     proc = _gpedge(*TINY, "--iters", "3", "--warmup", "1", "--batch", "1,2", "--accuracy-slices", "4", "--json", cache=tmp_path)
     assert proc.returncode == 0, proc.stderr

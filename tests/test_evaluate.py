@@ -13,14 +13,14 @@ import h5py
 import nibabel as nib
 import numpy as np
 import pytest
+from conftest import TINY_CHANNELS, make_slices, train_tiny_run
 from typer.testing import CliRunner
 
+from gpedge.atomic import atomic_write_json
 from gpedge.cli import app
 from gpedge.errors import DataError
 from gpedge.evaluate.metrics import dice_score
-from gpedge.atomic import atomic_write_json
 from gpedge.package import ModelPackage
-from conftest import TINY_CHANNELS, make_slices, train_tiny_run
 
 FIGSHARE_CLASSES = ["meningioma", "glioma", "pituitary"]
 
@@ -202,6 +202,7 @@ def test_split_errors(brats_root: Path, brats_package: Path, tmp_path: Path):
 def figshare_package(tmp_path_factory) -> Path:
     """A 3-class figshare-like model: the tiny run relabelled meningioma/glioma/pituitary, exported."""
     from gpedge.export import ExportOptions, export_package
+
     from gpedge.runs import RunConfig
 
     run = train_tiny_run(tmp_path_factory.mktemp("fig_run") / "run", steps=20)
@@ -213,6 +214,7 @@ def figshare_package(tmp_path_factory) -> Path:
     return export_package(run, tmp_path_factory.mktemp("fig_pkg") / "pkg", options)
 
 
+@pytest.mark.slow
 def test_evaluate_figshare_mat_v73(figshare_package: Path, tmp_path: Path):
     patients = {"100360": [0, 1], "100361": [1, 2], "100362": [0, 1, 2], "100363": [2, 0]}
     root = write_figshare(tmp_path / "figshare", patients)

@@ -29,6 +29,7 @@ def test_engine_without_tensorrt_is_a_clear_error(tiny_run_dir: Path, tmp_path: 
     assert not (tmp_path / "pkg").exists()
 
 
+@pytest.mark.slow
 def test_export_writes_a_package(tiny_run_dir: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 

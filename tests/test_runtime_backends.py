@@ -7,16 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import make_slices
 
 import gpedge
 from gpedge.errors import BackendUnavailable
-from gpedge.package import ModelPackage
 from gpedge.graph.contract import OUTPUTS
+from gpedge.package import ModelPackage
 from gpedge.runtime.backends import create_backend
 from gpedge.runtime.backends.onnxruntime import physical_cores
 from gpedge.tensorrt.cuda import tensorrt_available
-
-from conftest import make_slices
 
 
 def _python(code: str) -> subprocess.CompletedProcess:

@@ -10,6 +10,7 @@ import cv2
 import nibabel as nib
 import numpy as np
 import pytest
+from conftest import make_slices
 
 import gpedge
 from gpedge.errors import GpedgeError, PackageError
@@ -17,8 +18,6 @@ from gpedge.postprocess import multiotsu_threshold
 from gpedge.preprocess import resize_image
 from gpedge.runtime import predictor as predictor_module
 from gpedge.runtime.results import STAGES
-
-from conftest import make_slices
 
 
 @pytest.fixture(scope="module")

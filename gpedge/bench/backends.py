@@ -1,8 +1,8 @@
-"""Timing adapters: one per benchmarked backend, each running the fused model of a package.
+"""The benchmarked backends: which can run here, and opening one (inside a benchmark child process).
 
-An adapter's ``infer`` takes a float32 (N, C, H, W) host batch and returns host numpy outputs
-by name, with all device work finished (so a host clock around it is a true latency).
-Adapters are created only inside a benchmark child process (see ``gpedge.bench.worker``).
+Every backend is a :class:`gpedge.runtime.backends.Backend` whose ``run`` returns host arrays
+with all device work finished, so a host clock around it is a true latency; the worker times it
+inside the runtime's ``Predictor`` (see ``gpedge.bench.worker``).
 """
 from __future__ import annotations
 
@@ -10,11 +10,9 @@ import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
 from gpedge.errors import BackendUnavailable
 from gpedge.package import ModelPackage
-from gpedge.graph.contract import OUTPUTS as OUTPUT_NAMES
+from gpedge.runtime.backends import Backend
 
 #: Every backend the benchmark knows, in the order they run.
 BACKENDS = ("torch", "torch-fp16", "onnxruntime", "onnxruntime-int8", "onnxruntime-cuda", "tensorrt")

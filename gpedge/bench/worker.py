@@ -28,6 +28,7 @@ from gpedge.errors import GpedgeError
 from gpedge.package import ModelPackage
 from gpedge.runtime.io import Scan
 
+
 def time_backend(
     predictor: Any, memory: DeviceMemory, pool: np.ndarray, batches: Sequence[int], warmup: int, iters: int
 ) -> list[dict[str, Any]]:

@@ -45,9 +45,9 @@ def main(
     """Benchmark a model package (or an untrained paper network) on every backend, each in its own process."""
     import tempfile
 
+    from gpedge.atomic import atomic_write_json
     from gpedge.bench.backends import available_backends, check_backends
     from gpedge.bench.runner import BenchSettings, benchmark_package, benchmark_volume
-    from gpedge.atomic import atomic_write_json
 
     if (model is None) == (arch is None):
         raise GpedgeError("pass exactly one of --model PKG (a model package) or --arch NAME (an untrained network)")

@@ -98,7 +98,7 @@ def train(options: TrainOptions, console: Console | None = None) -> Path:
     while state.epoch < options.epochs and not _steps_done(options, state):
         state.epoch += 1
         record = loop.train_epoch(train_loader, state)
-        record.update(evaluate(model, val_loader, criterion, device, amp))
+        record.update(validate(model, val_loader, criterion, device, amp))
         improved = record["val_macro_f1"] > state.best_f1
         if improved:
             state.best_f1, state.best_epoch = record["val_macro_f1"], state.epoch
@@ -126,7 +126,7 @@ def balanced_class_weights(labels, num_classes: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, criterion: nn.Module, device: torch.device, amp: bool) -> dict[str, float]:
+def validate(model: nn.Module, loader: DataLoader, criterion: nn.Module, device: torch.device, amp: bool) -> dict[str, float]:
     """Validation loss, accuracy and macro F1 of ``model`` over ``loader`` (eval mode)."""
     model.eval()
     predictions, truths, loss_sum = [], [], 0.0
