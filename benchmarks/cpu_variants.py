@@ -16,9 +16,8 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from gpedge.export.untrained import untrained_package
-
 from gpedge.bench.runner import BenchSettings, benchmark_package
+from gpedge.export.untrained import untrained_package
 from gpedge.models import default_options
 
 

@@ -102,9 +102,8 @@ def cuda_round_trip() -> dict:
 
 def bench_network(arch: str, backends: list[str], batches: list[int], dry_run: bool, work: Path, failures: dict) -> list[dict]:
     """Rows of every backend on ``arch``; each backend separately, so one failure costs only its own rows."""
-    from gpedge.export.untrained import untrained_package
-
     from gpedge.bench.runner import BenchSettings, benchmark_package
+    from gpedge.export.untrained import untrained_package
 
     size, width = (32, 4) if dry_run else (240, None)
     package = untrained_package(

@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from gpedge.export import parity
-from gpedge.export.manifest import build_manifest, file_entry
-from gpedge.export.options import ExportOptions
 
 from gpedge.atomic import atomic_write_json
 from gpedge.errors import GpedgeError
+from gpedge.export import parity
+from gpedge.export.manifest import build_manifest, file_entry
+from gpedge.export.options import ExportOptions
 from gpedge.graph.contract import INPUT, OFFSET
 from gpedge.package import MANIFEST, ModelPackage
 from gpedge.tensorrt.cuda import INSTALL_HINT, unavailable_reason
@@ -69,9 +69,9 @@ def _check(run_dir: Path, out_dir: Path, options: ExportOptions) -> None:
 
 
 def _write_package(run_dir: Path, root: Path, options: ExportOptions) -> None:
-    from gpedge.export.onnx_export import export_fused
     from safetensors.torch import save_file
 
+    from gpedge.export.onnx_export import export_fused
     from gpedge.graph.fused import FusedModel
     from gpedge.runs import load_run
     from gpedge.runtime.backends.onnxruntime import OnnxRuntimeBackend
@@ -104,6 +104,7 @@ def _write_package(run_dir: Path, root: Path, options: ExportOptions) -> None:
 
     if options.fp16:
         import onnx
+
         from gpedge.export.fp16 import precision_summary, to_fp16
 
         half = to_fp16(fp32_model)

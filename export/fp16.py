@@ -14,10 +14,10 @@ from collections import Counter, defaultdict
 
 import numpy as np
 import onnx
-from gpedge.export.onnx_export import elem_type_name
 from onnx import TensorProto, helper, numpy_helper
 
 from gpedge.errors import GpedgeError
+from gpedge.export.onnx_export import elem_type_name
 
 NETWORK_SCOPE = "network"
 #: Ops kept in FP32 even inside the network (range or precision of reductions, float side inputs).

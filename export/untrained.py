@@ -32,9 +32,9 @@ def untrained_package(
     no engine is built here: the runtime's TensorRT backend builds and caches one on first use.
     """
     import torch
+
     from gpedge.export.exporter import export_package
     from gpedge.export.options import ExportOptions
-
     from gpedge.models import create_model, list_models
     from gpedge.runs import RunConfig, save_weights
 

@@ -17,7 +17,6 @@ import tempfile
 from pathlib import Path
 
 from gpedge.export import ExportOptions, export_package
-
 from gpedge.runs import WEIGHTS, RunConfig
 
 ASSET = Path(__file__).resolve().parents[1] / "gpedge" / "assets" / "default_model"

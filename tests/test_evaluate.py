@@ -13,9 +13,9 @@ import h5py
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import TINY_CHANNELS, make_slices, train_tiny_run
 from typer.testing import CliRunner
 
+from conftest import TINY_CHANNELS, make_slices, train_tiny_run
 from gpedge.atomic import atomic_write_json
 from gpedge.cli import app
 from gpedge.errors import DataError
@@ -202,7 +202,6 @@ def test_split_errors(brats_root: Path, brats_package: Path, tmp_path: Path):
 def figshare_package(tmp_path_factory) -> Path:
     """A 3-class figshare-like model: the tiny run relabelled meningioma/glioma/pituitary, exported."""
     from gpedge.export import ExportOptions, export_package
-
     from gpedge.runs import RunConfig
 
     run = train_tiny_run(tmp_path_factory.mktemp("fig_run") / "run", steps=20)

@@ -9,13 +9,13 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from onnx import numpy_helper
+
 from conftest import make_slices, train_tiny_run
+from gpedge.errors import GpedgeError, PackageError
 from gpedge.export import ExportOptions, export_package
 from gpedge.export.fp16 import precision_summary
 from gpedge.export.parity import backend_outputs
-from onnx import numpy_helper
-
-from gpedge.errors import GpedgeError, PackageError
 from gpedge.graph.contract import INPUTS
 from gpedge.package import ModelPackage, sha256_file
 from gpedge.postprocess import mask_from_heatmap, multiotsu_threshold

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY_SIZE, make_slices
 
+from conftest import TINY_SIZE, make_slices
 from gpedge.evaluate.metrics import dice_score
 from gpedge.evaluate.sweep import set_package_offset, sweep_offsets
 from gpedge.package import ModelPackage

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_slices
 
 import gpedge
+from conftest import make_slices
 from gpedge.errors import BackendUnavailable
 from gpedge.graph.contract import OUTPUTS
 from gpedge.package import ModelPackage

@@ -10,9 +10,9 @@ import cv2
 import nibabel as nib
 import numpy as np
 import pytest
-from conftest import make_slices
 
 import gpedge
+from conftest import make_slices
 from gpedge.errors import GpedgeError, PackageError
 from gpedge.postprocess import multiotsu_threshold
 from gpedge.preprocess import resize_image

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from conftest import make_slices
 from gpedge.export.parity import backend_outputs, compare
-
 from gpedge.package import ModelPackage
 from gpedge.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from gpedge.tensorrt.cuda import unavailable_reason
