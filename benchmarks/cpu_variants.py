@@ -16,8 +16,8 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from gpedge.bench.arch import temporary_package
 from gpedge.bench.runner import BenchSettings, benchmark_package
+from gpedge.export.untrained import untrained_package
 from gpedge.models import default_options
 
 
@@ -46,13 +46,13 @@ def main() -> int:
     base = BenchSettings(batches=[1], warmup=2, iters=args.iters, threads=args.threads, accuracy_slices=8)
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="gpedge-variants-") as tmp:
-        package = temporary_package(args.arch, 4, args.image_size, {}, 1, Path(tmp) / "sinc")
+        package = untrained_package(args.arch, 4, args.image_size, {}, 1, Path(tmp) / "sinc")
         for label, settings in variants(base, args.threads):
             print(f"-- {label}", flush=True)
             rows += [{**row, "variant": label} for row in benchmark_package(package, settings)]
         if "upsample" in default_options(args.arch):
             for upsample in ("sinc", "transpose"):
-                pkg = package if upsample == "sinc" else temporary_package(
+                pkg = package if upsample == "sinc" else untrained_package(
                     args.arch, 4, args.image_size, {"upsample": upsample}, 1, Path(tmp) / upsample
                 )
                 settings = replace(base, backends=["torch", "onnxruntime"])

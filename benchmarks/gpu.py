@@ -102,11 +102,11 @@ def cuda_round_trip() -> dict:
 
 def bench_network(arch: str, backends: list[str], batches: list[int], dry_run: bool, work: Path, failures: dict) -> list[dict]:
     """Rows of every backend on ``arch``; each backend separately, so one failure costs only its own rows."""
-    from gpedge.bench.arch import temporary_package
     from gpedge.bench.runner import BenchSettings, benchmark_package
+    from gpedge.export.untrained import untrained_package
 
     size, width = (32, 4) if dry_run else (240, None)
-    package = temporary_package(
+    package = untrained_package(
         arch, channels=4, image_size=size, options={} if width is None else {"width": width},
         max_batch=max(batches), out_dir=work / f"pkg-{arch}",
         fp16="tensorrt" in backends,

@@ -1,4 +1,10 @@
-"""``export_package``: a training run folder -> a verified model package, written atomically."""
+"""``export_package``: a training run folder -> a verified model package, written atomically.
+
+Files are written into a staging folder beside the target; each exported graph is then opened
+as part of the staged package by the runtime backend that will run it in deployment and
+compared with the fused torch module (the FP32 graph must reproduce it: the parity gate);
+the manifest is written last and the folder renamed into place. A failed export leaves nothing.
+"""
 from __future__ import annotations
 
 import logging
@@ -6,59 +12,42 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+import numpy as np
+
+from gpedge.atomic import atomic_write_json
 from gpedge.errors import GpedgeError
-from gpedge.export import parity, tensorrt_build
+from gpedge.export import parity
 from gpedge.export.manifest import build_manifest, file_entry
-from gpedge.export.onnx_export import DEFAULT_OPSET
-from gpedge.package import MANIFEST, atomic_write_json
+from gpedge.export.options import ExportOptions
+from gpedge.graph.contract import INPUT, OFFSET
+from gpedge.package import MANIFEST, ModelPackage
+from gpedge.tensorrt.cuda import INSTALL_HINT, unavailable_reason
 
 log = logging.getLogger(__name__)
 
 FP32_ONNX = "model.onnx"
 FP16_ONNX = "model.fp16.onnx"
 WEIGHTS = "model.safetensors"
-DEFAULT_OFFSET = 0.5
-DEFAULT_MAX_BATCH = 32
 
 
-def export_package(
-    run_dir: str | os.PathLike,
-    out_dir: str | os.PathLike,
-    *,
-    image_size: int | None = None,
-    max_batch: int = DEFAULT_MAX_BATCH,
-    opset: int = DEFAULT_OPSET,
-    fp16: bool = True,
-    engine: bool | Literal["auto"] = "auto",
-    workspace_gb: float = 4.0,
-    version_compatible: bool = False,
-    hardware_compatibility: str = "NONE",
-    offset: float = DEFAULT_OFFSET,
-    parity_samples: int = 8,
-    overwrite: bool = False,
-) -> Path:
+def export_package(run_dir: str | os.PathLike, out_dir: str | os.PathLike, options: ExportOptions | None = None) -> Path:
     """Export run ``run_dir`` to the package folder ``out_dir`` and return its path.
 
-    Writes ``model.onnx`` (FP32 fused graph), ``model.fp16.onnx`` (unless ``fp16=False``),
-    ``model.safetensors``, ``manifest.json`` and, when TensorRT and a GPU are present (or
-    ``engine=True``, which fails without them), ``engines/<gpu>-sm<cc>-trt<ver>.engine``.
-    Everything is written into a temporary folder beside ``out_dir`` and renamed at the end;
-    a failed export leaves nothing behind. Raises ``GpedgeError`` on bad arguments, missing
-    runs, or FP32 parity failures.
+    Writes ``model.onnx`` (FP32 fused graph), ``model.fp16.onnx`` (unless ``options.fp16`` is
+    False), ``model.safetensors``, ``manifest.json`` and, when TensorRT and a GPU are present (or
+    ``options.engine`` is True, which fails without them), ``engines/<gpu>-sm<cc>-trt<ver>.engine``.
+    Raises ``GpedgeError`` on bad options, missing runs, or FP32 parity failures.
     """
+    options = options or ExportOptions()
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    _check_arguments(run_dir, out_dir, max_batch, offset, overwrite, engine, fp16, parity_samples)
+    _check(run_dir, out_dir, options)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
     try:
         staging.chmod(0o755)
-        _write_package(
-            run_dir, staging, image_size=image_size, max_batch=max_batch, opset=opset, fp16=fp16, engine=engine,
-            workspace_gb=workspace_gb, version_compatible=version_compatible,
-            hardware_compatibility=hardware_compatibility, offset=offset, parity_samples=parity_samples,
-        )
+        _write_package(run_dir, staging, options)
         _replace(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -66,126 +55,124 @@ def export_package(
     return out_dir
 
 
-def _check_arguments(run_dir: Path, out_dir: Path, max_batch: int, offset: float, overwrite: bool,
-                     engine: bool | str, fp16: bool, parity_samples: int) -> None:
+def _check(run_dir: Path, out_dir: Path, options: ExportOptions) -> None:
     if not run_dir.is_dir():
         raise GpedgeError(f"run folder {run_dir} does not exist; pass the --out folder of 'gpedge train'")
-    if out_dir.exists() and not overwrite and (not out_dir.is_dir() or any(out_dir.iterdir())):
+    if out_dir.exists() and not options.overwrite and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise GpedgeError(f"{out_dir} already exists; choose another --out or pass --overwrite")
-    if max_batch < 1:
-        raise GpedgeError(f"--max-batch must be >= 1, got {max_batch}")
-    if not offset >= 0:
-        raise GpedgeError(f"--offset must be >= 0, got {offset}")
-    if parity_samples < 1:
-        raise GpedgeError(f"parity_samples must be >= 1, got {parity_samples}")
-    if engine is True:
-        if not fp16:
-            raise GpedgeError("--engine needs the FP16 graph: drop --no-fp16")
-        reason = tensorrt_build.unavailable_reason()
+    options.check()
+    if options.engine is True:
+        reason = unavailable_reason()
         if reason:
-            raise GpedgeError(f"--engine: cannot build a TensorRT engine here ({reason}); {tensorrt_build.INSTALL_HINT}, "
+            raise GpedgeError(f"--engine: cannot build a TensorRT engine here ({reason}); {INSTALL_HINT}, "
                               "or export without --engine and build the engine on the target")
 
 
-def _write_package(run_dir: Path, root: Path, *, image_size: int | None, max_batch: int, opset: int, fp16: bool,
-                   engine: bool | str, workspace_gb: float, version_compatible: bool,
-                   hardware_compatibility: str, offset: float, parity_samples: int) -> None:
+def _write_package(run_dir: Path, root: Path, options: ExportOptions) -> None:
     from safetensors.torch import save_file
 
-    from gpedge.export.fused import FusedModel
     from gpedge.export.onnx_export import export_fused
+    from gpedge.graph.fused import FusedModel
     from gpedge.runs import load_run
+    from gpedge.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
     network, config = load_run(run_dir)
-    size = int(image_size or config.image_size)
+    size = int(options.image_size or config.image_size)
     multiple = int(getattr(network, "input_multiple", 1))
     if size % multiple:
         raise GpedgeError(f"--image-size {size} must be a multiple of {multiple} for {config.arch}")
     fused = FusedModel(network, config.no_tumour_class).eval()
-    channels = config.in_channels
-    metadata = {"gpedge.classes": ",".join(config.class_names), "gpedge.channels": ",".join(config.channels),
-                "gpedge.mask_offset": str(offset)}
+    metadata = {"gpedge.classes": ",".join(config.class_names), "gpedge.channels": ",".join(config.channels)}
     log.info("exporting %s (%s) at %dx%d", run_dir, config.arch, size, size)
-    fp32_model = export_fused(fused, root / FP32_ONNX, channels=channels, height=size, width=size,
-                              max_batch=max_batch, offset=offset, opset=opset, metadata=metadata)
+    fp32_model = export_fused(fused, root / FP32_ONNX, channels=config.in_channels, height=size, width=size,
+                              max_batch=options.max_batch, opset=options.opset, metadata=metadata)
     save_file({k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}, str(root / WEIGHTS))
+    manifest = build_manifest(
+        config=config, model_config=network.config, num_params=sum(p.numel() for p in network.parameters()),
+        height=size, width=size, max_batch=options.max_batch, offset=options.offset, opset=options.opset,
+        files={name: file_entry(root / name, "float32") for name in (FP32_ONNX, WEIGHTS)},
+        engines=[], engine_build={"status": "not requested"}, parity={},
+    )
+    package = ModelPackage(root=root, manifest=manifest)
 
-    images, source = parity.reference_images(config, parity_samples)
-    reference = parity.torch_outputs(fused, images, offset)
-    fp32_outputs = parity.onnxruntime_outputs(root / FP32_ONNX, images)
+    images, source = parity.reference_images(config, options.parity_samples)
+    reference = parity.torch_outputs(fused, images, options.offset)
+    fp32_outputs = parity.backend_outputs(OnnxRuntimeBackend(package, "cpu"), images, options.offset)
     results: dict[str, Any] = {"inputs": {"samples": len(images), "source": source}}
     results["onnxruntime_fp32_vs_torch"] = parity.compare(reference, fp32_outputs)
     parity.check_fp32(results["onnxruntime_fp32_vs_torch"], str(run_dir))
 
-    files = {FP32_ONNX: "float32", WEIGHTS: "float32"}
-    engines: list[dict[str, Any]] = []
-    engine_build: dict[str, Any] = {"status": "not requested"}
-    if fp16:
-        from gpedge.export.fp16 import precision_summary, to_fp16
+    if options.fp16:
         import onnx
+
+        from gpedge.export.fp16 import precision_summary, to_fp16
 
         half = to_fp16(fp32_model)
         onnx.save(half, str(root / FP16_ONNX))
-        files[FP16_ONNX] = "float16"
-        fp16_outputs, runner = _run_fp16(root / FP16_ONNX, images)
-        results["fp16_vs_fp32"] = {**parity.compare({k: v[: len(fp16_outputs["label"])] for k, v in fp32_outputs.items()},
-                                                    fp16_outputs), "runner": runner}
+        manifest["files"][FP16_ONNX] = file_entry(root / FP16_ONNX, "float16")
+        fp16_outputs, runner = _run_fp16(package, images, options.offset)
+        count = len(fp16_outputs["label"])
+        results["fp16_vs_fp32"] = {**parity.compare({k: v[:count] for k, v in fp32_outputs.items()}, fp16_outputs),
+                                   "runner": runner}
         results["fp16_graph"] = precision_summary(half)
-        engine_build, engines = _maybe_engine(root, engine, size, channels, max_batch, workspace_gb,
-                                              version_compatible, hardware_compatibility, images, fp32_outputs, results)
-        files.update({meta["file"]: "float16" for meta in engines})
-
-    manifest = build_manifest(
-        config=config, model_config=network.config, num_params=sum(p.numel() for p in network.parameters()),
-        height=size, width=size, max_batch=max_batch, offset=offset, opset=opset,
-        files={name: file_entry(root / name, precision) for name, precision in files.items()},
-        engines=engines, engine_build=engine_build, parity=results,
-    )
+        manifest["engine_build"] = _maybe_engine(package, options, images, fp32_outputs, results)
+    manifest["parity"] = results
     atomic_write_json(root / MANIFEST, manifest)
 
 
-def _run_fp16(path: Path, images) -> tuple[dict, str]:
-    """FP16 graph outputs on the CPU: ONNX Runtime, else the ONNX reference evaluator on two slices."""
+def _run_fp16(package: ModelPackage, images: np.ndarray, offset: float) -> tuple[dict, str]:
+    """FP16 graph outputs on the CPU: the ONNX Runtime backend, else the ONNX reference evaluator on two slices."""
+    from gpedge.runtime.backends.onnxruntime import OnnxRuntimeBackend
+
     try:
-        return parity.onnxruntime_outputs(path, images), "onnxruntime-cpu"
+        backend = OnnxRuntimeBackend(package, "cpu", graph=FP16_ONNX)
+        return parity.backend_outputs(backend, images, offset), "onnxruntime-cpu"
     except Exception as exc:  # an ORT build without some FP16 CPU kernel
-        log.warning("onnxruntime cannot run %s (%s); using the ONNX reference evaluator", path.name, exc)
+        log.warning("onnxruntime cannot run %s (%s); using the ONNX reference evaluator", FP16_ONNX, exc)
     from onnx.reference import ReferenceEvaluator
 
-    evaluator = ReferenceEvaluator(str(path))
+    evaluator = ReferenceEvaluator(str(package.file(FP16_ONNX)))
     names = list(evaluator.output_names)
-    return dict(zip(names, evaluator.run(names, {"image": images[:2]}))), "onnx-reference-evaluator"
+    feeds = {INPUT: images[:2], OFFSET: np.array([offset], np.float32)}
+    return dict(zip(names, evaluator.run(names, feeds))), "onnx-reference-evaluator"
 
 
-def _maybe_engine(root: Path, engine: bool | str, size: int, channels: int, max_batch: int, workspace_gb: float,
-                  version_compatible: bool, hardware_compatibility: str, images, fp32_outputs: dict,
-                  results: dict) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    shape = (channels, size, size)
-    if engine is False:
-        return {"status": "not requested"}, []
-    reason = tensorrt_build.unavailable_reason()
+def _maybe_engine(package: ModelPackage, options: ExportOptions, images: np.ndarray, fp32_outputs: dict,
+                  results: dict) -> dict[str, Any]:
+    """Build the TensorRT engine into the staged package when asked and possible; returns ``engine_build``."""
+    from gpedge.tensorrt.builder import build_command
+
+    height, width = package.image_size
+    shape = (len(package.channels), height, width)
+    if options.engine is False:
+        return {"status": "not requested"}
+    reason = unavailable_reason()
     if reason:
-        command = tensorrt_build.build_command(FP16_ONNX, shape, max_batch, "engines/<gpu>-sm<cc>-trt<version>.engine")
+        command = build_command(FP16_ONNX, shape, options.max_batch, "engines/<gpu>-sm<cc>-trt<version>.engine")
         log.info("no TensorRT engine built (%s); build it on the target with: %s", reason, command)
         return {"status": "skipped", "reason": reason, "how_to_build": command,
-                "note": "the gpedge runtime's tensorrt backend builds and caches it on first use"}, []
+                "note": "the gpedge runtime's tensorrt backend builds and caches it on first use"}
     import tensorrt
 
-    from gpedge.runtime.backends.tensorrt import engine_file_name, gpu_info
+    from gpedge.runtime.backends.tensorrt import TensorRTBackend
+    from gpedge.tensorrt.builder import build_engine
+    from gpedge.tensorrt.cuda import gpu_info
+    from gpedge.tensorrt.engines import engine_file_name
 
     gpu = gpu_info()
-    name = engine_file_name(gpu.name, gpu.compute_capability, tensorrt.__version__)
-    path = root / "engines" / name
-    path.parent.mkdir()
-    meta = tensorrt_build.build_engine(
-        root / FP16_ONNX, path, shape, max_batch, workspace_gb=workspace_gb,
-        version_compatible=version_compatible, hardware_compatibility=hardware_compatibility,
+    name = f"engines/{engine_file_name(gpu.name, gpu.compute_capability, tensorrt.__version__)}"
+    (package.root / "engines").mkdir()
+    meta = build_engine(
+        package.file(FP16_ONNX), package.root / name, shape, options.max_batch, workspace_gb=options.workspace_gb,
+        version_compatible=options.version_compatible, hardware_compatibility=options.hardware_compatibility,
     )
-    meta["file"] = f"engines/{name}"
-    batch = images[:max_batch]
-    trt_outputs = tensorrt_build.run_engine(path, batch, version_compatible=version_compatible)
-    results["tensorrt_vs_fp32"] = parity.compare({k: v[: len(batch)] for k, v in fp32_outputs.items()}, trt_outputs)
-    return {"status": "built"}, [meta]
+    meta["file"] = name
+    package.manifest["engines"].append(meta)
+    package.manifest["files"][name] = file_entry(package.root / name, "float16")
+    with TensorRTBackend(package) as backend:
+        trt_outputs = parity.backend_outputs(backend, images, options.offset)
+    results["tensorrt_vs_fp32"] = parity.compare(fp32_outputs, trt_outputs)
+    return {"status": "built"}
 
 
 def _replace(staging: Path, out_dir: Path) -> None:

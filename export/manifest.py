@@ -1,4 +1,4 @@
-"""The ``manifest.json`` of a model package (fields listed in docs/architecture.md)."""
+"""The ``manifest.json`` of a model package (fields listed in docs/package-format.md)."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from gpedge._version import __version__
-from gpedge.export.onnx_export import INPUT, OFFSET_INPUT, output_contract
+from gpedge.graph.contract import INPUT, mask_rule, output_specs
 from gpedge.package import SCHEMA_VERSION, sha256_file
-from gpedge.postprocess import BINS, CLASSES
 
 
 def file_entry(path: Path, precision: str) -> dict[str, Any]:
@@ -61,23 +60,8 @@ def build_manifest(
             "max_batch": max_batch,
         },
         "normalisation": {"type": config.normalisation},
-        "outputs": output_contract(len(config.class_names), height, width),
-        "mask_rule": {
-            "method": "multiotsu",
-            "classes": CLASSES,
-            "bins": BINS,
-            "offset": offset,
-            "zero_negative": True,
-            "empty_for_class": config.no_tumour_class,
-            "offset_input": {
-                "name": OFFSET_INPUT,
-                "dtype": "float32",
-                "shape": [1],
-                "default": offset,
-                "note": "optional ONNX input defaulting to 'offset' (an overridable initializer); "
-                "TensorRT engines bake the default in",
-            },
-        },
+        "outputs": output_specs(len(config.class_names), height, width),
+        "mask_rule": mask_rule(offset, config.no_tumour_class),
         "files": files,
         "engines": engines,
         "engine_build": engine_build,

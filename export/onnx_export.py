@@ -9,26 +9,12 @@ from typing import Iterator
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 from gpedge.errors import GpedgeError
+from gpedge.graph.contract import BATCH, INPUTS, OUTPUTS, input_specs, output_specs
 
-INPUT = "image"
-OFFSET_INPUT = "offset"
-OUTPUTS = ("logits", "probs", "label", "heatmaps", "threshold", "mask")
 DEFAULT_OPSET = 18
-
-
-def output_contract(num_classes: int, height: int, width: int) -> dict[str, dict]:
-    """Expected dtype and shape (``"N"`` = dynamic batch) of every fused-graph output."""
-    return {
-        "logits": {"dtype": "float32", "shape": ["N", num_classes]},
-        "probs": {"dtype": "float32", "shape": ["N", num_classes]},
-        "label": {"dtype": "int32", "shape": ["N"]},
-        "heatmaps": {"dtype": "float32", "shape": ["N", num_classes, height, width]},
-        "threshold": {"dtype": "float32", "shape": ["N"]},
-        "mask": {"dtype": "uint8", "shape": ["N", height, width]},
-    }
 
 
 def export_fused(
@@ -39,27 +25,26 @@ def export_fused(
     height: int,
     width: int,
     max_batch: int,
-    offset: float,
     opset: int = DEFAULT_OPSET,
     metadata: dict[str, str] | None = None,
 ) -> onnx.ModelProto:
     """Export ``fused`` (a ``FusedModel`` in eval mode) to ``path`` with a dynamic batch axis.
 
-    ``offset`` becomes an overridable input: a graph input backed by an initializer holding the
-    default, so callers that feed only ``image`` get the package's offset. Raises ``GpedgeError``
-    when the exported graph breaks the I/O contract.
+    The inputs ``image`` and ``offset`` are both true graph inputs (:mod:`gpedge.graph.contract`):
+    every caller feeds the offset. Raises ``GpedgeError`` when the exported graph breaks the
+    I/O contract.
     """
     import torch
 
     sample = torch.rand(2, channels, height, width, generator=torch.Generator().manual_seed(0)) * 1000.0
-    offset_value = torch.tensor([offset], dtype=torch.float32)
+    offset_value = torch.tensor([0.5], dtype=torch.float32)
     batch = torch.export.Dim("batch", min=1, max=max(max_batch, 2))
     with _quiet_exporter(), torch.no_grad():
         program = torch.onnx.export(
             fused,
             (sample, offset_value),
             dynamo=True,
-            input_names=[INPUT, OFFSET_INPUT],
+            input_names=list(INPUTS),
             output_names=list(OUTPUTS),
             dynamic_shapes=({0: batch}, None),
             opset_version=opset,
@@ -67,7 +52,6 @@ def export_fused(
             verbose=False,
         )
     model = program.model_proto
-    model.graph.initializer.append(numpy_helper.from_array(np.array([offset], np.float32), OFFSET_INPUT))
     for key, value in (metadata or {}).items():
         model.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
     onnx.save(model, str(path))
@@ -80,10 +64,13 @@ def export_fused(
 def check_contract(model: onnx.ModelProto, channels: int, height: int, width: int, num_classes: int) -> None:
     """Run strict shape inference and check input/output names, dtypes and shapes against the contract."""
     inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
-    expected = output_contract(num_classes, height, width)
-    expected[INPUT] = {"dtype": "float32", "shape": ["N", channels, height, width]}
+    expected = {**input_specs(channels, height, width), **output_specs(num_classes, height, width)}
     found = {v.name: v for v in list(inferred.graph.input) + list(inferred.graph.output)}
     problems = []
+    initializers = {t.name for t in model.graph.initializer}
+    extra = [v.name for v in model.graph.input if v.name not in expected or v.name in initializers]
+    if extra:
+        problems.append(f"graph inputs {extra} are not (or not only) inputs of the contract")
     for name, spec in expected.items():
         value = found.get(name)
         if value is None:
@@ -92,7 +79,7 @@ def check_contract(model: onnx.ModelProto, channels: int, height: int, width: in
         dtype, shape = _value_type(value)
         if dtype != spec["dtype"]:
             problems.append(f"'{name}' is {dtype}, expected {spec['dtype']}")
-        want = [None if d == "N" else d for d in spec["shape"]]
+        want = [None if d == BATCH else d for d in spec["shape"]]
         got = [d if isinstance(d, int) else None for d in shape]
         if got != want:
             problems.append(f"'{name}' has shape {shape}, expected {spec['shape']}")

@@ -1,14 +1,16 @@
-"""Parity between backends on realistic inputs, measured at export time and stored in the manifest."""
+"""Parity between backends on realistic inputs, measured at export time and stored in the manifest.
+
+Every exported graph is run through the runtime backend that will run it in deployment.
+"""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from gpedge.data.samples import synthetic_slices
 from gpedge.errors import GpedgeError
-from gpedge.export.samples import synthetic_slices
 
 FP32_PROB_TOLERANCE = 1e-4
 
@@ -26,7 +28,7 @@ def reference_images(config: Any, n: int, seed: int = 0) -> tuple[np.ndarray, st
         gains = rng.uniform(200.0, 3000.0, size=(len(images), 1, 1, 1)).astype(np.float32)
         return images * gains, f"run data set {config.dataset.get('path')}"
     data = synthetic_slices(n, channels=config.in_channels, size=size, num_classes=config.num_classes, seed=seed)
-    return data.images, "synthetic slices (gpedge.export.samples)"
+    return data.images, "synthetic slices (gpedge.data.samples)"
 
 
 def _run_data(config: Any, n: int, rng: np.random.Generator) -> np.ndarray | None:
@@ -68,18 +70,10 @@ def compare(reference: dict[str, np.ndarray], other: dict[str, np.ndarray]) -> d
     }
 
 
-def onnxruntime_outputs(path: str | os.PathLike, images: np.ndarray, offset: float | None = None) -> dict[str, np.ndarray]:
-    """Run a fused graph with ONNX Runtime on the CPU; ``offset`` overrides the graph's default."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-    feeds = {"image": np.ascontiguousarray(images, np.float32)}
-    if offset is not None:
-        feeds["offset"] = np.array([offset], np.float32)
-    names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(names, feeds)))
+def backend_outputs(backend: Any, images: np.ndarray, offset: float) -> dict[str, np.ndarray]:
+    """Run a runtime backend (:class:`gpedge.runtime.backends.Backend`) over ``images``, ``max_batch`` at a time."""
+    parts = [backend.run(images[i : i + backend.max_batch], offset) for i in range(0, len(images), backend.max_batch)]
+    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
 
 def torch_outputs(fused: Any, images: np.ndarray, offset: float) -> dict[str, np.ndarray]:

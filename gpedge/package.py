@@ -8,15 +8,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
+from gpedge.atomic import atomic_write_bytes  # noqa: F401  (gpedge.data.synthetic imports it from here)
 from gpedge.errors import PackageError
 
-SCHEMA_VERSION = 1
+#: 2: the mask offset is a true graph input (``mask_rule.inputs``); 1 had it as an overridable initializer.
+SCHEMA_VERSION = 2
 MANIFEST = "manifest.json"
 
 
@@ -29,60 +29,9 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], durable: bool = False) -> None:
-    """Let ``write`` fill a temporary file in ``path``'s folder, then rename it to ``path``.
-
-    The file gets the usual permissions (0666 less the umask), not mkstemp's private 0600;
-    nothing is left behind if ``write`` fails. ``durable``: the file's data is flushed to disk
-    before the rename and the rename itself afterwards (fsync of file and folder), so the file
-    survives a power loss once this returns.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            if durable:
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    if durable:
-        fsync_dir(path.parent)
-
-
-def fsync_dir(folder: str | os.PathLike) -> None:
-    """Flush a folder's entries (creations, renames, removals) to disk."""
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes, durable: bool = False) -> None:
-    """Write ``data`` to ``path`` atomically (see :func:`atomic_write`)."""
-    atomic_write(path, lambda fh: fh.write(data), durable)
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any, durable: bool = False) -> None:
-    """Write ``obj`` as indented JSON, atomically (see :func:`atomic_write`)."""
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode(), durable)
-
-
 @dataclass
 class ModelPackage:
-    """A verified model package folder.
+    """A model package folder whose manifest was read and checked (files are verified when opened).
 
     ``manifest`` is the parsed ``manifest.json``; see docs/package-format.md for its fields.
     """
@@ -106,6 +55,11 @@ class ModelPackage:
         if not isinstance(manifest, dict):
             raise PackageError(f"{path} does not hold a JSON object; re-export the package")
         version = manifest.get("schema_version")
+        if isinstance(version, int) and version < SCHEMA_VERSION:
+            raise PackageError(
+                f"{path}: the package was written by an older gpedge (schema_version {version}; this gpedge reads "
+                f"{SCHEMA_VERSION}); re-export it from its run folder with 'gpedge export'"
+            )
         if version != SCHEMA_VERSION:
             raise PackageError(
                 f"{path}: unknown schema_version {version!r} (this gpedge reads {SCHEMA_VERSION}); "
@@ -114,22 +68,43 @@ class ModelPackage:
         for key in ("model", "classes", "input", "mask_rule", "files"):
             if key not in manifest:
                 raise PackageError(f"{path}: required field '{key}' is missing; re-export the package")
+        if not isinstance(manifest["mask_rule"], dict) or "offset" not in manifest["mask_rule"]:
+            raise PackageError(f"{path}: 'mask_rule' has no 'offset'; re-export the package")
         return cls(root=root, manifest=manifest)
 
-    def file(self, name: str, verify: bool = True) -> Path:
-        """Path of a packaged file, after checking that it exists and matches its sha256."""
-        entry = self.manifest["files"].get(name)
-        if entry is None:
+    def path(self, name: str) -> Path:
+        """Path of a file the manifest lists, refused unless it lies inside the package folder."""
+        if name not in self.manifest["files"]:
             raise PackageError(f"{self.root}: '{name}' is not listed in {MANIFEST}; re-export the package")
         path = self.root / name
+        if Path(name).is_absolute() or not path.resolve().is_relative_to(self.root.resolve()):
+            raise PackageError(
+                f"{self.root / MANIFEST} lists {name!r}, which lies outside the package folder; "
+                "the manifest is damaged or hostile, re-export the package"
+            )
         if not path.is_file():
             raise PackageError(f"{path} is missing from the model package; re-export the package or restore the file")
-        if verify and sha256_file(path) != entry["sha256"]:
+        return path
+
+    def file(self, name: str, verify: bool = True) -> Path:
+        """Path of a packaged file, after checking that it lies inside the package, exists and matches its sha256."""
+        path = self.path(name)
+        if verify:
+            self._check_sha256(name, sha256_file(path))
+        return path
+
+    def read_bytes(self, name: str) -> bytes:
+        """The contents of a packaged file, checked against its sha256 (the very bytes returned)."""
+        data = self.path(name).read_bytes()
+        self._check_sha256(name, hashlib.sha256(data).hexdigest())
+        return data
+
+    def _check_sha256(self, name: str, digest: str) -> None:
+        if digest != self.manifest["files"][name].get("sha256"):
             raise PackageError(
-                f"{path} does not match the sha256 in {MANIFEST} (damaged or edited); "
+                f"{self.root / name} does not match the sha256 in {MANIFEST} (damaged or edited); "
                 "restore it or re-export the package"
             )
-        return path
 
     def has_file(self, name: str) -> bool:
         """Whether the manifest lists ``name``."""
@@ -156,9 +131,3 @@ class ModelPackage:
     def offset(self) -> float:
         """The mask-rule offset to use (``gpedge evaluate --offsets`` may change it after export)."""
         return float(self.manifest["mask_rule"]["offset"])
-
-    @property
-    def graph_offset(self) -> float | None:
-        """The offset baked into the exported graphs and engines as their default (None if unrecorded)."""
-        default = self.manifest["mask_rule"].get("offset_input", {}).get("default")
-        return None if default is None else float(default)

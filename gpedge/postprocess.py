@@ -1,10 +1,13 @@
-"""Heatmap -> tumour mask: the host reference of the mask rule in the fused graph (no torch).
+"""Host-side mask helpers (no torch): the paper's clean-up step, and the mask rule's test reference.
 
-Rule (docs/architecture.md): take the predicted class's heatmap, zero negative values,
-three-class multi-Otsu with 256 bins over the map's own range
-(``skimage.filters.threshold_multiotsu``), threshold = max(upper threshold - offset, 0),
-mask = map > threshold. A map with fewer than three occupied histogram bins (constant or
-nearly so) has no multi-Otsu split: its threshold is its maximum and its mask is empty.
+The runtime never thresholds on the host: the rule runs inside the fused graph
+(:mod:`gpedge.graph.mask`) and :mod:`gpedge.runtime.maps` maps its result to the input's
+resolution. :func:`multiotsu_threshold` and :func:`mask_from_heatmap` are the rule computed
+with scikit-image, which the tests hold the graph to: take the predicted class's heatmap, zero
+negative values, three-class multi-Otsu with 256 bins over the map's own range, threshold =
+max(upper threshold - offset, 0), mask = map > threshold. A map with fewer than three occupied
+histogram bins (constant or nearly so) has no multi-Otsu split: its threshold is its maximum
+and its mask is empty.
 """
 from __future__ import annotations
 
@@ -13,8 +16,8 @@ from skimage import morphology
 from skimage.filters import threshold_multiotsu
 from skimage.measure import label as label_components
 
-CLASSES = 3
-BINS = 256
+from gpedge.graph.contract import MASK_BINS as BINS
+from gpedge.graph.contract import MASK_CLASSES as CLASSES
 
 
 def multiotsu_threshold(heatmap: np.ndarray, offset: float = 0.5, classes: int = CLASSES, bins: int = BINS) -> float:
@@ -48,20 +51,6 @@ def mask_from_heatmap(
         return np.zeros(positive.shape, np.uint8)
     threshold = multiotsu_threshold(positive, offset, classes, bins)
     return (positive > np.float32(threshold)).astype(np.uint8)
-
-
-def masks_from_outputs(
-    heatmaps: np.ndarray, labels: np.ndarray, offset: float = 0.5, empty_for_class: int | None = None
-) -> np.ndarray:
-    """uint8 (N, H, W) masks for a batch: the predicted class's map of each (N, K, H, W) heatmap stack."""
-    heatmaps = np.asarray(heatmaps)
-    labels = np.asarray(labels).astype(np.int64)
-    return np.stack(
-        [
-            mask_from_heatmap(heatmaps[i, labels[i]], offset, empty=empty_for_class is not None and labels[i] == empty_for_class)
-            for i in range(len(labels))
-        ]
-    ) if len(labels) else np.zeros((0, *heatmaps.shape[-2:]), np.uint8)
 
 
 def clean_mask(

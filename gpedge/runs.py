@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gpedge.atomic import atomic_write_bytes, atomic_write_json
 from gpedge.errors import GpedgeError
-from gpedge.package import atomic_write_json
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
@@ -87,9 +87,6 @@ def load_run(run_dir: str | os.PathLike):
 
 def save_weights(model, run_dir: str | os.PathLike) -> None:
     """Save a model's state dict as safetensors atomically."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    path = Path(run_dir) / WEIGHTS
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    os.replace(tmp, path)
+    atomic_write_bytes(Path(run_dir) / WEIGHTS, save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}))

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gpedge.export.samples import SyntheticSlices, synthetic_slices
+from gpedge.data.samples import SyntheticSlices, synthetic_slices
 
 TINY_SIZE = 64
 TINY_CLASSES = ["Healthy", "LGG", "HGG"]
@@ -65,6 +65,20 @@ def train_tiny_run(run_dir: Path, arch: str = "gp-unet", options: dict | None = 
     return run_dir
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--slow", action="store_true", help="also run the tests marked slow (the README and CI run them)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The default selection is the fast one: tests marked ``slow`` run with ``--slow`` or an explicit ``-m``."""
+    if config.getoption("--slow") or config.getoption("markexpr"):
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker("slow")]
+
+
 @pytest.fixture(scope="session")
 def tiny_run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A trained tiny GP-UNet run folder (see module docstring)."""
@@ -74,10 +88,10 @@ def tiny_run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_package(tiny_run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``tiny_run_dir`` exported as a model package (model.onnx, model.fp16.onnx, safetensors, manifest)."""
-    from gpedge.export import export_package
+    from gpedge.export import ExportOptions, export_package
 
     out = tmp_path_factory.mktemp("tiny_package") / "pkg"
-    return export_package(tiny_run_dir, out, max_batch=4, engine="auto", parity_samples=6)
+    return export_package(tiny_run_dir, out, ExportOptions(max_batch=4, engine="auto", parity_samples=6))
 
 
 @pytest.fixture()

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from gpedge.bench.accuracy import compare, mask_dice
-from gpedge.bench.backends import OrtAdapter, available_backends, unavailable_reason
+from gpedge.bench.backends import available_backends, unavailable_reason
 from gpedge.bench.runner import BenchSettings, benchmark_volume, realistic_slices
 from gpedge.package import ModelPackage
 
@@ -30,12 +30,13 @@ def _gpedge(*args: str, cache: Path) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def package(tmp_path_factory) -> Path:
-    from gpedge.bench.arch import temporary_package
+    from gpedge.export.untrained import untrained_package
 
     out = tmp_path_factory.mktemp("bench") / "package"
-    return temporary_package("gp-unet", channels=1, image_size=32, options={"width": 4}, max_batch=4, out_dir=out)
+    return untrained_package("gp-unet", channels=1, image_size=32, options={"width": 4}, max_batch=4, out_dir=out)
 
 
+@pytest.mark.slow
 def test_cli_rows_for_every_backend_each_from_its_own_process(tmp_path):
     proc = _gpedge(*TINY, "--iters", "3", "--warmup", "1", "--batch", "1,2", "--accuracy-slices", "4", "--json", cache=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -101,9 +102,11 @@ def test_int8_quantization_keeps_the_head_fp32_and_is_cached(package, tmp_path):
     mtime = path.stat().st_mtime_ns
     assert quantize_int8(fp32, calibration, cache_dir=tmp_path) == path and path.stat().st_mtime_ns == mtime
 
+    from gpedge.runtime.backends.onnxruntime import OnnxRuntimeBackend
+
     inputs = realistic_slices(4, 1, pkg.image_size, 3, seed=2)
-    reference = OrtAdapter("onnxruntime", fp32, threads=1).infer(inputs)
-    result = compare(OrtAdapter("onnxruntime-int8", path, threads=1).infer(inputs), reference)
+    reference = OnnxRuntimeBackend(pkg, "cpu", threads=1).run(inputs)
+    result = compare(OnnxRuntimeBackend(pkg, "cpu", threads=1, graph=path).run(inputs), reference)
     assert result["accuracy_slices"] == 4
     assert 0.0 <= result["label_agreement"] <= 1.0 and 0.0 <= result["mask_dice"] <= 1.0
     assert 0.0 < result["max_prob_diff"] < 1.0  # INT8 changes the numbers, but not beyond probabilities

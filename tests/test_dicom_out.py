@@ -22,7 +22,7 @@ from nibabel.orientations import apply_orientation, axcodes2ornt, io_orientation
 
 from gpedge.dicom import process_study
 from gpedge.errors import GpedgeError
-from gpedge.runtime.outputs import key_slice
+from gpedge.runtime.save import key_slice
 from gpedge.runtime.predictor import Predictor
 
 hd = pytest.importorskip("highdicom", reason="DICOM output needs highdicom (pip install 'gpedge[dicom]')")

@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from conftest import TINY_CHANNELS, make_slices, train_tiny_run
+from gpedge.atomic import atomic_write_json
 from gpedge.cli import app
 from gpedge.errors import DataError
 from gpedge.evaluate.metrics import dice_score
-from gpedge.package import ModelPackage, atomic_write_json
-from conftest import TINY_CHANNELS, make_slices, train_tiny_run
+from gpedge.package import ModelPackage
 
 FIGSHARE_CLASSES = ["meningioma", "glioma", "pituitary"]
 
@@ -200,7 +201,7 @@ def test_split_errors(brats_root: Path, brats_package: Path, tmp_path: Path):
 @pytest.fixture(scope="module")
 def figshare_package(tmp_path_factory) -> Path:
     """A 3-class figshare-like model: the tiny run relabelled meningioma/glioma/pituitary, exported."""
-    from gpedge.export import export_package
+    from gpedge.export import ExportOptions, export_package
     from gpedge.runs import RunConfig
 
     run = train_tiny_run(tmp_path_factory.mktemp("fig_run") / "run", steps=20)
@@ -208,9 +209,11 @@ def figshare_package(tmp_path_factory) -> Path:
     config.class_names, config.no_tumour_class = list(FIGSHARE_CLASSES), None
     config.split = {"train": ["100360"], "val": ["100361"], "test": ["100362", "100363"]}
     config.save(run)
-    return export_package(run, tmp_path_factory.mktemp("fig_pkg") / "pkg", max_batch=4, fp16=False, engine=False, parity_samples=2)
+    options = ExportOptions(max_batch=4, fp16=False, engine=False, parity_samples=2)
+    return export_package(run, tmp_path_factory.mktemp("fig_pkg") / "pkg", options)
 
 
+@pytest.mark.slow
 def test_evaluate_figshare_mat_v73(figshare_package: Path, tmp_path: Path):
     patients = {"100360": [0, 1], "100361": [1, 2], "100362": [0, 1, 2], "100363": [2, 0]}
     root = write_figshare(tmp_path / "figshare", patients)

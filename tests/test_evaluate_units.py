@@ -1,4 +1,4 @@
-"""Offset sweep on constructed heatmaps, Grad-CAM / Grad-CAM++ on hand-checkable and tiny GP networks."""
+"""Offset sweep scoring on constructed masks, Grad-CAM / Grad-CAM++ on hand-checkable and tiny GP networks."""
 from __future__ import annotations
 
 import numpy as np
@@ -12,22 +12,25 @@ from gpedge.evaluate.sweep import OffsetSweep, parse_offsets
 from gpedge.models import GPNetwork, create_model
 
 
-def _three_level_map() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A 0 background, a ring at 0.4 and a core at 1.0; returns (map, core, core+ring)."""
-    heat = np.zeros((32, 32), np.float32)
-    heat[8:24, 8:24] = 0.4
-    heat[12:20, 12:20] = 1.0
-    return heat, (heat == 1.0).astype(np.uint8), (heat > 0).astype(np.uint8)
+def _core_and_ring() -> tuple[np.ndarray, np.ndarray]:
+    """A core mask (8 x 8) and the same core with a ring around it (16 x 16), on 32 x 32."""
+    core = np.zeros((32, 32), np.uint8)
+    core[12:20, 12:20] = 1
+    ring = np.zeros((32, 32), np.uint8)
+    ring[8:24, 8:24] = 1
+    return core, ring
 
 
-def test_sweep_picks_the_offset_that_matches_the_ground_truth():
-    heat, core, core_and_ring = _three_level_map()
-    # offset 0 keeps the core (above the upper multi-Otsu threshold); offset 1 clamps the threshold to 0
+def test_sweep_picks_the_offset_whose_masks_match_the_ground_truth():
+    core, core_and_ring = _core_and_ring()
+    # the masks a predictor returned: offset 0 keeps the core, offset 1 core and ring
     wide = OffsetSweep([0.0, 1.0])
-    wide.add(heat, core_and_ring, predicted_empty=False, healthy=False)
+    wide.add(0.0, core, core_and_ring, healthy=False)
+    wide.add(1.0, core_and_ring, core_and_ring, healthy=False)
     assert wide.best_offset() == 1.0
     narrow = OffsetSweep([0.0, 1.0])
-    narrow.add(heat, core, predicted_empty=False, healthy=False)
+    narrow.add(0.0, core, core, healthy=False)
+    narrow.add(1.0, core_and_ring, core, healthy=False)
     assert narrow.best_offset() == 0.0
     rows = {r["offset"]: r for r in narrow.table()}
     assert rows[0.0]["dice_median"] == 1.0
@@ -35,23 +38,27 @@ def test_sweep_picks_the_offset_that_matches_the_ground_truth():
 
 
 def test_sweep_tie_goes_to_fewer_false_positives_then_smaller_offset():
-    heat, _, core_and_ring = _three_level_map()
+    _, core_and_ring = _core_and_ring()
     sweep = OffsetSweep([0.9, 1.0])
-    sweep.add(heat, core_and_ring, predicted_empty=False, healthy=False)
+    for offset in (0.9, 1.0):
+        sweep.add(offset, core_and_ring, core_and_ring, healthy=False)
     assert sweep.best_offset() == 0.9
-    healthy_map = np.zeros((32, 32), np.float32)
-    healthy_map[0:4, 0:4] = 0.05
-    healthy_map[0:2, 0:2] = 0.1
-    sweep.add(healthy_map, np.zeros((32, 32), np.uint8), predicted_empty=False, healthy=True)
-    sweep.add(healthy_map, np.zeros((32, 32), np.uint8), predicted_empty=True, healthy=True)
+    speck = np.zeros((32, 32), np.uint8)
+    speck[0:2, 0:2] = 1
+    empty = np.zeros((32, 32), np.uint8)
+    sweep.add(0.9, speck, empty, healthy=True)
+    sweep.add(0.9, empty, empty, healthy=True)
+    sweep.add(1.0, speck, empty, healthy=True)
+    sweep.add(1.0, speck, empty, healthy=True)
     rows = sweep.table()
     assert [r["healthy_slices"] for r in rows] == [2, 2]
-    assert [r["healthy_fp_rate"] for r in rows] == [0.5, 0.5]
+    assert [r["healthy_fp_rate"] for r in rows] == [0.5, 1.0]
+    assert sweep.best_offset() == 0.9
 
 
 def test_sweep_without_tumour_slices_is_a_clear_error():
     sweep = OffsetSweep([0.5])
-    sweep.add(np.ones((4, 4)), np.zeros((4, 4)), predicted_empty=True, healthy=True)
+    sweep.add(0.5, np.ones((4, 4)), np.zeros((4, 4)), healthy=True)
     with pytest.raises(GpedgeError, match="no slice with a ground-truth tumour mask"):
         sweep.best_offset()
 

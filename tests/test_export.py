@@ -13,27 +13,32 @@ from onnx import numpy_helper
 
 from conftest import make_slices, train_tiny_run
 from gpedge.errors import GpedgeError, PackageError
-from gpedge.export import export_package
+from gpedge.export import ExportOptions, export_package
 from gpedge.export.fp16 import precision_summary
-from gpedge.export.parity import onnxruntime_outputs
+from gpedge.export.parity import backend_outputs
+from gpedge.graph.contract import INPUTS
 from gpedge.package import ModelPackage, sha256_file
-from gpedge.postprocess import masks_from_outputs, multiotsu_threshold
+from gpedge.postprocess import mask_from_heatmap, multiotsu_threshold
+from gpedge.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
 OUTPUTS = {"logits": np.float32, "probs": np.float32, "label": np.int32, "heatmaps": np.float32,
            "threshold": np.float32, "mask": np.uint8}
 
 
 def _session(path: Path) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def _run(package: Path, images: np.ndarray, offset: float = 0.5, graph: str | None = None) -> dict[str, np.ndarray]:
+    """A package's graph on the runtime's ONNX Runtime backend (CPU)."""
+    return backend_outputs(OnnxRuntimeBackend(ModelPackage.load(package), "cpu", graph=graph), images, offset)
 
 
 @pytest.mark.parametrize("batch", [1, 3])
 def test_outputs_names_dtypes_shapes_with_dynamic_batch(tiny_package: Path, batch: int) -> None:
     session = _session(tiny_package / "model.onnx")
-    assert [i.name for i in session.get_inputs()] == ["image"]
-    out = onnxruntime_outputs(tiny_package / "model.onnx", make_slices(batch, seed=3).images)
+    assert [i.name for i in session.get_inputs()] == list(INPUTS)
+    out = _run(tiny_package, make_slices(batch, seed=3).images)
     assert list(out) == list(OUTPUTS)
     for name, dtype in OUTPUTS.items():
         assert out[name].dtype == dtype, name
@@ -78,14 +83,14 @@ def test_manifest_fields_and_checksums(tiny_package: Path, tiny_run_dir: Path) -
 def test_fp32_parity_with_pytorch(tiny_package: Path, tiny_run_dir: Path) -> None:
     import torch
 
-    from gpedge.export.fused import FusedModel
+    from gpedge.graph.fused import FusedModel
     from gpedge.runs import load_run
 
     network, _ = load_run(tiny_run_dir)
     images = make_slices(6, seed=11).images
     with torch.no_grad():
         reference = FusedModel(network, 0).eval()(torch.from_numpy(images), torch.tensor([0.5]))
-    out = onnxruntime_outputs(tiny_package / "model.onnx", images)
+    out = _run(tiny_package, images)
     assert np.abs(out["probs"] - reference.probs.numpy()).max() <= 1e-4
     np.testing.assert_array_equal(out["label"], reference.label.numpy())
     assert (out["mask"] == reference.mask.numpy()).mean() >= 0.999
@@ -96,20 +101,27 @@ def test_fp32_parity_with_pytorch(tiny_package: Path, tiny_run_dir: Path) -> Non
 @pytest.mark.parametrize("offset", [0.0, 0.5, 2.0])
 def test_graph_mask_matches_scikit_image_on_model_heatmaps(tiny_package: Path, offset: float) -> None:
     images = make_slices(12, seed=5).images
-    out = onnxruntime_outputs(tiny_package / "model.onnx", images, offset=offset)
-    host = masks_from_outputs(out["heatmaps"], out["label"], offset=offset, empty_for_class=0)
-    assert (host == out["mask"]).mean() >= 0.99
+    out = _run(tiny_package, images, offset)
     chosen = out["heatmaps"][np.arange(len(images)), out["label"]]
+    host = np.stack([mask_from_heatmap(m, offset, empty=label == 0) for m, label in zip(chosen, out["label"])])
+    assert (host == out["mask"]).mean() >= 0.99
     host_thresholds = np.array([multiotsu_threshold(m, offset) for m in chosen], np.float32)
     assert np.isclose(out["threshold"], host_thresholds, atol=1e-5).mean() >= 0.9
 
 
-def test_offset_default_comes_from_the_package(tiny_package: Path) -> None:
+@pytest.mark.parametrize("graph", ["model.onnx", "model.fp16.onnx"])
+def test_offset_is_a_true_graph_input(tiny_package: Path, graph: str) -> None:
+    """No initializer stands in for the offset: a caller that does not feed it gets an error, not a default."""
+    model = onnx.load(str(tiny_package / graph))
+    assert "offset" not in {t.name for t in model.graph.initializer}
+    session = _session(tiny_package / graph)
+    assert [i.name for i in session.get_inputs()] == list(INPUTS)
+    assert not session.get_overridable_initializers()
     images = make_slices(4, seed=6).images
-    default = onnxruntime_outputs(tiny_package / "model.onnx", images)
-    explicit = onnxruntime_outputs(tiny_package / "model.onnx", images, offset=0.5)
-    lower = onnxruntime_outputs(tiny_package / "model.onnx", images, offset=0.0)
-    np.testing.assert_array_equal(default["threshold"], explicit["threshold"])
+    with pytest.raises(Exception, match="offset"):
+        session.run(None, {"image": images})
+    default = _run(tiny_package, images, 0.5, graph)
+    lower = _run(tiny_package, images, 0.0, graph)
     assert (lower["threshold"] >= default["threshold"]).all()
     assert (lower["threshold"] > default["threshold"]).any()
 
@@ -118,7 +130,7 @@ def test_in_graph_rule_on_degenerate_and_random_maps() -> None:
     """The mask module alone, exported to ONNX, against scikit-image on hand-made maps."""
     import torch
 
-    from gpedge.export.fused import MultiOtsuMask
+    from gpedge.graph.mask import MultiOtsuMask
 
     rng = np.random.default_rng(0)
     maps = [
@@ -152,7 +164,7 @@ def test_in_graph_rule_on_degenerate_and_random_maps() -> None:
 def test_no_tumour_class_gives_empty_mask(tiny_run_dir: Path) -> None:
     import torch
 
-    from gpedge.export.fused import FusedModel
+    from gpedge.graph.fused import FusedModel
     from gpedge.runs import load_run
 
     network, _ = load_run(tiny_run_dir)
@@ -173,7 +185,7 @@ def test_fp16_graph_value_types(tiny_package: Path) -> None:
     summary = precision_summary(model)
     assert set(summary["network_compute"]) == {"float16"}
     assert set(summary["head_compute"]) == {"float32"}
-    assert summary["inputs"] == {"image": "float32", "offset": "float32"}
+    assert summary["inputs"] == {name: "float32" for name in INPUTS}
     assert summary["outputs"] == {n: np.dtype(t).name for n, t in OUTPUTS.items()}
     weights = {t.name: t for t in model.graph.initializer}
     conv_weights = [weights[n.input[1]] for n in model.graph.node if n.op_type == "Conv" and n.input[1] in weights]
@@ -184,8 +196,8 @@ def test_fp16_graph_value_types(tiny_package: Path) -> None:
 
 def test_fp16_parity(tiny_package: Path) -> None:
     images = make_slices(8, seed=9).images
-    fp32 = onnxruntime_outputs(tiny_package / "model.onnx", images)
-    fp16 = onnxruntime_outputs(tiny_package / "model.fp16.onnx", images)
+    fp32 = _run(tiny_package, images)
+    fp16 = _run(tiny_package, images, graph="model.fp16.onnx")
     assert np.abs(fp32["probs"] - fp16["probs"]).max() < 1e-2
     assert (fp32["label"] == fp16["label"]).mean() >= 0.875
     same = fp32["label"] == fp16["label"]
@@ -194,6 +206,7 @@ def test_fp16_parity(tiny_package: Path) -> None:
     assert recorded["runner"] == "onnxruntime-cpu" and recorded["label_agreement"] >= 0.8
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("arch", "options"),
     [
@@ -204,12 +217,12 @@ def test_fp16_parity(tiny_package: Path) -> None:
 )
 def test_every_architecture_exports(tmp_path: Path, arch: str, options: dict) -> None:
     run = train_tiny_run(tmp_path / "run", arch=arch, options=options, steps=2)
-    package = export_package(run, tmp_path / "pkg", max_batch=2, engine=False, parity_samples=2)
+    package = export_package(run, tmp_path / "pkg", ExportOptions(max_batch=2, engine=False, parity_samples=2))
     manifest = ModelPackage.load(package).manifest
     assert manifest["model"]["arch"] == arch
     assert manifest["parity"]["onnxruntime_fp32_vs_torch"]["label_agreement"] == 1.0
     assert set(manifest["parity"]["fp16_graph"]["network_compute"]) == {"float16"}
-    out = onnxruntime_outputs(package / "model.fp16.onnx", make_slices(2, seed=1).images)
+    out = _run(package, make_slices(2, seed=1).images, graph="model.fp16.onnx")
     assert np.isfinite(out["probs"]).all()
 
 
@@ -242,9 +255,27 @@ def test_unknown_schema_version_is_refused(tiny_package: Path, tmp_path: Path) -
         ModelPackage.load(package)
 
 
-def test_failed_export_leaves_nothing_behind(tiny_run_dir: Path, tmp_path: Path) -> None:
+def test_failed_export_leaves_nothing_behind(tiny_run_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    """A failure after the graphs and weights were written (here: in the FP16 conversion) removes them all."""
+    from gpedge.export import fp16
+
+    written: list[str] = []
+
+    def fail(model):
+        staged = next(tmp_path.glob(".pkg.*.partial"))
+        written.extend(sorted(p.name for p in staged.iterdir()))
+        raise GpedgeError("FP16 conversion failed (test)")
+
+    monkeypatch.setattr(fp16, "to_fp16", fail)
+    with pytest.raises(GpedgeError, match="FP16 conversion failed"):
+        export_package(tiny_run_dir, tmp_path / "pkg", ExportOptions(engine=False, parity_samples=2))
+    assert written == ["model.onnx", "model.safetensors"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_image_size_is_refused(tiny_run_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(GpedgeError, match="multiple of 2"):
-        export_package(tiny_run_dir, tmp_path / "pkg", image_size=63, engine=False)
+        export_package(tiny_run_dir, tmp_path / "pkg", ExportOptions(image_size=63, engine=False))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -253,5 +284,5 @@ def test_existing_package_needs_overwrite(tiny_run_dir: Path, tmp_path: Path) ->
     out.mkdir()
     (out / "keep.txt").write_text("x")
     with pytest.raises(GpedgeError, match="--overwrite"):
-        export_package(tiny_run_dir, out, engine=False)
+        export_package(tiny_run_dir, out, ExportOptions(engine=False))
     assert (out / "keep.txt").is_file()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gpedge.export import tensorrt_build
+from gpedge.tensorrt.cuda import unavailable_reason
 
 
 def _gpedge(*args: str) -> subprocess.CompletedProcess:
@@ -21,7 +21,7 @@ def test_missing_run_dir(tmp_path: Path) -> None:
     assert not (tmp_path / "pkg").exists()
 
 
-@pytest.mark.skipif(tensorrt_build.unavailable_reason() is None, reason="TensorRT and a GPU are present here")
+@pytest.mark.skipif(unavailable_reason() is None, reason="TensorRT and a GPU are present here")
 def test_engine_without_tensorrt_is_a_clear_error(tiny_run_dir: Path, tmp_path: Path) -> None:
     result = _gpedge("export", str(tiny_run_dir), "--out", str(tmp_path / "pkg"), "--engine")
     assert result.returncode == 2
@@ -29,6 +29,7 @@ def test_engine_without_tensorrt_is_a_clear_error(tiny_run_dir: Path, tmp_path: 
     assert not (tmp_path / "pkg").exists()
 
 
+@pytest.mark.slow
 def test_export_writes_a_package(tiny_run_dir: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 

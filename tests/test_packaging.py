@@ -6,10 +6,12 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_wheel_layout(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-w", str(tmp_path), str(ROOT)],
@@ -20,7 +22,8 @@ def test_wheel_layout(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     top_level = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
     assert top_level == {"gpedge"}
-    for required in ("gpedge/cli.py", "gpedge/export/__init__.py", "gpedge/export/fused.py",
+    for required in ("gpedge/cli.py", "gpedge/export/__init__.py", "gpedge/export/exporter.py",
+                     "gpedge/graph/contract.py", "gpedge/graph/fused.py", "gpedge/tensorrt/runner.py",
                      "gpedge/assets/default_model/manifest.json", "gpedge/assets/default_model/model.onnx"):
         assert required in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))

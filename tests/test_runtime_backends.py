@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 import gpedge
-from gpedge.errors import BackendUnavailable
-from gpedge.package import ModelPackage
-from gpedge.runtime.backends import OUTPUT_NAMES, create_backend
-from gpedge.runtime.backends.onnxruntime import physical_cores
-from gpedge.runtime.backends.tensorrt import tensorrt_available
-
 from conftest import make_slices
+from gpedge.errors import BackendUnavailable
+from gpedge.graph.contract import OUTPUTS
+from gpedge.package import ModelPackage
+from gpedge.runtime.backends import create_backend
+from gpedge.runtime.backends.onnxruntime import physical_cores
+from gpedge.tensorrt.cuda import tensorrt_available
 
 
 def _python(code: str) -> subprocess.CompletedProcess:
@@ -42,9 +42,8 @@ def test_onnxruntime_and_torch_agree(tiny_package: Path) -> None:
     batch = make_slices(4, seed=5).images
     ort = create_backend("onnxruntime", package, "cpu")
     ref = create_backend("torch", package, "cpu")
-    assert ort.accepts_offset and ref.accepts_offset
     a, b = ort.run(batch), ref.run(batch)
-    assert set(a) == set(b) == set(OUTPUT_NAMES)
+    assert set(a) == set(b) == set(OUTPUTS)
     np.testing.assert_array_equal(a["label"], b["label"])
     np.testing.assert_allclose(a["probs"], b["probs"], atol=1e-5)
     np.testing.assert_allclose(a["heatmaps"], b["heatmaps"], rtol=1e-4, atol=1e-5)
@@ -92,7 +91,8 @@ def test_tensorrt_matches_onnxruntime(tiny_package: Path, tmp_path: Path, monkey
 
 
 def test_engine_metadata_mismatch_is_explained() -> None:
-    from gpedge.runtime.backends.tensorrt import GpuInfo, engine_mismatch
+    from gpedge.tensorrt.cuda import GpuInfo
+    from gpedge.tensorrt.engines import engine_mismatch
 
     h100 = GpuInfo(0, "NVIDIA H100 80GB HBM3", "9.0")
     meta = {"tensorrt_version": "10.13.0", "gpu_name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0",

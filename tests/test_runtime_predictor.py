@@ -12,13 +12,12 @@ import numpy as np
 import pytest
 
 import gpedge
+from conftest import make_slices
 from gpedge.errors import GpedgeError, PackageError
 from gpedge.postprocess import multiotsu_threshold
 from gpedge.preprocess import resize_image
 from gpedge.runtime import predictor as predictor_module
 from gpedge.runtime.results import STAGES
-
-from conftest import make_slices
 
 
 @pytest.fixture(scope="module")
@@ -107,42 +106,25 @@ def test_offset_override(tiny_package: Path, predictor, slices) -> None:
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
 def test_manifest_offset_rules_after_it_changes(tiny_package: Path, tmp_path: Path, slices, backend: str) -> None:
-    """``gpedge evaluate --offsets`` rewrites the manifest's offset after export: every backend must use
-    it, not the default baked into the graph."""
+    """``gpedge evaluate --offsets`` rewrites the manifest's offset after export: every backend feeds it to the graph."""
     package = tmp_path / "package"
     shutil.copytree(tiny_package, package)
     manifest = json.loads((package / "manifest.json").read_text())
-    baked = manifest["mask_rule"]["offset_input"]["default"]
-    manifest["mask_rule"]["offset"] = baked + 0.3
+    exported = manifest["mask_rule"]["offset"]
+    manifest["mask_rule"]["offset"] = exported + 0.3
     (package / "manifest.json").write_text(json.dumps(manifest))
     with gpedge.Predictor(package, backend=backend) as predictor:
-        assert predictor.offset == pytest.approx(baked + 0.3)
+        assert predictor.offset == pytest.approx(exported + 0.3)
         results = predictor.predict(slices)
         maps = predictor.backend.run(slices)["heatmaps"]
     checked = 0
     for i, result in enumerate(results):
         if result.class_index == predictor.no_tumour_class:
             continue
-        expected = multiotsu_threshold(maps[i, result.class_index], baked + 0.3)
+        expected = multiotsu_threshold(maps[i, result.class_index], exported + 0.3)
         assert result.threshold == pytest.approx(expected, abs=1e-5)
         checked += 1
     assert checked
-
-
-def test_host_offset_for_graphs_without_an_offset_input(tiny_package: Path, slices) -> None:
-    """A backend whose graph bakes the offset in (TensorRT) redoes threshold and mask on the host."""
-    from gpedge.postprocess import masks_from_outputs
-
-    with gpedge.Predictor(tiny_package, backend="onnxruntime") as predictor:
-        backend = predictor.backend
-        reference = backend.run(slices, 1.0)
-        backend.accepts_offset = False
-        baked = backend.run(slices, backend.package.graph_offset)
-        recomputed = backend.apply_host_offset(dict(baked), 1.0)
-    labels = reference["label"]
-    assert np.array_equal(recomputed["mask"], masks_from_outputs(reference["heatmaps"], labels, 1.0, 0))
-    tumour = labels != 0
-    assert np.allclose(recomputed["threshold"][tumour], reference["threshold"][tumour], atol=1e-5)
 
 
 def test_batches_and_lists_equal_single_calls(predictor, slices) -> None:

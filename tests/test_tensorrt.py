@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 
 from conftest import make_slices
-from gpedge.export import tensorrt_build
-from gpedge.export.parity import compare, onnxruntime_outputs
+from gpedge.export.parity import backend_outputs, compare
 from gpedge.package import ModelPackage
+from gpedge.runtime.backends.onnxruntime import OnnxRuntimeBackend
+from gpedge.tensorrt.cuda import unavailable_reason
 
-REASON = tensorrt_build.unavailable_reason()
+REASON = unavailable_reason()
 pytestmark = [
     pytest.mark.tensorrt,
     pytest.mark.skipif(REASON is not None, reason=f"TensorRT tests need TensorRT and a CUDA GPU: {REASON}"),
@@ -25,8 +26,8 @@ def test_package_ships_a_verified_fp16_engine(tiny_package: Path) -> None:
     assert len(engines) == 1
     meta = engines[0]
     assert package.file(meta["file"]).is_file()
-    assert meta["io"]["image"]["dtype"] == "FLOAT" and meta["io"]["label"]["dtype"] == "INT32"
-    assert meta["io"]["mask"]["dtype"] == "UINT8"
+    assert meta["io"]["image"]["dtype"] == "FLOAT" and meta["io"]["offset"]["dtype"] == "FLOAT"
+    assert meta["io"]["label"]["dtype"] == "INT32" and meta["io"]["mask"]["dtype"] == "UINT8"
     assert meta["layer_precisions"].get("FP16", 0) > 0
     assert meta["profile"] == {"min": 1, "opt": 4, "max": 4}
     parity = package.manifest["parity"]["tensorrt_vs_fp32"]
@@ -34,19 +35,27 @@ def test_package_ships_a_verified_fp16_engine(tiny_package: Path) -> None:
 
 
 def test_built_engine_matches_onnxruntime_fp32(tiny_package: Path, tmp_path: Path) -> None:
+    from gpedge.tensorrt.builder import build_engine
+    from gpedge.tensorrt.inspection import EXPECTED_IO
+    from gpedge.tensorrt.loader import deserialize
+    from gpedge.tensorrt.runner import EngineRunner
+
     engine = tmp_path / "tiny.engine"
-    meta = tensorrt_build.build_engine(tiny_package / "model.fp16.onnx", engine, (1, 64, 64), max_batch=4, cache_dir=tmp_path)
+    meta = build_engine(tiny_package / "model.fp16.onnx", engine, (1, 64, 64), max_batch=4, cache_dir=tmp_path)
     assert (tmp_path / "timing.cache").is_file()
     assert meta["sha256"] and meta["layer_precisions"].get("FP16", 0) > 0
-    assert {name: entry["dtype"] for name, entry in meta["io"].items()} == tensorrt_build.EXPECTED_IO
+    assert {name: entry["dtype"] for name, entry in meta["io"].items()} == EXPECTED_IO
     images = make_slices(3, seed=4).images
-    trt_out = tensorrt_build.run_engine(engine, images)
-    reference = onnxruntime_outputs(tiny_package / "model.onnx", images)
-    assert trt_out["label"].dtype == np.int32 and trt_out["mask"].dtype == np.uint8
-    assert trt_out["heatmaps"].shape == (3, 3, 64, 64)
-    result = compare(reference, trt_out)
-    print(json.dumps(result))
-    assert result["max_abs_diff_probs"] < 1e-2
-    assert result["label_agreement"] >= 2 / 3
-    same = reference["label"] == trt_out["label"]
-    assert (reference["mask"][same] == trt_out["mask"][same]).mean() >= 0.99
+    runner = EngineRunner(deserialize(engine.read_bytes(), version_compatible=False, source=str(engine)))
+    for offset in (0.0, 0.5):
+        trt_out = runner.run({"image": images, "offset": np.array([offset], np.float32)})
+        reference = backend_outputs(OnnxRuntimeBackend(ModelPackage.load(tiny_package), "cpu"), images, offset)
+        assert trt_out["label"].dtype == np.int32 and trt_out["mask"].dtype == np.uint8
+        assert trt_out["heatmaps"].shape == (3, 3, 64, 64)
+        result = compare(reference, trt_out)
+        print(json.dumps(result))
+        assert result["max_abs_diff_probs"] < 1e-2
+        assert result["label_agreement"] >= 2 / 3
+        same = reference["label"] == trt_out["label"]
+        assert (reference["mask"][same] == trt_out["mask"][same]).mean() >= 0.99
+    runner.close()

@@ -116,6 +116,7 @@ def _history(run_dir: Path) -> list[dict]:
     return [{k: v for k, v in e.items() if k not in ("slices_per_s", "seconds")} for e in epochs]
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_weights_and_resume_continues_exactly(brats, tmp_path):
     first = train(_options(brats, tmp_path / "a"))
     second = train(_options(brats, tmp_path / "b"))
@@ -141,6 +142,7 @@ def test_max_steps_stops_training_and_accumulation_counts_optimizer_steps(brats,
     assert all(s["step"] == 3 for s in saved["optimizer"]["state"].values())
 
 
+@pytest.mark.slow
 def test_cli_training_learns_tumour_slices_from_image_labels(brats, tmp_path):
     run_dir = tmp_path / "run"
     args = ["train", "--arch", "gp-reconresnet", "--data", str(brats), "--out", str(run_dir), "--image-size", str(SIZE),

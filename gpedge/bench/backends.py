@@ -1,8 +1,8 @@
-"""Timing adapters: one per benchmarked backend, each running the fused model of a package.
+"""The benchmarked backends: which can run here, and opening one (inside a benchmark child process).
 
-An adapter's ``infer`` takes a float32 (N, C, H, W) host batch and returns host numpy outputs
-by name, with all device work finished (so a host clock around it is a true latency).
-Adapters are created only inside a benchmark child process (see ``gpedge.bench.worker``).
+Every backend is a :class:`gpedge.runtime.backends.Backend` whose ``run`` returns host arrays
+with all device work finished, so a host clock around it is a true latency; the worker times it
+inside the runtime's ``Predictor`` (see ``gpedge.bench.worker``).
 """
 from __future__ import annotations
 
@@ -10,11 +10,9 @@ import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
 from gpedge.errors import BackendUnavailable
 from gpedge.package import ModelPackage
-from gpedge.runtime.backends.base import OUTPUT_NAMES
+from gpedge.runtime.backends import Backend
 
 #: Every backend the benchmark knows, in the order they run.
 BACKENDS = ("torch", "torch-fp16", "onnxruntime", "onnxruntime-int8", "onnxruntime-cuda", "tensorrt")
@@ -56,7 +54,7 @@ def unavailable_reason(name: str) -> str | None:
                 "pip install onnxruntime-gpu (matching your CUDA version) on a machine with an NVIDIA GPU"
             )
     if name == "tensorrt":
-        from gpedge.runtime.backends.tensorrt import INSTALL_HINT, tensorrt_available
+        from gpedge.tensorrt.cuda import INSTALL_HINT, tensorrt_available
 
         if not tensorrt_available():
             return f"needs TensorRT, cuda-python and an NVIDIA GPU: {INSTALL_HINT}"
@@ -75,90 +73,36 @@ def check_backends(names: Sequence[str]) -> None:
         raise BackendUnavailable("cannot benchmark " + "; ".join(problems))
 
 
-class OrtAdapter:
-    """ONNX Runtime session on one ONNX file (FP32 or INT8 QDQ), CPU or CUDA provider."""
+class DeviceMemory:
+    """Peak device memory while timing; the CPU backends have none (host memory is the process's peak RSS)."""
 
-    #: Device time of the last call (only the PyTorch CUDA adapters measure it, with CUDA events).
-    last_device_ms: float | None = None
+    def reset(self) -> None:
+        """Start a new measurement (before each batch size)."""
 
-    def __init__(
-        self, name: str, onnx_path: Path, threads: int, cuda: bool = False, optimization: str = "all",
-        offset: float | None = None,
-    ) -> None:
-        import onnxruntime as ort
+    def sample(self) -> None:
+        """Record the memory in use now (after each timed call)."""
 
-        levels = {
-            "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,  # adds the NCHWc layout transforms on x86
-        }
-        if optimization not in levels:
-            raise ValueError(f"optimization must be one of {', '.join(levels)}, got {optimization!r}")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = levels[optimization]
-        options.log_severity_level = 3  # errors only: the exporter's overridable 'offset' input draws a warning
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda else ["CPUExecutionProvider"]
-        self.name = name
-        self.device = "cuda" if cuda else "cpu"
-        self._session = ort.InferenceSession(str(onnx_path), sess_options=options, providers=providers)
-        overridable = [*self._session.get_inputs(), *self._session.get_overridable_initializers()]
-        has_offset = any(i.name == "offset" for i in overridable)
-        self._extra_feed = {"offset": np.array([offset], dtype=np.float32)} if has_offset and offset is not None else {}
-        active = self._session.get_providers()
-        if cuda and "CUDAExecutionProvider" not in active:
-            raise BackendUnavailable(
-                f"{name}: the CUDA execution provider failed to initialise (see onnxruntime's log; usually a "
-                "CUDA/cuDNN library mismatch); fix the CUDA install or benchmark 'onnxruntime' on the CPU"
-            )
-        threads_note = f", {threads} threads" if not cuda else ""
-        self.description = (
-            f"onnxruntime {ort.__version__} {Path(onnx_path).name} ({active[0]}{threads_note}, optimization {optimization})"
-        )
-
-    def infer(self, batch: np.ndarray, outputs: Sequence[str] = OUTPUT_NAMES) -> dict[str, np.ndarray]:
-        values = self._session.run(list(outputs), {"image": batch, **self._extra_feed})
-        return dict(zip(outputs, values))
-
-    def device_memory_mb(self) -> float | None:
+    def peak_mb(self) -> float | None:
         return None
 
-    def reset_peak_memory(self) -> None:
-        """Nothing to reset: host memory is measured by the process peak RSS."""
 
+class CudaUsedMemory(DeviceMemory):
+    """Used memory of the current CUDA device (all processes: total - free, ``cudaMemGetInfo``), at its highest."""
 
-class TensorRTAdapter:
-    """The runtime's TensorRT backend (FP16 engine from ``model.fp16.onnx``, built once and cached)."""
-
-    name = "tensorrt"
-    device = "cuda"
-    last_device_ms: float | None = None
-
-    def __init__(self, package: ModelPackage) -> None:
-        from gpedge.runtime.backends import create_backend
-
-        self._backend = create_backend("tensorrt", package)
-        self.description = self._backend.description
+    def __init__(self) -> None:
         self._peak = _cuda_used_mb()
 
-    def infer(self, batch: np.ndarray, outputs: Sequence[str] = OUTPUT_NAMES) -> dict[str, np.ndarray]:
-        result = self._backend.run(batch, self._backend.package.offset)
+    def reset(self) -> None:
+        self._peak = _cuda_used_mb()
+
+    def sample(self) -> None:
         self._peak = max(self._peak, _cuda_used_mb())
-        return {name: result[name] for name in outputs}
 
-    def device_memory_mb(self) -> float | None:
-        """Device memory in use on the GPU (all processes) at its highest while timing."""
+    def peak_mb(self) -> float | None:
         return self._peak
-
-    def reset_peak_memory(self) -> None:
-        self._peak = _cuda_used_mb()
 
 
 def _cuda_used_mb() -> float:
-    """Used memory of the current CUDA device (total - free, cudaMemGetInfo), in MiB."""
     from cuda.bindings import runtime as cudart
 
     err, free, total = cudart.cudaMemGetInfo()
@@ -167,25 +111,28 @@ def _cuda_used_mb() -> float:
     return (total - free) / 2**20
 
 
-def open_adapter(
+def open_backend(
     name: str, package: ModelPackage, threads: int, int8_model: Path | None = None, ort_optimization: str = "all"
-):
-    """Create the timing adapter for backend ``name`` on ``package``."""
+) -> tuple[Backend, DeviceMemory]:
+    """The backend benchmarked as ``name`` on ``package``, and how its device memory is measured.
+
+    ONNX Runtime and TensorRT are the runtime's own backends (the code ``gpedge infer`` runs);
+    only the PyTorch backends are the benchmark's (:mod:`gpedge.bench.torch_backends`).
+    """
     check_backends([name])
-    if name == "onnxruntime":
-        return OrtAdapter(name, package.file("model.onnx"), threads, optimization=ort_optimization, offset=package.offset)
-    if name == "onnxruntime-cuda":
-        return OrtAdapter(
-            name, package.file("model.onnx"), threads, cuda=True, optimization=ort_optimization, offset=package.offset
-        )
-    if name == "onnxruntime-int8":
-        if int8_model is None:
+    if name.startswith("onnxruntime"):
+        from gpedge.runtime.backends.onnxruntime import OnnxRuntimeBackend
+
+        if name == "onnxruntime-int8" and int8_model is None:
             raise ValueError("onnxruntime-int8 needs the quantized model path (see gpedge.bench.quantize)")
-        return OrtAdapter(name, int8_model, threads, optimization=ort_optimization, offset=package.offset)
+        device = "cuda" if name == "onnxruntime-cuda" else "cpu"
+        graph = int8_model if name == "onnxruntime-int8" else None
+        return OnnxRuntimeBackend(package, device, threads=threads, optimization=ort_optimization, graph=graph), DeviceMemory()
     if name == "tensorrt":
-        return TensorRTAdapter(package)
+        from gpedge.runtime.backends.tensorrt import TensorRTBackend
+
+        return TensorRTBackend(package), CudaUsedMemory()
     from gpedge.bench import torch_backends
 
-    if name == "torch":
-        return torch_backends.TorchEagerAdapter(package, threads)
-    return torch_backends.TorchFp16GraphAdapter(package, threads)
+    backend = torch_backends.TorchEager(package, threads) if name == "torch" else torch_backends.TorchFp16Graph(package, threads)
+    return backend, torch_backends.TorchCudaMemory(backend.device)

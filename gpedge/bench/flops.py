@@ -9,8 +9,6 @@ from __future__ import annotations
 import math
 import os
 
-COUNTER = "ONNX graph MACs of Conv/ConvTranspose/MatMul/Gemm at batch 1, 2 FLOP per MAC"
-
 
 def gflop_per_slice(onnx_path: str | os.PathLike) -> float:
     """GFLOP of one slice (batch 1) through the ONNX model at ``onnx_path``."""

@@ -18,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from gpedge.package import atomic_write_bytes, sha256_file
+from gpedge.atomic import atomic_write_bytes
+from gpedge.graph.contract import INPUT, OFFSET
+from gpedge.package import sha256_file
 from gpedge.paths import cache_root
 
 QUANTIZED_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
@@ -88,7 +90,8 @@ class _SliceReader:
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         batch = next(self._iter, None)
-        return None if batch is None else {"image": batch}
+        # the offset only feeds the mask rule, which stays FP32: any value calibrates the same ranges
+        return None if batch is None else {INPUT: batch, OFFSET: np.array([0.5], np.float32)}
 
     def rewind(self) -> None:
         self._iter = iter(self._batches)

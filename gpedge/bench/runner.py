@@ -3,7 +3,7 @@
 The parent never runs a model itself: it prepares the inputs (realistic synthetic slices in
 scanner units), asks a child to quantize the model when ``onnxruntime-int8`` is wanted, runs one
 ``gpedge.bench.worker`` child per backend with the thread count fixed through the environment,
-and compares each backend's outputs with ONNX Runtime FP32 on the same slices.
+and compares each backend's results with ONNX Runtime FP32 on the same slices.
 """
 from __future__ import annotations
 
@@ -23,11 +23,11 @@ from gpedge.bench.accuracy import compare
 from gpedge.bench.backends import available_backends, check_backends
 from gpedge.errors import GpedgeError
 from gpedge.package import ModelPackage
+from gpedge.runtime.backends.onnxruntime import OPTIMIZATIONS
 
 log = logging.getLogger(__name__)
 
 REFERENCE_BACKEND = "onnxruntime"
-ORT_OPTIMIZATIONS = ("disabled", "basic", "extended", "all")
 #: Slices the INT8 ranges are calibrated on (a different seed from the accuracy slices).
 CALIBRATION_SLICES = 16
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -66,7 +66,7 @@ class BenchSettings:
 
 def realistic_slices(count: int, channels: int, size: tuple[int, int], num_classes: int, seed: int) -> np.ndarray:
     """``count`` synthetic head slices in scanner units (tumour classes cycling), float32 (N, C, H, W)."""
-    from gpedge.export.samples import synthetic_slices
+    from gpedge.data.samples import synthetic_slices
 
     height, width = size
     images = synthetic_slices(count, channels=channels, size=max(height, width), num_classes=num_classes, seed=seed).images
@@ -171,10 +171,10 @@ def _check_settings(package: ModelPackage, settings: BenchSettings) -> None:
         raise GpedgeError("--batch values and --iters must be >= 1 and --warmup >= 0")
     if settings.accuracy_slices < 1:
         raise GpedgeError("--accuracy-slices must be >= 1")
-    if settings.ort_optimization not in ORT_OPTIMIZATIONS:
-        raise GpedgeError(f"ONNX Runtime optimisation {settings.ort_optimization!r}: choose one of {', '.join(ORT_OPTIMIZATIONS)}")
+    if settings.ort_optimization not in OPTIMIZATIONS:
+        raise GpedgeError(f"--ort-optimization {settings.ort_optimization!r}: choose one of {', '.join(OPTIMIZATIONS)}")
     if settings.int8_format not in ("qdq", "qoperator"):
-        raise GpedgeError(f"INT8 format {settings.int8_format!r}: choose qdq or qoperator")
+        raise GpedgeError(f"--int8-format {settings.int8_format!r}: choose qdq or qoperator")
 
 
 def _quantize(package: ModelPackage, backends: list[str], settings: BenchSettings, workdir: Path, threads: int) -> str | None:

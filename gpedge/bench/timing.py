@@ -4,8 +4,12 @@ from __future__ import annotations
 import resource
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+
+#: Stages of ``Result.speed`` a benchmark row splits the latency into.
+STAGES = ("preprocess", "inference", "postprocess")
 
 
 def latency_summary(samples_ms: Sequence[float]) -> dict[str, float]:
@@ -15,6 +19,11 @@ def latency_summary(samples_ms: Sequence[float]) -> dict[str, float]:
         raise ValueError("no timing samples: run at least one timed iteration")
     p50, p90, p99 = np.percentile(arr, [50, 90, 99])
     return {"p50_ms": float(p50), "p90_ms": float(p90), "p99_ms": float(p99), "mean_ms": float(arr.mean())}
+
+
+def stage_ms(results: Sequence[Any]) -> dict[str, float]:
+    """Milliseconds per stage over one call's results (``Result.speed`` holds milliseconds per image)."""
+    return {stage: sum(r.speed[stage] for r in results) for stage in STAGES}
 
 
 def peak_rss_mb() -> float:

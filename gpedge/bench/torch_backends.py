@@ -1,55 +1,58 @@
-"""PyTorch timing adapters: eager FP32 (the reference code's way of running, on CUDA when present) and, on CUDA,
-FP16 channels-last replayed from a CUDA graph (a measured GPU path without TensorRT).
+"""The benchmark's PyTorch backends: eager FP32 (the reference code's way of running, on CUDA when
+present) and, on CUDA, FP16 channels-last replayed from a CUDA graph (a measured GPU path without TensorRT).
 
-Both run ``gpedge.export.fused.FusedModel`` (the same function as the exported graph), so
-their outputs are comparable with the ONNX backends'. Only the network runs in FP16; the
-normalisation, softmax and mask rule stay FP32, as in ``model.fp16.onnx``.
+Both run :class:`gpedge.graph.fused.FusedModel` (the function the exported graphs compute), so
+their outputs are comparable with the other backends'. Only the network runs in FP16; the
+normalisation, softmax and mask rule stay FP32, as in ``model.fp16.onnx``. ``last_device_ms``
+holds the CUDA-event time of the last call's model work (None on the CPU).
 """
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from gpedge.bench.backends import DeviceMemory
 from gpedge.package import ModelPackage
-from gpedge.runtime.backends.base import OUTPUT_NAMES
-from gpedge.runtime.backends.torch import load_fused_model
+from gpedge.runtime.backends.base import Backend
+from gpedge.runtime.backends.torch import TorchBackend, load_fused_model
 
 
-class TorchEagerAdapter:
+class TorchCudaMemory(DeviceMemory):
+    """``torch.cuda.max_memory_allocated`` on CUDA; nothing on the CPU."""
+
+    def __init__(self, device: torch.device | str) -> None:
+        self._cuda = torch.device(device).type == "cuda"
+
+    def reset(self) -> None:
+        if self._cuda:
+            torch.cuda.reset_peak_memory_stats()
+
+    def peak_mb(self) -> float | None:
+        return torch.cuda.max_memory_allocated() / 2**20 if self._cuda else None
+
+
+class TorchEager(TorchBackend):
     """Eager FP32 PyTorch with default settings, as the reference code runs it: on the GPU when
     CUDA is available (PyTorch defaults, so cuDNN may use TF32), else on the CPU with ``threads``
     intra-op threads."""
 
-    name = "torch"
-
     def __init__(self, package: ModelPackage, threads: int) -> None:
         torch.set_num_threads(threads)
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self._model = load_fused_model(package).to(self.device)
-        self._offset = torch.tensor(package.offset, dtype=torch.float32, device=self.device)
-        where = torch.cuda.get_device_name() if self.device == "cuda" else f"cpu ({threads} threads)"
-        self.description = f"torch {torch.__version__} eager FP32 on {where}"
+        super().__init__(package, "cuda" if torch.cuda.is_available() else "cpu")
         self.last_device_ms: float | None = None
+        where = torch.cuda.get_device_name() if self.device.type == "cuda" else f"cpu ({threads} threads)"
+        self._description = f"torch {torch.__version__} eager FP32 on {where}"
 
-    @torch.inference_mode()
-    def infer(self, batch: np.ndarray, outputs: Sequence[str] = OUTPUT_NAMES) -> dict[str, np.ndarray]:
-        image = torch.from_numpy(batch).to(self.device)
-        if self.device == "cpu":
-            result = self._model(image, self._offset)._asdict()
-            return {name: result[name].numpy() for name in outputs}
+    @property
+    def description(self) -> str:
+        return self._description
+
+    def _forward(self, image: torch.Tensor, offset: torch.Tensor):
+        if self.device.type == "cpu":
+            return super()._forward(image, offset)
         with _DeviceTimer(self):
-            result = self._model(image, self._offset)._asdict()
-        return {name: result[name].cpu().numpy() for name in outputs}  # .cpu() synchronises
-
-    def device_memory_mb(self) -> float | None:
-        return torch.cuda.max_memory_allocated() / 2**20 if self.device == "cuda" else None
-
-    def reset_peak_memory(self) -> None:
-        if self.device == "cuda":
-            torch.cuda.reset_peak_memory_stats()
+            return super()._forward(image, offset)
 
 
 class _DeviceTimer:
@@ -80,26 +83,31 @@ class _HalfChannelsLast(nn.Module):
         return self.network(image.half().contiguous(memory_format=torch.channels_last))
 
 
-class TorchFp16GraphAdapter:
+class TorchFp16Graph(Backend):
     """FP16 channels-last network on CUDA, captured once per batch size in a CUDA graph.
 
-    ``infer`` copies the host batch into the graph's static input (pinned memory), replays the
-    graph, copies the requested outputs back and synchronises: the latency is end to end.
+    ``run`` copies the host batch and offset into the graph's static inputs (pinned memory),
+    replays the graph, copies every output back and synchronises: the latency is end to end.
+    Not thread-safe (one static buffer set per batch size): a benchmark runs one thread.
     """
 
     name = "torch-fp16"
-    device = "cuda"
 
     def __init__(self, package: ModelPackage, threads: int) -> None:
+        super().__init__(package)
         torch.set_num_threads(threads)
         torch.backends.cudnn.benchmark = True
         model = load_fused_model(package)
         model.network = _HalfChannelsLast(model.network)
+        self.device = torch.device("cuda")
         self._model = model.cuda().eval()
-        self._offset = torch.tensor(package.offset, dtype=torch.float32, device="cuda")
+        self._offset = torch.zeros(1, dtype=torch.float32, device="cuda")
         self._graphs: dict[int, tuple] = {}
-        self.description = f"torch {torch.__version__} FP16 channels-last CUDA graph on {torch.cuda.get_device_name()}"
         self.last_device_ms: float | None = None
+
+    @property
+    def description(self) -> str:
+        return f"torch {torch.__version__} FP16 channels-last CUDA graph on {torch.cuda.get_device_name()}"
 
     def _graph(self, batch: np.ndarray):
         key = batch.shape[0]
@@ -120,20 +128,15 @@ class TorchFp16GraphAdapter:
             self._graphs[key] = (graph, host, static, out, host_out)
         return self._graphs[key]
 
-    def infer(self, batch: np.ndarray, outputs: Sequence[str] = OUTPUT_NAMES) -> dict[str, np.ndarray]:
+    def run(self, batch: np.ndarray, offset: float | None = None) -> dict[str, np.ndarray]:
         graph, host, static, out, host_out = self._graph(batch)
         host.numpy()[...] = batch
         static.copy_(host, non_blocking=True)
+        self._offset.copy_(torch.from_numpy(self.offset_input(offset)))
         with _DeviceTimer(self):
             graph.replay()
-        for name in outputs:
-            host_out[name].copy_(out[name], non_blocking=True)
+        for name, tensor in out.items():
+            host_out[name].copy_(tensor, non_blocking=True)
         torch.cuda.synchronize()
         # copies: the pinned buffers are reused by the next call
-        return {name: host_out[name].numpy().copy() for name in outputs}
-
-    def device_memory_mb(self) -> float | None:
-        return torch.cuda.max_memory_allocated() / 2**20
-
-    def reset_peak_memory(self) -> None:
-        torch.cuda.reset_peak_memory_stats()
+        return {name: host_out[name].numpy().copy() for name in out}

@@ -1,6 +1,7 @@
-"""Whole-volume end to end: read a NIfTI scan, infer every axial slice, write the mask NIfTI.
+"""Whole-volume end to end: read a NIfTI scan, predict every axial slice, write the mask NIfTI.
 
-Runs inside a benchmark child (``gpedge.bench.worker``, task ``volume``) and reports the wall
+Runs inside a benchmark child (``gpedge.bench.worker``, task ``volume``) through the runtime's
+``Predictor`` (masks at the volume's slice resolution by the one mask rule) and reports the wall
 time of each stage, so the I/O cost is visible next to the network's.
 """
 from __future__ import annotations
@@ -11,77 +12,43 @@ from typing import Any
 
 import numpy as np
 
-from gpedge.bench.stages import preprocess
+from gpedge.bench.timing import stage_ms
 from gpedge.errors import InputError
-from gpedge.package import ModelPackage
-from gpedge.preprocess import resize_mask
-
-#: Outputs a volume run needs on the host (heatmaps stay on the device).
-VOLUME_OUTPUTS = ("label", "probs", "threshold", "mask")
+from gpedge.runtime.io import Scan, write_mask_nifti
 
 
-def run_volume(
-    adapter, package: ModelPackage, scan_path: str, mask_out: str, batch: int, warmup: int, repeats: int
-) -> dict[str, Any]:
-    """Time read, preprocess, inference, postprocess and write of one whole volume through ``adapter``.
+def run_volume(predictor: Any, scan_path: str, mask_out: str, batch: int, warmup: int, repeats: int) -> dict[str, Any]:
+    """Time read, preprocess, inference, postprocess and write of one whole volume through ``predictor``.
 
-    Reading and writing happen once; preprocess and inference of all slices are repeated
-    ``repeats`` times after ``warmup`` warm-up batches, and their medians reported.
+    Reading and writing happen once; the slice stages are repeated ``repeats`` times after
+    ``warmup`` warm-up batches, and their medians reported.
     """
     import nibabel  # noqa: F401  (imported before the clock starts: module loading is not reading)
 
-    from gpedge.runtime.io import load_input, write_mask_nifti
-
-    clock = time.perf_counter
-    t0 = clock()
-    scan = load_input(scan_path, package.channels)
+    scan = predictor.read_scan(scan_path, name=Path(scan_path).name)
     if scan.volume is None:
         raise InputError(f"{scan_path}: --volume needs a NIfTI volume or a BraTS patient folder, not a 2-D image")
-    t_read = clock() - t0
-    size = package.image_size
-    slices = list(scan.images)
-    warm = preprocess(slices[:batch], size)
+    predictor.batch_size = batch
+    warm = Scan(images=scan.images[:batch])
     for _ in range(warmup):
-        adapter.infer(warm, outputs=VOLUME_OUTPUTS)
-    passes = [_infer_slices(adapter, slices, size, batch) for _ in range(max(1, repeats))]
-    t_pre = float(np.median([p[0] for p in passes]))
-    t_inf = float(np.median([p[1] for p in passes]))
-    masks = passes[-1][2]
-    t0 = clock()
-    height, width = scan.images.shape[-2:]
-    stack = np.concatenate(masks)
-    if stack.shape[-2:] != (height, width):
-        stack = np.stack([resize_mask(m, (height, width)) for m in stack])
-    t_post = clock() - t0
-    t0 = clock()
-    write_mask_nifti(mask_out, stack, scan.volume)
-    t_write = clock() - t0
-    stages = {"read": t_read, "preprocess": t_pre, "inference": t_inf, "postprocess": t_post, "write": t_write}
+        predictor.predict_scans([warm])
+    passes = []
+    for _ in range(max(1, repeats)):
+        results = predictor.predict_scans([scan])[0]
+        passes.append(stage_ms(results))
+    masks = np.stack([r.mask for r in results])
+    t0 = time.perf_counter()
+    write_mask_nifti(mask_out, masks, scan.volume)
+    stages = {"read": scan.load_ms, **{k: float(np.median([p[k] for p in passes])) for k in passes[0]},
+              "write": (time.perf_counter() - t0) * 1e3}
     return {
-        "backend": adapter.name,
+        "backend": predictor.backend_name,
         "volume": str(Path(scan_path)),
-        "slices": len(slices),
+        "slices": len(results),
         "batch": batch,
         "repeats": max(1, repeats),
         "mask": str(mask_out),
-        "tumour_voxels": int(stack.astype(bool).sum()),
-        **{f"{stage}_ms": seconds * 1e3 for stage, seconds in stages.items()},
-        "total_ms": sum(stages.values()) * 1e3,
+        "tumour_voxels": int(masks.sum()),
+        **{f"{stage}_ms": ms for stage, ms in stages.items()},
+        "total_ms": sum(stages.values()),
     }
-
-
-def _infer_slices(adapter, slices: list[np.ndarray], size: tuple[int, int], batch: int) -> tuple[float, float, list]:
-    """One pass over all slices: (preprocess seconds, inference seconds, mask batches)."""
-
-    clock = time.perf_counter
-    t_pre = t_inf = 0.0
-    masks = []
-    for start in range(0, len(slices), batch):
-        t0 = clock()
-        inputs = preprocess(slices[start : start + batch], size)
-        t1 = clock()
-        masks.append(adapter.infer(inputs, outputs=VOLUME_OUTPUTS)["mask"])
-        t2 = clock()
-        t_pre += t1 - t0
-        t_inf += t2 - t1
-    return t_pre, t_inf, masks

@@ -2,9 +2,11 @@
 
 Each backend is timed in a fresh interpreter so that thread pools of PyTorch and ONNX Runtime
 never run side by side (idle pools spin after a call and slow the next backend down), and so
-that the peak RSS belongs to one backend alone. The job file says what to run; the child
-writes its rows (with its pid) to ``job["result"]`` and the outputs on the accuracy slices to
-``job["accuracy_out"]``.
+that the peak RSS belongs to one backend alone. The backend runs inside the runtime's
+:class:`~gpedge.runtime.predictor.Predictor`, so every row times what ``gpedge infer`` does:
+resizing to the model size, the graph, and mapping results to the input's resolution. The job
+file says what to run; the child writes its rows (with its pid) to ``job["result"]`` and the
+outputs on the accuracy slices to ``job["accuracy_out"]``.
 """
 from __future__ import annotations
 
@@ -18,60 +20,62 @@ from typing import Any
 
 import numpy as np
 
+from gpedge.atomic import atomic_write_json
 from gpedge.bench.accuracy import ACCURACY_OUTPUTS
-from gpedge.bench.stages import postprocess, preprocess
-from gpedge.bench.timing import latency_summary, peak_rss_mb
+from gpedge.bench.backends import DeviceMemory
+from gpedge.bench.timing import STAGES, latency_summary, peak_rss_mb, stage_ms
 from gpedge.errors import GpedgeError
-from gpedge.package import ModelPackage, atomic_write_json
+from gpedge.package import ModelPackage
+from gpedge.runtime.io import Scan
 
 
 def time_backend(
-    adapter, pool: np.ndarray, size: tuple[int, int], batches: Sequence[int], warmup: int, iters: int
+    predictor: Any, memory: DeviceMemory, pool: np.ndarray, batches: Sequence[int], warmup: int, iters: int
 ) -> list[dict[str, Any]]:
-    """Time preprocess, inference and postprocess of ``adapter`` at each batch size."""
+    """Time ``predictor`` end to end, with its stage split, at each batch size."""
     rows = []
+    backend = predictor.backend
     for batch in batches:
-        slices = [pool[i % len(pool)] for i in range(batch)]
-        adapter.reset_peak_memory()
+        scan = Scan(images=np.stack([pool[i % len(pool)] for i in range(batch)]))
+        predictor.batch_size = batch
+        memory.reset()
         for _ in range(warmup):
-            postprocess(adapter.infer(preprocess(slices, size)))
-        total, stages, device = [], {"preprocess": [], "inference": [], "postprocess": []}, []
+            predictor.predict_scans([scan])
+        total, stages, device = [], {stage: [] for stage in STAGES}, []
         for _ in range(iters):
-            t0 = time.perf_counter()
-            inputs = preprocess(slices, size)
-            t1 = time.perf_counter()
-            outputs = adapter.infer(inputs)
-            t2 = time.perf_counter()
-            postprocess(outputs)
-            t3 = time.perf_counter()
-            total.append((t3 - t0) * 1e3)
-            if adapter.last_device_ms is not None:
-                device.append(adapter.last_device_ms)
-            for stage, seconds in zip(stages, (t1 - t0, t2 - t1, t3 - t2)):
-                stages[stage].append(seconds * 1e3)
+            start = time.perf_counter()
+            results = predictor.predict_scans([scan])[0]
+            total.append((time.perf_counter() - start) * 1e3)
+            memory.sample()
+            for stage, ms in stage_ms(results).items():
+                stages[stage].append(ms)
+            if getattr(backend, "last_device_ms", None) is not None:
+                device.append(backend.last_device_ms)
         summary = latency_summary(total)
         rows.append(
             {
-                "backend": adapter.name,
                 "batch": batch,
                 **summary,
                 "throughput": batch * 1e3 / summary["p50_ms"],
                 **{f"{stage}_ms": float(np.median(times)) for stage, times in stages.items()},
                 "peak_mem_mb": peak_rss_mb(),
-                "device_mem_mb": adapter.device_memory_mb(),
+                "device_mem_mb": memory.peak_mb(),
                 "device_ms": float(np.median(device)) if device else None,
             }
         )
     return rows
 
 
-def accuracy_outputs(adapter, slices: np.ndarray, size: tuple[int, int], batch: int) -> dict[str, np.ndarray]:
-    """Outputs needed for the accuracy comparison over all ``slices``, run ``batch`` at a time."""
-    parts = [
-        adapter.infer(preprocess(slices[i : i + batch], size), outputs=ACCURACY_OUTPUTS)
-        for i in range(0, len(slices), batch)
-    ]
-    return {name: np.concatenate([p[name] for p in parts]) for name in ACCURACY_OUTPUTS}
+def accuracy_outputs(predictor: Any, slices: np.ndarray, batch: int) -> dict[str, np.ndarray]:
+    """Label, probabilities and mask of every slice (:data:`ACCURACY_OUTPUTS`), ``batch`` at a time."""
+    predictor.batch_size = batch
+    results = predictor.predict_scans([Scan(images=slices)])[0]
+    outputs = {
+        "label": np.array([r.class_index for r in results], dtype=np.int32),
+        "probs": np.array([[r.probabilities[c] for c in predictor.classes] for r in results], dtype=np.float32),
+        "mask": np.stack([r.mask for r in results]).astype(np.uint8),
+    }
+    return {name: outputs[name] for name in ACCURACY_OUTPUTS}
 
 
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
@@ -85,28 +89,29 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         )
         return {"pid": os.getpid(), "int8_model": str(path)}
 
-    from gpedge.bench.backends import open_adapter
+    from gpedge.bench.backends import open_backend
+    from gpedge.runtime.predictor import Predictor
 
     package = ModelPackage.load(job["package"])
-    size = package.image_size
     int8 = Path(job["int8_model"]) if job.get("int8_model") else None
-    adapter = open_adapter(
-        job["backend"], package, job["threads"], int8_model=int8, ort_optimization=job["ort_optimization"]
-    )
-    if job["task"] == "volume":
-        from gpedge.bench.volume import run_volume
+    backend, memory = open_backend(job["backend"], package, job["threads"], int8_model=int8,
+                                   ort_optimization=job["ort_optimization"])
+    common = {"backend": job["backend"], "pid": os.getpid(), "device": str(backend.device),
+              "description": backend.description, "threads": job["threads"]}
+    with Predictor(backend=backend) as predictor:
+        if job["task"] == "volume":
+            from gpedge.bench.volume import run_volume
 
-        row = run_volume(adapter, package, job["scan"], job["mask_out"], job["batch"], job["warmup"], job["iters"])
-        row.update(pid=os.getpid(), device=adapter.device, description=adapter.description, threads=job["threads"],
-                   peak_mem_mb=peak_rss_mb(), device_mem_mb=adapter.device_memory_mb())
-        return {"pid": os.getpid(), "description": adapter.description, "rows": [row]}
-    rows = time_backend(adapter, np.load(job["inputs"]), size, job["batches"], job["warmup"], job["iters"])
-    if job.get("accuracy_inputs"):
-        outputs = accuracy_outputs(adapter, np.load(job["accuracy_inputs"]), size, job["accuracy_batch"])
-        np.savez(job["accuracy_out"], **outputs)
-    for row in rows:
-        row.update(pid=os.getpid(), device=adapter.device, description=adapter.description, threads=job["threads"])
-    return {"pid": os.getpid(), "description": adapter.description, "rows": rows}
+            memory.reset()
+            row = run_volume(predictor, job["scan"], job["mask_out"], job["batch"], job["warmup"], job["iters"])
+            memory.sample()
+            row.update(common, peak_mem_mb=peak_rss_mb(), device_mem_mb=memory.peak_mb())
+            return {"pid": os.getpid(), "description": backend.description, "rows": [row]}
+        rows = time_backend(predictor, memory, np.load(job["inputs"]), job["batches"], job["warmup"], job["iters"])
+        if job.get("accuracy_inputs"):
+            outputs = accuracy_outputs(predictor, np.load(job["accuracy_inputs"]), job["accuracy_batch"])
+            np.savez(job["accuracy_out"], **outputs)
+    return {"pid": os.getpid(), "description": backend.description, "rows": [{**common, **row} for row in rows]}
 
 
 def main(argv: Sequence[str]) -> int:

@@ -34,6 +34,9 @@ def main(
     iters: int = typer.Option(20, "--iters", help="Timed calls per batch size (with --volume: timed passes over the volume)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads per backend (default: the physical cores)."),
     accuracy_slices: int = typer.Option(16, "--accuracy-slices", help="Slices compared with the FP32 reference."),
+    ort_optimization: str = typer.Option("all", "--ort-optimization", help="ONNX Runtime graph optimisation: disabled, basic, extended or all (adds NCHWc layouts)."),
+    int8_format: str = typer.Option("qdq", "--int8-format", help="onnxruntime-int8 operators: qdq (QuantizeLinear/DequantizeLinear pairs) or qoperator."),
+    int8_per_tensor: bool = typer.Option(False, "--int8-per-tensor", help="onnxruntime-int8: one weight scale per tensor instead of per channel."),
     volume: Optional[Path] = typer.Option(None, "--volume", help="Whole-volume mode: a NIfTI scan or BraTS patient folder to run end to end, the largest --batch at a time."),
     mask_out: Optional[Path] = typer.Option(None, "--mask-out", help="With --volume: mask NIfTI to write (default: a temporary file)."),
     as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON instead of a table."),
@@ -42,9 +45,9 @@ def main(
     """Benchmark a model package (or an untrained paper network) on every backend, each in its own process."""
     import tempfile
 
+    from gpedge.atomic import atomic_write_json
     from gpedge.bench.backends import available_backends, check_backends
     from gpedge.bench.runner import BenchSettings, benchmark_package, benchmark_volume
-    from gpedge.package import atomic_write_json
 
     if (model is None) == (arch is None):
         raise GpedgeError("pass exactly one of --model PKG (a model package) or --arch NAME (an untrained network)")
@@ -55,15 +58,18 @@ def main(
         iters=iters,
         threads=threads,
         accuracy_slices=accuracy_slices,
+        ort_optimization=ort_optimization,
+        int8_per_channel=not int8_per_tensor,
+        int8_format=int8_format,
     )
     if settings.backends:
         check_backends(settings.backends)  # before any export work
     with tempfile.TemporaryDirectory(prefix="gpedge-bench-") as tmp:
         package = model
         if arch is not None:
-            from gpedge.bench.arch import temporary_package
+            from gpedge.export.untrained import untrained_package
 
-            package = temporary_package(
+            package = untrained_package(
                 arch, channels=channels, image_size=image_size, options={} if width is None else {"width": width},
                 max_batch=max(settings.batches),
                 out_dir=Path(tmp) / "package", fp16="tensorrt" in (settings.backends or available_backends()),

@@ -30,15 +30,18 @@ def main(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing package folder."),
 ) -> None:
     """Export a trained run to a model package: fused ONNX FP32 + FP16 graphs, weights, manifest, TensorRT engine."""
+    from gpedge.export import ExportOptions
+
+    options = ExportOptions(
+        image_size=image_size, max_batch=max_batch, opset=opset, fp16=fp16, engine="auto" if engine is None else engine,
+        workspace_gb=workspace, version_compatible=version_compatible, hardware_compatibility=hardware_compatibility,
+        offset=offset, parity_samples=parity_samples, overwrite=overwrite,
+    )
     try:
-        from gpedge.export import export_package
+        from gpedge.export.exporter import export_package
     except ImportError as exc:
         raise GpedgeError(f"gpedge export needs {exc.name}; install it with: pip install 'gpedge[export]'") from exc
-    path = export_package(
-        run_dir, out, image_size=image_size, max_batch=max_batch, opset=opset, fp16=fp16,
-        engine="auto" if engine is None else engine, workspace_gb=workspace, version_compatible=version_compatible,
-        hardware_compatibility=hardware_compatibility, offset=offset, parity_samples=parity_samples, overwrite=overwrite,
-    )
+    path = export_package(run_dir, out, options)
     manifest = json.loads((path / "manifest.json").read_text())
     _report(path, manifest)
 

@@ -47,7 +47,7 @@ def main(
     from gpedge.dicom.study import DicomStudy
     from gpedge.errors import GpedgeError
     from gpedge.runtime.io import expand_paths
-    from gpedge.runtime.outputs import save_scan
+    from gpedge.runtime.save import save_scan
     from gpedge.runtime.predictor import Predictor
 
     _quiet_readers()
@@ -79,7 +79,7 @@ def main(
         for item in items:
             label = _describe(item)
             try:
-                scan = item.load() if isinstance(item, DicomStudy) else predictor.load(item, name=Path(label).name)
+                scan = item.load() if isinstance(item, DicomStudy) else predictor.read_scan(item, name=Path(label).name)
             except GpedgeError as exc:
                 typer.echo(f"error: {exc}", err=True)
                 failed += 1
@@ -175,7 +175,7 @@ def _table(console, rows, classes) -> None:
     for label, results in rows:
         shown = results
         if len(results) > _MAX_ROWS_PER_VOLUME:
-            shown = [r for r in results if r.shows_heatmap]
+            shown = [r for r in results if r.is_tumour]
             notes.append(f"{label}: {len(results)} slices, {len(shown)} predicted with tumour (only those are listed)")
         for r in shown:
             probs = "  ".join(f"{name} {r.probabilities[name]:.2f}" for name in classes)

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from gpedge.atomic import atomic_write, atomic_write_json
 from gpedge.errors import DataError
-from gpedge.package import atomic_write, atomic_write_json
 from gpedge.paths import cache_root
 
 

@@ -14,7 +14,7 @@ from gpedge.dicom.channels import assign, parse_rules
 from gpedge.dicom.series import DicomSeries, find_series
 from gpedge.errors import InputError
 from gpedge.runtime.io import Scan, _check_pixels
-from gpedge.runtime.outputs import key_slice
+from gpedge.runtime.save import key_slice
 from gpedge.runtime.predictor import DISPLAY_CHANNELS
 from gpedge.runtime.results import Result
 
@@ -117,7 +117,7 @@ class StudyResult:
 
     ``results`` has one :class:`Result` per axial slice (display order, feet to head). The study's
     ``label`` and ``probabilities`` are those of the key slice (largest mask, else most probable
-    tumour slice, else the first; ``gpedge.runtime.outputs.key_slice``). ``mask_volume_ml`` is the
+    tumour slice, else the first; ``gpedge.runtime.save.key_slice``). ``mask_volume_ml`` is the
     mask's volume from the voxel spacing. ``paths`` holds the written DICOM files by kind
     (``seg``, ``pmap``, ``sr``), empty without DICOM output.
     """

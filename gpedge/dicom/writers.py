@@ -29,7 +29,7 @@ from gpedge.dicom.identity import CLASS_SCHEME, ModelIdentity, require_highdicom
 from gpedge.dicom.series import DicomSeries
 from gpedge.dicom.study import DicomStudy, StudyResult, summarise
 from gpedge.errors import GpedgeError, InputError
-from gpedge.package import atomic_write
+from gpedge.atomic import atomic_write
 from gpedge.runtime.results import Result
 
 #: Series numbers of the results: the source's plus these offsets.

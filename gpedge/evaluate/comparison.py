@@ -2,9 +2,11 @@
 
 For every tumour slice, the torch network rebuilt from the package gives its own heatmap of
 the predicted class and the post-hoc maps of :mod:`gpedge.evaluate.posthoc` for that class.
-Each map is resized (bilinear) to the slice resolution, thresholded by the package's mask rule
-(:func:`gpedge.postprocess.mask_from_heatmap`, same offset; empty when the predicted class is
-the no-tumour class) and scored with Dice/IoU, and its maximum with the pointing game.
+Every map goes through the deployed mask rule: thresholded at the model's resolution by the
+graph's own mask module (:class:`gpedge.graph.mask.MultiOtsuMask`, the package's offset; empty
+when the predicted class is the no-tumour class), then mapped to the slice resolution by
+:func:`gpedge.runtime.maps.to_input_resolution`; it is scored with Dice/IoU, and its resized
+map's maximum with the pointing game.
 """
 from __future__ import annotations
 
@@ -15,9 +17,8 @@ import numpy as np
 
 from gpedge.evaluate.metrics import dice_score, iou_score, median_or_none, pointing_hit, pointing_tolerance
 from gpedge.package import ModelPackage
-from gpedge.postprocess import mask_from_heatmap
 from gpedge.preprocess import normalise_slice_max, resize_image
-from gpedge.runtime.predictor import resize_heatmaps
+from gpedge.runtime.maps import to_input_resolution
 
 POINTING_FRACTION = 0.015
 
@@ -33,9 +34,11 @@ def compare_explanations(
     import torch
 
     from gpedge.evaluate.posthoc import POSTHOC_METHODS, explain
+    from gpedge.graph.mask import MultiOtsuMask
     from gpedge.runtime.backends.torch import load_package_network
 
     model = load_package_network(package)
+    rule = MultiOtsuMask()
     offset, no_tumour = package.offset, package.no_tumour_class
     names = ("inherent", *POSTHOC_METHODS)
     scores: dict[str, dict[str, list[float]]] = {n: {"dice": [], "iou": [], "hit": []} for n in names}
@@ -43,25 +46,28 @@ def compare_explanations(
         samples = [subset[i] for i in indices[start : start + batch_size]]
         batch = np.stack([normalise_slice_max(resize_image(s["image"], package.image_size)) for s in samples])
         out = explain(model, torch.from_numpy(batch))
+        keep = torch.from_numpy(out.predicted != (-1 if no_tumour is None else no_tumour))
+        graph_rule = {}
+        with torch.no_grad():
+            for name, maps in {"inherent": out.inherent, **out.posthoc}.items():
+                threshold, mask = rule(torch.from_numpy(maps), torch.tensor([offset]), keep)
+                graph_rule[name] = (maps, threshold.numpy(), mask.numpy())
         for row, sample in enumerate(samples):
             truth = sample["mask"]
-            empty = no_tumour is not None and int(out.predicted[row]) == no_tumour
             tolerance = pointing_tolerance(truth.shape, POINTING_FRACTION)
-            maps = {"inherent": out.inherent[row], **{m: out.posthoc[m][row] for m in POSTHOC_METHODS}}
-            for name, heatmap in maps.items():
-                resized = resize_heatmaps(heatmap[None], truth.shape)[0]
-                mask = mask_from_heatmap(resized, offset, empty=empty)
+            for name, (maps, thresholds, masks) in graph_rule.items():
+                resized, mask = to_input_resolution(maps[row][None], 0, thresholds[row], masks[row], truth.shape)
                 scores[name]["dice"].append(dice_score(mask, truth))
                 scores[name]["iou"].append(iou_score(mask, truth))
-                scores[name]["hit"].append(float(pointing_hit(resized, truth, tolerance)))
+                scores[name]["hit"].append(float(pointing_hit(resized[0], truth, tolerance)))
         if progress is not None:
             progress(min(start + batch_size, len(indices)), len(indices))
     return {
         "slices": len(indices),
         "network": "torch model rebuilt from model.safetensors and the manifest",
         "target": "predicted class of the torch network; post-hoc maps on the last decoder feature map (GP-head input)",
-        "mask_rule": f"multi-Otsu (3 classes, 256 bins) minus offset {offset}, on maps resized to slice resolution; "
-        "empty when the predicted class is the no-tumour class",
+        "mask_rule": f"the deployed rule: multi-Otsu (3 classes, 256 bins) minus offset {offset} at the model's "
+        "resolution, mapped to the slice resolution; empty when the predicted class is the no-tumour class",
         "pointing_tolerance": f"{POINTING_FRACTION:.1%} of the slice's longer side (at least 1 px)",
         "methods": {
             name: {

@@ -34,8 +34,9 @@ def _binary_pair(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.nd
     return p, g
 
 
-def healthy_fp_rate(masks: Sequence[np.ndarray], healthy: Sequence[bool]) -> float | None:
-    """Share of healthy slices (``healthy[i]``) whose predicted mask is not empty; None without healthy slices."""
+def healthy_fp_rate(masks: Sequence[np.ndarray | bool], healthy: Sequence[bool]) -> float | None:
+    """Share of healthy slices (``healthy[i]``) whose predicted mask (or its non-empty flag) is not empty;
+    None without healthy slices."""
     flags = [bool(np.any(m)) for m, h in zip(masks, healthy, strict=True) if h]
     return float(np.mean(flags)) if flags else None
 

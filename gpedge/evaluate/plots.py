@@ -5,13 +5,14 @@ import io
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from sklearn import metrics as skm
 
-from gpedge.package import atomic_write_bytes
+from gpedge.atomic import atomic_write_bytes
 
 DPI = 110
 
@@ -145,3 +146,31 @@ def overlays(examples: Sequence[OverlayExample], path: str | os.PathLike) -> Non
     handles = [Line2D([], [], color="lime", lw=2, label="ground truth"), Line2D([], [], color="red", lw=2, label="predicted mask")]
     fig.legend(handles=handles, loc="outside lower center", ncol=2, frameon=False, fontsize=9)
     _save(fig, path)
+
+
+def evaluation_figures(metrics: dict, outcomes: Sequence, examples: Sequence[OverlayExample], out_dir: Path) -> dict[str, str]:
+    """Every figure of the evaluation report as PNGs in ``out_dir``; returns figure key -> file name.
+
+    ``outcomes`` are :class:`gpedge.evaluate.scoring.SliceOutcome` records, ``examples`` the overlays.
+    """
+    classes = metrics["model"]["classes"]
+    tumour = [o for o in outcomes if o.tumour]
+    files = {
+        "confusion": "confusion_matrix.png",
+        "roc": "roc_curves.png",
+        "pr": "pr_curves.png",
+        "dice_by_class": "dice_by_class.png",
+        "dice_vs_confidence": "dice_vs_confidence.png",
+    }
+    confusion_matrix(metrics["confusion_matrix"], classes, out_dir / files["confusion"])
+    labels = np.array([o.label for o in outcomes])
+    roc_and_pr(labels, np.stack([o.probabilities for o in outcomes]), classes, out_dir / files["roc"], out_dir / files["pr"])
+    dice_by_class([o.dice for o in tumour], [o.label for o in tumour], classes, out_dir / files["dice_by_class"])
+    dice_vs_confidence(
+        [o.dice for o in tumour], [o.confidence for o in tumour],
+        metrics["dice_vs_confidence_spearman"]["rho"], out_dir / files["dice_vs_confidence"],
+    )
+    if examples:
+        files["overlays"] = "overlays.png"
+        overlays(examples, out_dir / files["overlays"])
+    return files

@@ -21,7 +21,6 @@ import torch
 import torch.nn.functional as nnf
 from torch import nn
 
-
 POSTHOC_METHODS = ("grad_cam", "grad_cam_pp")
 
 

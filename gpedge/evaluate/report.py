@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gpedge.package import atomic_write_bytes
+from gpedge.atomic import atomic_write_bytes
 
 
 @dataclass

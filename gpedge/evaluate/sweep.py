@@ -1,14 +1,22 @@
-"""Threshold-offset sweep: heatmaps computed once, the mask rule re-applied per offset on the host."""
+"""Mask-offset sweep: every candidate offset fed to the graph through the ``Predictor``, as ``gpedge infer`` does.
+
+The masks scored for an offset are exactly the masks ``gpedge infer`` returns with that offset
+(graph threshold at the model's resolution, :func:`gpedge.runtime.maps.to_input_resolution`
+to the data's), on whatever backend the sweep runs, so the offset it stores in the package is
+the rule the runtime then applies.
+"""
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
+from gpedge.atomic import atomic_write_json
 from gpedge.errors import GpedgeError
-from gpedge.evaluate.metrics import dice_score, iou_score, median_or_none
-from gpedge.postprocess import mask_from_heatmap
+from gpedge.evaluate.metrics import dice_score, healthy_fp_rate, iou_score, median_or_none
+from gpedge.package import MANIFEST, ModelPackage
 
 
 def parse_offsets(text: str) -> list[float]:
@@ -33,19 +41,14 @@ class OffsetSweep:
         self._iou: list[list[float]] = [[] for _ in self.offsets]
         self._healthy_masks: list[list[bool]] = [[] for _ in self.offsets]
 
-    def add(self, heatmap: np.ndarray, truth: np.ndarray, predicted_empty: bool, healthy: bool) -> None:
-        """Score one slice: ``heatmap`` is the predicted class's map at the ground truth's resolution;
-        ``predicted_empty`` marks a no-tumour prediction (empty mask whatever the offset)."""
-        tumour = bool(np.any(truth))
-        if not tumour and not healthy:
-            return
-        for i, offset in enumerate(self.offsets):
-            mask = np.zeros(truth.shape, dtype=bool) if predicted_empty else mask_from_heatmap(heatmap, offset)
-            if tumour:
-                self._dice[i].append(dice_score(mask, truth))
-                self._iou[i].append(iou_score(mask, truth))
-            if healthy:
-                self._healthy_masks[i].append(bool(np.any(mask)))
+    def add(self, offset: float, mask: np.ndarray, truth: np.ndarray, healthy: bool) -> None:
+        """Score the mask predicted with ``offset`` on one slice (ground truth ``truth``, same resolution)."""
+        i = self.offsets.index(float(offset))
+        if np.any(truth):
+            self._dice[i].append(dice_score(mask, truth))
+            self._iou[i].append(iou_score(mask, truth))
+        if healthy:
+            self._healthy_masks[i].append(bool(np.any(mask)))
 
     @property
     def tumour_slices(self) -> int:
@@ -58,7 +61,7 @@ class OffsetSweep:
                 "offset": offset,
                 "dice_median": median_or_none(self._dice[i]),
                 "iou_median": median_or_none(self._iou[i]),
-                "healthy_fp_rate": float(np.mean(self._healthy_masks[i])) if self._healthy_masks[i] else None,
+                "healthy_fp_rate": healthy_fp_rate(self._healthy_masks[i], [True] * len(self._healthy_masks[i])),
                 "tumour_slices": len(self._dice[i]),
                 "healthy_slices": len(self._healthy_masks[i]),
             }
@@ -75,3 +78,39 @@ class OffsetSweep:
         rows = self.table()
         best = min(rows, key=lambda r: (-r["dice_median"], r["healthy_fp_rate"] or 0.0, r["offset"]))
         return float(best["offset"])
+
+
+def sweep_offsets(
+    predictor: Any,
+    samples: Sequence[dict[str, Any]],
+    labels_map: np.ndarray,
+    offsets: Sequence[float],
+    progress: Callable[[int, int], None] | None = None,
+) -> OffsetSweep:
+    """Run ``predictor`` (a :class:`gpedge.Predictor`) with every offset on ``samples`` and score the masks.
+
+    ``samples`` are data-set samples (``image``, ``mask``, ``label``); ``labels_map`` maps their
+    labels to the package's classes. Slices of a batch share model calls, one call per offset.
+    """
+    sweep = OffsetSweep(offsets)
+    no_tumour = predictor.no_tumour_class
+    step = predictor.batch_size
+    for start in range(0, len(samples), step):
+        batch = [samples[i] for i in range(start, min(start + step, len(samples)))]
+        images = [sample["image"] for sample in batch]
+        healthy = [no_tumour is not None and int(labels_map[s["label"]]) == no_tumour for s in batch]
+        for offset in sweep.offsets:
+            for sample, is_healthy, result in zip(batch, healthy, predictor.predict(images, offset=offset)):
+                sweep.add(offset, result.mask, sample["mask"], is_healthy)
+        if progress is not None:
+            progress(start + len(batch), len(samples))
+    return sweep
+
+
+def set_package_offset(package: ModelPackage, offset: float) -> None:
+    """Write ``mask_rule.offset`` into the package manifest atomically, keeping every other field."""
+    path = package.root / MANIFEST
+    manifest = json.loads(path.read_text())
+    manifest["mask_rule"]["offset"] = float(offset)
+    atomic_write_json(path, manifest)
+    package.manifest = manifest

@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from gpedge.errors import InputError
-from gpedge.package import atomic_write_bytes
+from gpedge.atomic import atomic_write_bytes
 
 #: Smallest accepted image side in pixels.
 MIN_SIZE = 16

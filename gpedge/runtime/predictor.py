@@ -7,7 +7,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from gpedge.errors import GpedgeError, PackageError
@@ -15,6 +14,7 @@ from gpedge.package import ModelPackage
 from gpedge.preprocess import resize_image
 from gpedge.runtime.backends import Backend, create_backend
 from gpedge.runtime.io import Scan, load_input
+from gpedge.runtime.maps import to_input_resolution
 from gpedge.runtime.results import Result, Source
 
 log = logging.getLogger(__name__)
@@ -37,38 +37,51 @@ def default_model_path() -> Path:
 class Predictor:
     """Runs a gpedge model package on scans and returns one :class:`Result` per image or slice.
 
-    ``model``: package folder (``None``: the bundled default model). ``backend``: ``auto``,
-    ``onnxruntime``, ``tensorrt`` or ``torch``. ``device``: ``None`` (backend's choice),
-    ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. ``offset``: mask-rule offset overriding the
-    package's (fed to the graph's ``offset`` input, or the threshold is recomputed on the
-    host with ``gpedge.postprocess`` when a backend's graph has no such input).
+    ``model``: package folder or loaded :class:`~gpedge.package.ModelPackage` (``None``: the
+    bundled default model). ``backend``: ``auto``, ``onnxruntime``, ``tensorrt`` or ``torch``,
+    or an open :class:`~gpedge.runtime.backends.Backend` (then ``model`` is its package).
+    ``device``: ``None`` (backend's choice), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. ``offset``:
+    mask-rule offset overriding the package's (fed to the graph's ``offset`` input).
     ``batch_size``: slices per model call (capped at the package's ``max_batch``).
 
-    ``predict`` may be called from several threads at once. Use as a context manager or call
-    ``close()`` to release device memory.
+    Masks follow one rule at every resolution: the graph thresholds the predicted class's map
+    at the model's resolution, :func:`gpedge.runtime.maps.to_input_resolution` maps the result
+    to the input's. ``predict`` may be called from several threads at once. Use as a context
+    manager or call ``close()`` to release device memory.
     """
 
     def __init__(
         self,
-        model: str | os.PathLike | None = None,
-        backend: str = "auto",
+        model: str | os.PathLike | ModelPackage | None = None,
+        backend: str | Backend = "auto",
         device: str | int | None = None,
         offset: float | None = None,
         batch_size: int = 8,
     ) -> None:
         if batch_size < 1:
             raise GpedgeError(f"batch_size must be at least 1, got {batch_size}")
-        if offset is not None and not np.isfinite(offset):
-            raise GpedgeError(f"offset must be a finite number, got {offset}")
-        self.package = ModelPackage.load(default_model_path() if model is None else model)
+        self._offset = None if offset is None else _check_offset(offset)
+        if isinstance(backend, Backend):
+            if model is not None and model is not backend.package:
+                raise GpedgeError("pass either model or an open backend (whose package is used), not both")
+            self.package = backend.package
+            self._backend: Backend | None = backend
+        else:
+            self.package = model if isinstance(model, ModelPackage) else ModelPackage.load(
+                default_model_path() if model is None else model
+            )
+            self._backend = create_backend(backend, self.package, device)
         self.classes = self.package.classes
         self.channels = self.package.channels
         self.image_size = self.package.image_size
         self.no_tumour_class = self.package.no_tumour_class
-        self.offset = self.package.offset if offset is None else float(offset)
-        self._backend: Backend | None = create_backend(backend, self.package, device)
         self.batch_size = min(batch_size, self._backend.max_batch)
         self.backend_name = self._backend.name
+
+    @property
+    def offset(self) -> float:
+        """The mask offset of predictions: the constructor's, else the package manifest's (as ``gpedge evaluate --offsets`` tunes it)."""
+        return self.package.offset if self._offset is None else self._offset
 
     @property
     def backend(self) -> Backend:
@@ -93,40 +106,42 @@ class Predictor:
             self._backend = None
 
     # -- public API ------------------------------------------------------------------------
-    def load(self, item: object, name: str = "array") -> Scan:
+    def read_scan(self, item: object, name: str = "array") -> Scan:
         """Read one input (array, path, patient folder, {contrast: path}) for this model, timing it."""
         start = time.perf_counter()
         scan = load_input(item, self.channels, name=name)
         scan.load_ms = (time.perf_counter() - start) * 1e3
         return scan
 
-    def predict(self, x: object) -> list[Result]:
+    def predict(self, x: object, offset: float | None = None) -> list[Result]:
         """Predict on an array ((H, W), (C, H, W) or (N, C, H, W)), a path (image, DICOM, NIfTI,
         BraTS patient folder), a {contrast: path} mapping, or a list of these.
 
-        Returns one :class:`Result` per image, frame or slice, in input order.
+        Returns one :class:`Result` per image, frame or slice, in input order. ``offset``
+        overrides :attr:`offset` for this call.
         """
         items = list(x) if isinstance(x, (list, tuple)) else [x]
         names = [f"array{i}" for i in range(len(items))] if len(items) > 1 else ["array"]
-        scans = [self.load(item, name) for item, name in zip(items, names)]
-        return [r for group in self.predict_scans(scans) for r in group]
+        scans = [self.read_scan(item, name) for item, name in zip(items, names)]
+        return [r for group in self.predict_scans(scans, offset) for r in group]
 
-    def predict_scans(self, scans: Sequence[Scan]) -> list[list[Result]]:
-        """Predict on already loaded scans; slices of all scans share batches. One list per scan."""
+    def predict_scans(self, scans: Sequence[Scan], offset: float | None = None) -> list[list[Result]]:
+        """Predict on already read scans; slices of all scans share batches. One list per scan."""
+        offset = self.offset if offset is None else _check_offset(offset)
         index = [(s, i) for s, scan in enumerate(scans) for i in range(scan.images.shape[0])]
         results: list[list[Result]] = [[] for _ in scans]
         for start in range(0, len(index), self.batch_size):
             chunk = index[start : start + self.batch_size]
-            for (s, i), result in zip(chunk, self._predict_chunk(scans, chunk)):
+            for (s, i), result in zip(chunk, self._predict_chunk(scans, chunk, offset)):
                 results[s].append(result)
         return results
 
     # -- internals ---------------------------------------------------------------------------
-    def _predict_chunk(self, scans: Sequence[Scan], chunk: list[tuple[int, int]]) -> list[Result]:
+    def _predict_chunk(self, scans: Sequence[Scan], chunk: list[tuple[int, int]], offset: float) -> list[Result]:
         t0 = time.perf_counter()
         batch = np.stack([resize_image(scans[s].images[i], self.image_size) for s, i in chunk])
         t1 = time.perf_counter()
-        outputs = self.backend.run(batch, self.offset)
+        outputs = self.backend.run(batch, offset)
         t2 = time.perf_counter()
         results = [self._postprocess(scans[s], i, outputs, row) for row, (s, i) in enumerate(chunk)]
         t3 = time.perf_counter()
@@ -141,14 +156,11 @@ class Predictor:
         return results
 
     def _postprocess(self, scan: Scan, i: int, outputs: dict[str, np.ndarray], row: int) -> Result:
-        height, width = scan.images.shape[-2:]
         k = int(outputs["label"][row])
-        model_maps = np.asarray(outputs["heatmaps"][row], dtype=np.float32)
-        heatmaps = resize_heatmaps(model_maps, (height, width))
-        tumour = k != self.no_tumour_class
         threshold = float(outputs["threshold"][row])
-        constant = float(model_maps[k].max()) == float(model_maps[k].min())
-        mask = heatmaps[k] > np.float32(threshold) if tumour and not constant else np.zeros((height, width), bool)
+        heatmaps, mask = to_input_resolution(
+            outputs["heatmaps"][row], k, threshold, outputs["mask"][row], scan.images.shape[-2:]
+        )
         probs = np.asarray(outputs["probs"][row], dtype=np.float64)
         return Result(
             label=self.classes[k],
@@ -157,11 +169,11 @@ class Predictor:
             heatmap=heatmaps[k],
             heatmaps=heatmaps,
             mask=mask,
-            threshold=float(threshold),
+            threshold=threshold,
             source=Source(str(scan.path) if scan.path else None, scan.slices[i] if scan.slices else None, scan.name),
             speed={},
             image=scan.images[i, self._display_channel(scan)],
-            shows_heatmap=tumour,
+            is_tumour=k != self.no_tumour_class,
         )
 
     def _display_channel(self, scan: Scan) -> int:
@@ -172,11 +184,7 @@ class Predictor:
         return 0
 
 
-def resize_heatmaps(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(K, h, w) -> (K, H, W) float32, bilinear: how results are mapped back to the input's geometry."""
-    height, width = size
-    if maps.shape[-2:] == (height, width):
-        return maps.copy()
-    stacked = np.ascontiguousarray(maps.transpose(1, 2, 0))
-    resized = cv2.resize(stacked, (width, height), interpolation=cv2.INTER_LINEAR)
-    return np.ascontiguousarray(resized.reshape(height, width, -1).transpose(2, 0, 1))
+def _check_offset(offset: float) -> float:
+    if not np.isfinite(offset):
+        raise GpedgeError(f"offset must be a finite number, got {offset}")
+    return float(offset)

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from gpedge.package import atomic_write_json
+from gpedge.atomic import atomic_write_json
 
 #: Stages reported in ``Result.speed`` (milliseconds per image).
 STAGES = ("load", "preprocess", "inference", "postprocess")
@@ -47,8 +47,8 @@ class Result:
     speed: dict[str, float]
     image: np.ndarray = field(repr=False)
     """(H, W) raw intensities of the channel shown in overlays."""
-    shows_heatmap: bool = field(default=True, repr=False)
-    """False for the no-tumour class, whose map localises nothing."""
+    is_tumour: bool = field(default=True, repr=False)
+    """Whether the predicted class is a tumour class (False for the no-tumour class, whose map localises nothing)."""
 
     @property
     def mask_area_px(self) -> int:
@@ -66,8 +66,8 @@ class Result:
         title = f"{self.label}  p={self.probability:.2f}"
         if self.source.slice is not None:
             title += f"   slice {self.source.slice}"
-        heat = self.heatmap if self.shows_heatmap else None
-        return overlay(self.image, heat, self.mask, title, self.probabilities, self.threshold)
+        heat = self.heatmap if self.is_tumour else None
+        return overlay(self.image, heat, self.mask, title, self.probabilities)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (no arrays)."""

@@ -40,13 +40,13 @@ def overlay(
     mask: np.ndarray,
     title: str,
     probabilities: Mapping[str, float],
-    threshold: float | None = None,
 ) -> np.ndarray:
     """RGB uint8 overlay: the windowed scan in grey, the positive heatmap as a semi-transparent
     colour map (opacity rising with the value, invisible below a fifth of its peak), the mask
     outline in cyan, and a banner with the label and the class probabilities.
 
-    Small images are upscaled by an integer factor to at least ``MIN_DISPLAY_SIDE`` pixels.
+    Small images are upscaled by an integer factor to at least ``MIN_DISPLAY_SIDE`` pixels; the
+    outline is the mask's own, smoothed by bilinear upscaling (the heatmap is never re-thresholded for display).
     """
     height, width = np.asarray(image).shape[-2:]
     factor = _scale_factor((height, width))
@@ -61,10 +61,7 @@ def overlay(
             alpha = (0.65 * np.clip((level - 0.2) / 0.4, 0.0, 1.0))[..., None]
             canvas = canvas * (1.0 - alpha) + heatmap_rgb(heat).astype(np.float32) * alpha
     canvas = canvas.clip(0, 255).astype(np.uint8)
-    if heatmap is not None and threshold is not None and np.asarray(mask).any():
-        smooth = cv2.resize(np.asarray(heatmap, np.float32), size, interpolation=cv2.INTER_LINEAR) > threshold
-    else:
-        smooth = cv2.resize(np.asarray(mask, np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+    smooth = cv2.resize(np.asarray(mask, np.float32), size, interpolation=cv2.INTER_LINEAR) >= 0.5
     contours, _ = cv2.findContours(smooth.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     thickness = max(2, factor // 2 + 1, min(size) // 256)
     cv2.drawContours(canvas, contours, -1, OUTLINE_RGB, thickness, lineType=cv2.LINE_AA)

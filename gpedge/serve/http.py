@@ -77,7 +77,7 @@ def _safe_name(name: str | None) -> str:
 
 def predict_bytes(predictor, data: bytes, name: str, mask_png: bool, overlay_png: bool) -> dict[str, Any]:
     """Run ``predictor`` on an uploaded scan and build the response (blocking: call off the event loop)."""
-    from gpedge.runtime.outputs import key_slice
+    from gpedge.runtime.save import key_slice
 
     suffix = sniff_suffix(data)
     with tempfile.TemporaryDirectory(prefix="gpedge-upload-") as tmp:
@@ -85,7 +85,7 @@ def predict_bytes(predictor, data: bytes, name: str, mask_png: bool, overlay_png
         path = Path(tmp) / f"{stem}{suffix}"
         path.write_bytes(data)
         try:
-            results = predictor.predict_scans([predictor.load(path, name=stem)])[0]
+            results = predictor.predict_scans([predictor.read_scan(path, name=stem)])[0]
         except GpedgeError as exc:
             raise _HTTPError(422, str(exc).replace(str(path), name)) from exc
     start = time.perf_counter()

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gpedge.errors import GpedgeError
-from gpedge.package import atomic_write_bytes, atomic_write_json, fsync_dir
+from gpedge.atomic import atomic_write_bytes, atomic_write_json, fsync_dir
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from gpedge.errors import GpedgeError
-from gpedge.package import atomic_write_json
+from gpedge.atomic import atomic_write_json
 from gpedge.serve.sender import Destination, send_files
 from gpedge.serve.spool import PROCESSING, Series, Spool
 

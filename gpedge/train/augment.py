@@ -6,7 +6,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from gpedge.export.fused import normalise_slice_max
+from gpedge.graph.fused import normalise_slice_max
 
 
 def augment_batch(images: torch.Tensor, generator: torch.Generator, max_degrees: float = 10.0) -> torch.Tensor:

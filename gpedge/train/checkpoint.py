@@ -1,13 +1,13 @@
 """Resumable training state: ``checkpoint.pt`` of plain tensors and containers (``weights_only`` loadable)."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from gpedge.atomic import atomic_write
 from gpedge.errors import GpedgeError
 
 CHECKPOINT = "checkpoint.pt"
@@ -43,10 +43,7 @@ def save_checkpoint(run_dir: Path, model, optimizer, scaler, state: TrainState, 
         },
         "rng": rng,
     }
-    path = run_dir / CHECKPOINT
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    atomic_write(run_dir / CHECKPOINT, lambda fh: torch.save(payload, fh))
 
 
 def load_checkpoint(run_dir: Path, model, optimizer, scaler, generators: dict[str, torch.Generator], device: torch.device) -> TrainState:

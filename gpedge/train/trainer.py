@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from gpedge._version import __version__
 from gpedge.errors import DataError, GpedgeError
-from gpedge.package import atomic_write_json
+from gpedge.atomic import atomic_write_json
 from gpedge.runs import CONFIG, METRICS, RunConfig, save_weights
 from gpedge.train.augment import augment_batch
 from gpedge.train.checkpoint import CHECKPOINT, TrainState, load_checkpoint, save_checkpoint
@@ -98,7 +98,7 @@ def train(options: TrainOptions, console: Console | None = None) -> Path:
     while state.epoch < options.epochs and not _steps_done(options, state):
         state.epoch += 1
         record = loop.train_epoch(train_loader, state)
-        record.update(evaluate(model, val_loader, criterion, device, amp))
+        record.update(validate(model, val_loader, criterion, device, amp))
         improved = record["val_macro_f1"] > state.best_f1
         if improved:
             state.best_f1, state.best_epoch = record["val_macro_f1"], state.epoch
@@ -126,7 +126,7 @@ def balanced_class_weights(labels, num_classes: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, criterion: nn.Module, device: torch.device, amp: bool) -> dict[str, float]:
+def validate(model: nn.Module, loader: DataLoader, criterion: nn.Module, device: torch.device, amp: bool) -> dict[str, float]:
     """Validation loss, accuracy and macro F1 of ``model`` over ``loader`` (eval mode)."""
     model.eval()
     predictions, truths, loss_sum = [], [], 0.0

@@ -12,7 +12,7 @@ import logging
 
 from gpedge.errors import BackendUnavailable
 from gpedge.package import ModelPackage
-from gpedge.runtime.backends.base import OUTPUT_NAMES, Backend
+from gpedge.runtime.backends.base import Backend
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ BACKENDS = {
     "torch": "gpedge.runtime.backends.torch:TorchBackend",
 }
 
-__all__ = ["BACKENDS", "OUTPUT_NAMES", "Backend", "BackendUnavailable", "create_backend"]
+__all__ = ["BACKENDS", "Backend", "BackendUnavailable", "create_backend"]
 
 
 def _backend_class(name: str) -> type[Backend]:
@@ -47,7 +47,7 @@ def _auto(package: ModelPackage, device: str | int | None) -> Backend:
 
     wants_cpu = device is not None and str(device) == "cpu"
     if not wants_cpu:
-        from gpedge.runtime.backends.tensorrt import tensorrt_available
+        from gpedge.tensorrt.cuda import tensorrt_available
 
         if tensorrt_available():
             backend = _backend_class("tensorrt")(package, device)

@@ -2,28 +2,36 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 
 import numpy as np
 
+from gpedge.errors import PackageError
+from gpedge.graph.contract import INPUTS, OUTPUTS
 from gpedge.package import ModelPackage
 
-#: Output names of the fused graph, in the order of the package contract.
-OUTPUT_NAMES = ("logits", "probs", "label", "heatmaps", "threshold", "mask")
+
+def check_io(inputs: Sequence[str], outputs: Sequence[str], where: str, fix: str = "re-export the package") -> None:
+    """Refuse a graph or engine whose inputs and outputs are not those of the graph contract."""
+    missing_outputs = [name for name in OUTPUTS if name not in outputs]
+    if set(inputs) != set(INPUTS) or missing_outputs:
+        raise PackageError(
+            f"{where}: inputs {sorted(inputs)} and outputs {sorted(outputs)} do not follow the gpedge graph contract "
+            f"(inputs {list(INPUTS)}, outputs {list(OUTPUTS)}); {fix}"
+        )
 
 
 class Backend(abc.ABC):
     """Runs the fused graph of a model package on one batch at a time.
 
     ``run`` takes a float32 (N, C, H, W) batch of raw intensities at the model size, with
-    1 <= N <= ``max_batch``, and returns every fused-graph output by name. Implementations
-    must be safe to call from several threads at once.
+    1 <= N <= ``max_batch``, and the mask offset, and returns every fused-graph output by name
+    (:data:`gpedge.graph.contract.OUTPUTS`). Implementations must be safe to call from several
+    threads at once.
     """
 
     #: Registry name (``onnxruntime``, ``tensorrt``, ``torch``).
     name: str = ""
-    #: Whether the graph has an ``offset`` input that ``run`` feeds (else ``run`` recomputes the
-    #: threshold and mask on the host when the offset differs from the one baked into the graph).
-    accepts_offset: bool = False
 
     def __init__(self, package: ModelPackage) -> None:
         self.package = package
@@ -38,27 +46,12 @@ class Backend(abc.ABC):
     def run(self, batch: np.ndarray, offset: float | None = None) -> dict[str, np.ndarray]:
         """Run one batch and return the fused-graph outputs by name.
 
-        ``threshold`` and ``mask`` follow ``offset``, or the package's offset when it is None.
+        ``offset`` is fed to the graph's ``offset`` input (the package's offset when None).
         """
 
-    def effective_offset(self, offset: float | None) -> float:
-        """The offset a call uses: the caller's, else the package manifest's."""
-        return self.package.offset if offset is None else float(offset)
-
-    def apply_host_offset(self, outputs: dict[str, np.ndarray], offset: float | None) -> dict[str, np.ndarray]:
-        """For graphs without an ``offset`` input: redo ``threshold`` and ``mask`` on the host when the
-        offset wanted differs from the default baked into the graph (``gpedge.postprocess`` rule)."""
-        wanted = self.effective_offset(offset)
-        if self.accepts_offset or wanted == self.package.graph_offset:
-            return outputs
-        from gpedge.postprocess import masks_from_outputs, multiotsu_threshold
-
-        heatmaps, labels = outputs["heatmaps"], outputs["label"].astype(np.int64)
-        outputs["threshold"] = np.array(
-            [multiotsu_threshold(heatmaps[i, labels[i]], wanted) for i in range(len(labels))], dtype=np.float32
-        )
-        outputs["mask"] = masks_from_outputs(heatmaps, labels, wanted, self.package.no_tumour_class)
-        return outputs
+    def offset_input(self, offset: float | None) -> np.ndarray:
+        """The graph's ``offset`` input: the caller's offset, else the package manifest's."""
+        return np.array([self.package.offset if offset is None else offset], dtype=np.float32)
 
     def close(self) -> None:
         """Release device memory and sessions; the backend is unusable afterwards."""

@@ -4,17 +4,23 @@ from __future__ import annotations
 import logging
 import os
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
 from gpedge.errors import BackendUnavailable, PackageError
+from gpedge.graph.contract import INPUT, OFFSET, OUTPUTS
 from gpedge.package import ModelPackage
-from gpedge.runtime.backends.base import OUTPUT_NAMES, Backend
+from gpedge.runtime.backends.base import Backend, check_io
 
 log = logging.getLogger(__name__)
 
 CUDA_EP = "CUDAExecutionProvider"
 CPU_EP = "CPUExecutionProvider"
+FP32_GRAPH = "model.onnx"
+#: Graph optimisation levels by name -> ``onnxruntime.GraphOptimizationLevel`` member.
+OPTIMIZATIONS = {"disabled": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+                 "all": "ORT_ENABLE_ALL"}
 
 
 @lru_cache(maxsize=1)
@@ -51,15 +57,28 @@ def _device_index(device: str | int | None) -> int:
 
 
 class OnnxRuntimeBackend(Backend):
-    """Runs ``model.onnx`` (FP32) in one shared, thread-safe ``InferenceSession``.
+    """Runs a fused ONNX graph of the package in one shared, thread-safe ``InferenceSession``.
 
     ``device``: ``None`` (CUDA when available, else CPU, saying so), ``"cpu"``, or
     ``"cuda"`` / ``"cuda:N"`` / an int (an error if the CUDA provider cannot be used).
+    ``threads``: intra-op threads (default: the physical cores). ``optimization``: graph
+    optimisation level, one of :data:`OPTIMIZATIONS` (``all`` adds the NCHWc layout transforms).
+    ``graph``: ``None`` for the package's ``model.onnx``, the name of another graph the package
+    lists (``model.fp16.onnx``; both sha256-checked), or the path of a graph derived from the
+    package (the benchmark's INT8 copy).
     """
 
     name = "onnxruntime"
 
-    def __init__(self, package: ModelPackage, device: str | int | None = None) -> None:
+    def __init__(
+        self,
+        package: ModelPackage,
+        device: str | int | None = None,
+        *,
+        threads: int | None = None,
+        optimization: str = "all",
+        graph: str | os.PathLike | None = None,
+    ) -> None:
         super().__init__(package)
         import onnxruntime as ort
 
@@ -71,16 +90,23 @@ class OnnxRuntimeBackend(Backend):
                 "onnxruntime backend: device 'cuda' needs the CUDA execution provider, which this onnxruntime "
                 "build lacks; install 'onnxruntime-gpu' (matching your CUDA version) or use device='cpu'"
             )
+        if optimization not in OPTIMIZATIONS:
+            raise BackendUnavailable(f"onnxruntime backend: optimization {optimization!r} is not one of {', '.join(OPTIMIZATIONS)}")
         use_cuda = wants_cuda or (device is None and cuda_provider_available())
         providers: list = [CPU_EP]
         if use_cuda:
             providers.insert(0, (CUDA_EP, {"device_id": _device_index(device)}))
 
+        self.threads = threads or physical_cores()
+        self.optimization = optimization
         options = ort.SessionOptions()
-        options.intra_op_num_threads = physical_cores()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPTIMIZATIONS[optimization])
         options.log_severity_level = 3  # errors only; provider fallbacks are checked and reported below
-        path = package.file("model.onnx")
+        path = self._graph_path(graph)
+        self.graph = path.name
         try:
             self._session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types for damaged graphs
@@ -97,20 +123,25 @@ class OnnxRuntimeBackend(Backend):
             log.warning("onnxruntime: the CUDA execution provider failed to initialise; running on the CPU instead")
         self.providers = active
         self.device = "cuda" if CUDA_EP in active else "cpu"
-        names = {o.name for o in self._session.get_outputs()}
-        missing = [n for n in OUTPUT_NAMES if n not in names]
-        inputs = [i.name for i in self._session.get_inputs()]
-        inputs += [i.name for i in self._session.get_overridable_initializers() if i.name not in inputs]
-        self.accepts_offset = "offset" in inputs
-        if missing or "image" not in inputs or not set(inputs) <= {"image", "offset"}:
-            raise PackageError(
-                f"{path}: graph I/O does not follow the gpedge contract (missing outputs {missing}); re-export the package"
-            )
+        check_io([i.name for i in self._session.get_inputs()], [o.name for o in self._session.get_outputs()], str(path))
+
+    def _graph_path(self, graph: str | os.PathLike | None) -> Path:
+        if graph is None:
+            return self.package.file(FP32_GRAPH)
+        if isinstance(graph, str) and self.package.has_file(graph):
+            return self.package.file(graph)
+        path = Path(graph)
+        if not path.is_file():
+            raise PackageError(f"onnxruntime backend: graph {graph} is neither a file of {self.package.root} nor a file")
+        return path
 
     @property
     def description(self) -> str:
-        threads = f", {physical_cores()} threads" if self.device == "cpu" else ""
-        return f"onnxruntime {self._ort_version()} on {self.device} ({', '.join(self.providers)}{threads})"
+        threads = f", {self.threads} threads" if self.device == "cpu" else ""
+        return (
+            f"onnxruntime {self._ort_version()} {self.graph} on {self.device} ({', '.join(self.providers)}{threads}, "
+            f"optimization {self.optimization})"
+        )
 
     @staticmethod
     def _ort_version() -> str:
@@ -119,11 +150,8 @@ class OnnxRuntimeBackend(Backend):
         return ort.__version__
 
     def run(self, batch: np.ndarray, offset: float | None = None) -> dict[str, np.ndarray]:
-        feed = {"image": np.ascontiguousarray(batch, dtype=np.float32)}
-        if self.accepts_offset:
-            feed["offset"] = np.array([self.effective_offset(offset)], dtype=np.float32)
-        outputs = self._session.run(list(OUTPUT_NAMES), feed)
-        return self.apply_host_offset(dict(zip(OUTPUT_NAMES, outputs)), offset)
+        feed = {INPUT: np.ascontiguousarray(batch, dtype=np.float32), OFFSET: self.offset_input(offset)}
+        return dict(zip(OUTPUTS, self._session.run(list(OUTPUTS), feed)))
 
     def close(self) -> None:
         self._session = None

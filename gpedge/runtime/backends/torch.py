@@ -11,7 +11,7 @@ import numpy as np
 
 from gpedge.errors import BackendUnavailable, PackageError
 from gpedge.package import ModelPackage
-from gpedge.runtime.backends.base import OUTPUT_NAMES, Backend
+from gpedge.runtime.backends.base import Backend
 
 
 def load_package_network(package: ModelPackage):
@@ -43,16 +43,15 @@ def load_package_network(package: ModelPackage):
 
 def load_fused_model(package: ModelPackage):
     """The package's network wrapped in the fused head (normalisation, softmax, mask rule), in eval mode."""
-    from gpedge.export.fused import FusedModel
+    from gpedge.graph.fused import FusedModel
 
     return FusedModel(load_package_network(package), package.no_tumour_class).eval()
 
 
 class TorchBackend(Backend):
-    """Runs the export helper's fused module in eval mode (FP32, CPU or CUDA)."""
+    """Runs the fused torch module (the function the exported graphs compute) in eval mode (FP32, CPU or CUDA)."""
 
     name = "torch"
-    accepts_offset = True
 
     def __init__(self, package: ModelPackage, device: str | int | None = None) -> None:
         super().__init__(package)
@@ -76,11 +75,14 @@ class TorchBackend(Backend):
 
     def run(self, batch: np.ndarray, offset: float | None = None) -> dict[str, np.ndarray]:
         torch = self._torch
-        value = self.effective_offset(offset)
         image = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
         with self._lock, torch.inference_mode():
-            out = self._model(image, torch.tensor([value], dtype=torch.float32, device=self.device))
-        return {name: t.cpu().numpy() for name, t in zip(OUTPUT_NAMES, out)}
+            out = self._forward(image, torch.from_numpy(self.offset_input(offset)).to(self.device))
+        return {name: t.cpu().numpy() for name, t in out._asdict().items()}
+
+    def _forward(self, image, offset):
+        """The fused model on device tensors (a hook for timing subclasses)."""
+        return self._model(image, offset)
 
     def close(self) -> None:
         self._model = None

@@ -1,4 +1,4 @@
-"""Writing the outputs of one input (image, multi-frame DICOM or volume) into a folder, atomically."""
+"""Saving the results of one input (image, multi-frame DICOM or volume) as files in a folder, atomically."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gpedge.package import atomic_write_json
+from gpedge.atomic import atomic_write_json
 from gpedge.runtime.io import Scan, write_mask_nifti, write_png
 from gpedge.runtime.results import Result
 
@@ -16,7 +16,7 @@ def key_slice(results: Sequence[Result]) -> Result:
     best = max(results, key=lambda r: r.mask_area_px)
     if best.mask_area_px > 0:
         return best
-    tumour = [r for r in results if r.shows_heatmap]
+    tumour = [r for r in results if r.is_tumour]
     return max(tumour, key=lambda r: r.probability) if tumour else results[0]
 
 
@@ -59,7 +59,7 @@ def save_scan(
             "file": str(scan.path) if scan.path else None,
             "slices": len(results),
             "key_slice": key.source.slice,
-            "tumour_slices": [r.source.slice for r in results if r.shows_heatmap],
+            "tumour_slices": [r.source.slice for r in results if r.is_tumour],
             "mask_volume_px": int(sum(r.mask_area_px for r in results)),
             "outputs": written,
             "per_slice": per_slice,

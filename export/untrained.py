@@ -1,5 +1,5 @@
-"""Untrained paper networks as temporary model packages, so that any configuration can be timed
-without training (weights do not change the speed)."""
+"""Untrained paper networks as model packages, so that ``gpedge bench --arch`` can time any
+configuration without training (weights do not change the speed)."""
 from __future__ import annotations
 
 import os
@@ -16,7 +16,7 @@ _CHANNELS = {1: ["t1ce"], 2: ["t1ce", "flair"], 3: ["t1", "t1ce", "flair"], 4: [
 PARITY_SAMPLES = 2
 
 
-def temporary_package(
+def untrained_package(
     arch: str,
     channels: int,
     image_size: int,
@@ -33,7 +33,8 @@ def temporary_package(
     """
     import torch
 
-    from gpedge.export import export_package
+    from gpedge.export.exporter import export_package
+    from gpedge.export.options import ExportOptions
     from gpedge.models import create_model, list_models
     from gpedge.runs import RunConfig, save_weights
 
@@ -60,5 +61,5 @@ def temporary_package(
     config.save(run_dir)
     save_weights(model, run_dir)
     return export_package(
-        run_dir, out_dir, max_batch=max_batch, fp16=fp16, engine=False, parity_samples=PARITY_SAMPLES
+        run_dir, out_dir, ExportOptions(max_batch=max_batch, fp16=fp16, engine=False, parity_samples=PARITY_SAMPLES)
     )

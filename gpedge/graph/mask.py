@@ -1,41 +1,23 @@
-"""The fused torch module exported as one graph: normalisation, network, softmax, label, mask.
+"""The paper's mask rule as a torch module, exported inside the fused graph.
 
-Everything after the network runs in FP32 and uses only operations TensorRT runs well: the
-histogram is built by comparisons and a MatMul of one-hot codes, cumulative sums are MatMuls
-with a triangular constant, and the multi-Otsu search is an exhaustive max over all threshold
-pairs (no CumSum, Loop, or INT64 outputs).
+It uses only operations TensorRT runs well: the histogram is built by comparisons and a MatMul
+of one-hot codes, cumulative sums are MatMuls with a triangular constant, and the multi-Otsu
+search is an exhaustive max over all threshold pairs (no CumSum, Loop, or INT64 outputs).
+The host reference it is tested against is ``gpedge.postprocess.multiotsu_threshold``.
 """
 from __future__ import annotations
-
-from typing import NamedTuple
 
 import torch
 from torch import nn
 
-BINS = 256
+from gpedge.graph.contract import MASK_BINS as BINS
+
 _DIGIT = 16  # the histogram index is split into two base-16 digits: two (N, H*W, 16) one-hots
 
 
-class FusedOutput(NamedTuple):
-    """Outputs of the fused graph, in the package's contract order."""
-
-    logits: torch.Tensor
-    probs: torch.Tensor
-    label: torch.Tensor
-    heatmaps: torch.Tensor
-    threshold: torch.Tensor
-    mask: torch.Tensor
-
-
-def normalise_slice_max(image: torch.Tensor) -> torch.Tensor:
-    """Divide each (C, H, W) slice by its joint maximum; slices with maximum <= 0 stay unchanged."""
-    peak = torch.amax(image, dim=(1, 2, 3), keepdim=True)
-    return image / torch.where(peak > 0, peak, torch.ones_like(peak))
-
-
 class MultiOtsuMask(nn.Module):
-    """Mask rule of ``gpedge.postprocess`` on a batch of (N, H, W) maps, exactly as
-    ``skimage.filters.threshold_multiotsu(classes=3, nbins=256)`` bins and scores them.
+    """The mask rule (``gpedge.graph.contract.mask_rule``) on a batch of (N, H, W) maps, binned and
+    scored exactly as ``skimage.filters.threshold_multiotsu(classes=3, nbins=256)`` does.
 
     Returns ``threshold`` (N,) and ``mask`` (N, H, W) bool. ``keep`` (N,) bool says which
     samples may have a non-empty mask (False for the no-tumour class).
@@ -120,27 +102,3 @@ def _variance(moment1: torch.Tensor, moment0: torch.Tensor) -> torch.Tensor:
     occupied = moment0 > 0
     safe = torch.where(occupied, moment0, torch.ones_like(moment0))
     return torch.where(occupied, moment1 * moment1 / safe, torch.zeros_like(moment1))
-
-
-class FusedModel(nn.Module):
-    """Raw image batch -> :class:`FusedOutput`; the graph exported into a model package.
-
-    ``offset`` is an input (the package stores its default) so that a runtime can override it.
-    """
-
-    def __init__(self, network: nn.Module, empty_for_class: int | None) -> None:
-        super().__init__()
-        self.network = network
-        self.empty_for_class = -1 if empty_for_class is None else int(empty_for_class)
-        self.mask_rule = MultiOtsuMask()
-
-    def forward(self, image: torch.Tensor, offset: torch.Tensor) -> FusedOutput:
-        logits, heatmaps = self.network(normalise_slice_max(image))
-        logits = logits.float()
-        heatmaps = heatmaps.float()
-        probs = torch.softmax(logits, dim=1)
-        label = torch.argmax(logits, dim=1)
-        n, _, height, width = heatmaps.shape
-        chosen = torch.gather(heatmaps, 1, label.reshape(n, 1, 1, 1).expand(n, 1, height, width)).reshape(n, height, width)
-        threshold, mask = self.mask_rule(chosen, offset, label != self.empty_for_class)
-        return FusedOutput(logits, probs, label.to(torch.int32), heatmaps, threshold, mask.to(torch.uint8))

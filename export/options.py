@@ -1,0 +1,49 @@
+"""What ``gpedge export`` is asked to do (torch-free, so the CLI can build it before importing torch)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from gpedge.errors import GpedgeError
+from gpedge.tensorrt.engines import HARDWARE_LEVELS
+
+DEFAULT_OFFSET = 0.5
+DEFAULT_MAX_BATCH = 32
+DEFAULT_OPSET = 18
+
+
+@dataclass
+class ExportOptions:
+    """Options of one export (the ``gpedge export`` flags).
+
+    ``engine``: ``"auto"`` builds a TensorRT engine when TensorRT and a GPU are present, ``True``
+    requires one, ``False`` skips it. ``offset``: the mask-rule offset the package starts with.
+    ``parity_samples``: slices the parity checks run on.
+    """
+
+    image_size: int | None = None
+    max_batch: int = DEFAULT_MAX_BATCH
+    opset: int = DEFAULT_OPSET
+    fp16: bool = True
+    engine: bool | Literal["auto"] = "auto"
+    workspace_gb: float = 4.0
+    version_compatible: bool = False
+    hardware_compatibility: str = "NONE"
+    offset: float = DEFAULT_OFFSET
+    parity_samples: int = 8
+    overwrite: bool = False
+
+    def check(self) -> None:
+        """Raise ``GpedgeError`` naming the first option out of range."""
+        if self.max_batch < 1:
+            raise GpedgeError(f"--max-batch must be >= 1, got {self.max_batch}")
+        if not self.offset >= 0:
+            raise GpedgeError(f"--offset must be >= 0, got {self.offset}")
+        if self.parity_samples < 1:
+            raise GpedgeError(f"--parity-samples must be >= 1, got {self.parity_samples}")
+        if self.hardware_compatibility.upper() not in HARDWARE_LEVELS:
+            raise GpedgeError(
+                f"--hardware-compatibility {self.hardware_compatibility!r} is not one of {', '.join(HARDWARE_LEVELS)}"
+            )
+        if self.engine is True and not self.fp16:
+            raise GpedgeError("--engine needs the FP16 graph: drop --no-fp16")
