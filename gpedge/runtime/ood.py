@@ -8,8 +8,11 @@ maximum over the channels, as the graph does):
   refused; a blank slice of a volume is flagged.
 - **Out of distribution**: four statistics per channel (:data:`FEATURES`) compared with the ranges
   the exporter recorded in the manifest (``input_statistics``) from the training slices. A slice
-  is flagged when a statistic lies outside the recorded range widened by :data:`MARGIN` of its
-  width on each side. The ranges are the 0.1 and 99.9 percentiles over the training slices.
+  is flagged when a statistic lies outside the recorded range widened on each side by
+  :data:`MARGIN` of its width, and at least by the statistic's :data:`MARGIN_FLOOR` (real scans
+  have background noise and larger heads than a synthetic training set; the check is meant to
+  catch what is not a head slice at all). The ranges are the 0.1 and 99.9 percentiles over the
+  training slices.
 
 It is a coarse intensity check, not a guarantee: it catches blank frames, noise, photographs,
 inverted or saturated images and images of other body parts whose intensity layout differs from
@@ -34,8 +37,10 @@ FOREGROUND_LEVEL = 0.1
 BORDER_FRACTION = 1 / 16
 #: Percentiles of the training values that bound each statistic.
 PERCENTILES = (0.1, 99.9)
-#: Fraction of a range's width added on each side before a value counts as out of range.
+#: Fraction of a range's width added on each side before a value counts as out of range ...
 MARGIN = 0.25
+#: ... and the least widening of each statistic (normalised intensity units or fractions of the slice).
+MARGIN_FLOOR = {"foreground": 0.25, "foreground_mean": 0.15, "p99": 0.1, "border": 0.1}
 METHOD = "feature-ranges-v1"
 
 _DESCRIPTIONS = {
@@ -85,6 +90,7 @@ def statistics(values: np.ndarray, channels: Sequence[str], source: str) -> dict
         "foreground_level": FOREGROUND_LEVEL,
         "percentiles": list(PERCENTILES),
         "margin": MARGIN,
+        "margin_floor": [MARGIN_FLOOR[name] for name in FEATURES],
         "slices": int(values.shape[0]),
         "source": source,
         "low": np.round(low, 6).tolist(),
@@ -106,7 +112,8 @@ class OutOfDistribution:
             )
         self.channels = list(recorded["channels"])
         low, high = np.asarray(recorded["low"], np.float64), np.asarray(recorded["high"], np.float64)
-        margin = float(recorded.get("margin", MARGIN)) * (high - low)
+        floor = np.asarray(recorded.get("margin_floor", [MARGIN_FLOOR[name] for name in FEATURES]), np.float64)
+        margin = np.maximum(float(recorded.get("margin", MARGIN)) * (high - low), floor)
         self.low, self.high = low - margin, high + margin
 
     def reasons(self, values: np.ndarray, image: np.ndarray) -> tuple[str, ...]:
