@@ -230,10 +230,12 @@ def _table(console, rows, classes) -> None:
             shown = [r for r in results if r.is_tumour and not r.out_of_distribution]
             notes.append(f"{label}: {len(results)} slices, {len(shown)} predicted with tumour (only those are listed)")
         if flagged:
-            notes.append(f"{label}: {flagged} image(s)/slice(s) out of distribution (blank or unlike the training data): no diagnosis")
+            first = next(r for r in results if r.out_of_distribution)
+            notes.append(f"{label}: {flagged} image(s)/slice(s) out of distribution, no diagnosis "
+                         f"({'; '.join(first.ood_reasons)}{'; ...' if flagged > 1 else ''})")
         for r in shown:
             if r.out_of_distribution:
-                verdict, probs = "[bold red]out of distribution[/bold red]", "; ".join(r.ood_reasons)
+                verdict, probs = "[bold red]out of distribution[/bold red]", "no diagnosis (see below)"
             else:
                 verdict = f"[bold]{r.label}[/bold]"
                 probs = "  ".join(f"{name} {r.probabilities[name]:.2f}" for name in classes)

@@ -114,7 +114,7 @@ class OutOfDistribution:
         low, high = np.asarray(recorded["low"], np.float64), np.asarray(recorded["high"], np.float64)
         floor = np.asarray(recorded.get("margin_floor", [MARGIN_FLOOR[name] for name in FEATURES]), np.float64)
         margin = np.maximum(float(recorded.get("margin", MARGIN)) * (high - low), floor)
-        self.low, self.high = low - margin, high + margin
+        self.low, self.high = np.maximum(low - margin, 0.0), high + margin  # every statistic is >= 0
 
     def reasons(self, values: np.ndarray, image: np.ndarray) -> tuple[str, ...]:
         """Why the slice (``values``: (C, F) features; ``image``: (C, H, W) raw) must not get a diagnosis."""
