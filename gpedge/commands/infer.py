@@ -1,10 +1,14 @@
 """``gpedge infer``: classify scans and localise the tumour, with per-input error reporting."""
 from __future__ import annotations
 
+import io
 import json
 import logging
+import os
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -50,6 +54,13 @@ def main(
     never replaced without --overwrite. Blank images are refused; slices far from the model's
     training data are flagged "out of distribution" and get no diagnosis.
     """
+    with _quiet_readers():
+        _infer(inputs, model, backend, device, out, overwrite, json_lines, offset, batch_size, threads, max_pixels,
+               every_slice, {"t1": t1, "t2": t2, "t1ce": t1ce, "flair": flair}, dicom_out, series)
+
+
+def _infer(inputs, model, backend, device, out, overwrite, json_lines, offset, batch_size, threads, max_pixels,
+           every_slice, contrast_flags, dicom_out, series) -> None:
     from rich.console import Console
 
     from gpedge.dicom.discovery import split_inputs
@@ -57,9 +68,8 @@ def main(
     from gpedge.runtime.io import expand_paths
     from gpedge.runtime.predictor import Predictor
 
-    _quiet_readers()
     report = _Reporter()
-    contrasts = {k: v for k, v in {"t1": t1, "t2": t2, "t1ce": t1ce, "flair": flair}.items() if v is not None}
+    contrasts = {k: v for k, v in contrast_flags.items() if v is not None}
     dicom_paths, other_paths = split_inputs(inputs or [], report)
     items: list[object] = list(expand_paths(other_paths, report))
     if contrasts:
@@ -185,15 +195,39 @@ def _dicom_studies(paths: list[Path], channels: list[str], rules: Optional[list[
     return found, problems + unmapped
 
 
-def _quiet_readers() -> None:
-    """Keep stderr to one line per failed input: the readers' own warnings repeat what we report."""
+@contextmanager
+def _quiet_readers() -> Iterator[None]:
+    """Keep stderr to one line per problem: the readers' own messages repeat what gpedge reports.
+
+    Native libraries (libpng, libjpeg, libtiff inside OpenCV, ONNX Runtime) write to file
+    descriptor 2 directly; it is pointed at /dev/null for the call while Python's ``sys.stderr``
+    (gpedge's error lines, tracebacks of defects) keeps the real one. Python warnings (pydicom,
+    nibabel, numpy) are ignored and the readers' loggers only pass on critical messages.
+    """
     import cv2
     import pydicom.config  # noqa: F401  (configures the "pydicom" logger, which is then quietened)
 
-    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
-    logging.getLogger("pydicom").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", module=r"(pydicom|nibabel)\.")
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    for name in ("pydicom", "nibabel"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    sys.stderr.flush()
+    real_fd = os.dup(2)
+    real_stderr = sys.stderr
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        sys.stderr = io.TextIOWrapper(os.fdopen(os.dup(real_fd), "wb", buffering=0), write_through=True,
+                                      encoding=real_stderr.encoding, errors="backslashreplace")
+        os.dup2(null, 2)
+        logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(real_fd, 2)
+        sys.stderr = real_stderr
+        os.close(real_fd)
+        os.close(null)
 
 
 def _describe(item: object) -> str:
