@@ -1,56 +1,34 @@
-"""Host-side mask helpers (no torch): the paper's clean-up step, and the mask rule's test reference.
+"""The paper's mask clean-up (numpy + OpenCV): an optional post-processing step scored by ``gpedge evaluate``.
 
-The runtime never thresholds on the host: the rule runs inside the fused graph
-(:mod:`gpedge.graph.mask`) and :mod:`gpedge.runtime.maps` maps its result to the input's
-resolution. :func:`multiotsu_threshold` and :func:`mask_from_heatmap` are the rule computed
-with scikit-image, which the tests hold the graph to: take the predicted class's heatmap, zero
-negative values, three-class multi-Otsu with 256 bins over the map's own range, threshold =
-max(upper threshold - offset, 0), mask = map > threshold. A map with fewer than three occupied
-histogram bins (constant or nearly so) has no multi-Otsu split: its threshold is its maximum
-and its mask is empty.
+The mask rule itself runs inside the fused graph (:mod:`gpedge.graph.mask`) and
+:mod:`gpedge.runtime.maps` maps its result to the input's resolution; nothing here is needed to
+produce a mask. ``tests/test_postprocess.py`` holds :func:`clean_mask` to scikit-image's
+morphology, which it replaces.
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
-from skimage import morphology
-from skimage.filters import threshold_multiotsu
-from skimage.measure import label as label_components
-
-from gpedge.graph.contract import MASK_BINS as BINS
-from gpedge.graph.contract import MASK_CLASSES as CLASSES
 
 
-def multiotsu_threshold(heatmap: np.ndarray, offset: float = 0.5, classes: int = CLASSES, bins: int = BINS) -> float:
-    """Mask threshold of one (H, W) heatmap: max(upper multi-Otsu threshold - offset, 0).
-
-    Negative values are zeroed first. A degenerate map (fewer than ``classes`` occupied bins)
-    returns its maximum, so that ``heatmap > threshold`` is empty.
-    """
-    positive = np.maximum(np.asarray(heatmap, dtype=np.float32), 0.0)
-    if positive.ndim != 2:
-        raise ValueError(f"heatmap must be 2-D (H, W), got shape {positive.shape}")
-    if not np.isfinite(positive).all():
-        raise ValueError("heatmap contains NaN or infinite values")
-    try:
-        upper = threshold_multiotsu(positive, classes=classes, nbins=bins)[-1]
-    except ValueError:
-        return float(positive.max())
-    return float(max(np.float32(upper) - np.float32(offset), np.float32(0.0)))
+def _components(binary: np.ndarray, connectivity: int) -> tuple[np.ndarray, np.ndarray]:
+    """Labels (0 = outside) and pixel counts of the 4- or 8-connected components of ``binary``."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(binary.astype(np.uint8), connectivity=connectivity)
+    sizes = stats[:, cv2.CC_STAT_AREA].copy()
+    sizes[0] = 0
+    return labels, sizes
 
 
-def mask_from_heatmap(
-    heatmap: np.ndarray,
-    offset: float = 0.5,
-    classes: int = CLASSES,
-    bins: int = BINS,
-    empty: bool = False,
-) -> np.ndarray:
-    """uint8 (H, W) mask of one heatmap by the mask rule; all zeros when ``empty`` (no-tumour class)."""
-    positive = np.maximum(np.asarray(heatmap, dtype=np.float32), 0.0)
-    if empty:
-        return np.zeros(positive.shape, np.uint8)
-    threshold = multiotsu_threshold(positive, offset, classes, bins)
-    return (positive > np.float32(threshold)).astype(np.uint8)
+def _drop_small(binary: np.ndarray, min_size: int) -> np.ndarray:
+    """``binary`` without its 4-connected components of fewer than ``min_size`` pixels."""
+    labels, sizes = _components(binary, 4)
+    return binary & (sizes >= min_size)[labels]
+
+
+def _disk(radius: int) -> np.ndarray:
+    """uint8 (2r+1, 2r+1) structuring element of the pixels within ``radius`` of the centre."""
+    yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+    return (yy**2 + xx**2 <= radius**2).astype(np.uint8)
 
 
 def clean_mask(
@@ -61,7 +39,8 @@ def clean_mask(
     largest_component: bool = True,
 ) -> np.ndarray:
     """Paper clean-up of a (H, W) mask: drop objects under ``min_object`` px, fill holes under
-    ``max_hole`` px, binary closing with a disk of ``closing_radius``, keep the largest component.
+    ``max_hole`` px (4-connectivity), binary closing with a disk of ``closing_radius`` (pixels
+    beyond the border ignored), keep the largest 8-connected component.
 
     Returns uint8 (H, W). A step is skipped when its size parameter is 0.
     """
@@ -69,14 +48,12 @@ def clean_mask(
     if binary.ndim != 2:
         raise ValueError(f"mask must be 2-D (H, W), got shape {binary.shape}")
     if min_object > 0:
-        binary = morphology.remove_small_objects(binary, max_size=min_object - 1)
+        binary = _drop_small(binary, min_object)
     if max_hole > 0:
-        binary = morphology.remove_small_holes(binary, max_size=max_hole - 1)
+        binary = ~_drop_small(~binary, max_hole)
     if closing_radius > 0:
-        binary = morphology.closing(binary, morphology.disk(closing_radius))
+        binary = cv2.morphologyEx(binary.astype(np.uint8), cv2.MORPH_CLOSE, _disk(closing_radius)).astype(bool)
     if largest_component and binary.any():
-        components = label_components(binary, connectivity=2)
-        sizes = np.bincount(components.ravel())
-        sizes[0] = 0
-        binary = components == int(np.argmax(sizes))
+        labels, sizes = _components(binary, 8)
+        binary = labels == int(np.argmax(sizes))
     return binary.astype(np.uint8)

@@ -3,7 +3,7 @@
 It uses only operations TensorRT runs well: the histogram is built by comparisons and a MatMul
 of one-hot codes, cumulative sums are MatMuls with a triangular constant, and the multi-Otsu
 search is an exhaustive max over all threshold pairs (no CumSum, Loop, or INT64 outputs).
-The host reference it is tested against is ``gpedge.postprocess.multiotsu_threshold``.
+The host reference it is tested against is scikit-image's, in ``tests/mask_reference.py``.
 """
 from __future__ import annotations
 

@@ -45,6 +45,32 @@ def physical_cores() -> int:
     return max(1, len(cores) or len(allowed))
 
 
+#: Distributions that all install the ``onnxruntime`` module: only one may be installed at a time.
+ORT_DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml", "onnxruntime-qnn")
+
+
+@lru_cache(maxsize=1)
+def install_conflict() -> str | None:
+    """A sentence naming the ONNX Runtime builds installed side by side (they overwrite each other's
+    ``onnxruntime`` module, typically leaving the CPU build), or None when there is one."""
+    from importlib import metadata
+
+    found = []
+    for name in ORT_DISTRIBUTIONS:
+        try:
+            metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+        found.append(name)
+    if len(found) < 2:
+        return None
+    keep = next((name for name in found if name != "onnxruntime"), found[0])
+    return (
+        f"{' and '.join(found)} are installed together and share one 'onnxruntime' module, so the wrong build may "
+        f"run; keep one: pip uninstall -y {' '.join(found)} && pip install {keep}"
+    )
+
+
 def cuda_provider_available() -> bool:
     """Whether this onnxruntime build offers the CUDA execution provider."""
     import onnxruntime as ort
@@ -94,11 +120,15 @@ class OnnxRuntimeBackend(Backend):
         wants_cuda = device is not None and (isinstance(device, int) or str(device).startswith("cuda"))
         if device is not None and not wants_cuda and str(device) != "cpu":
             raise BackendUnavailable(f"onnxruntime backend: unknown device {device!r}; use 'cpu', 'cuda' or 'cuda:N'")
+        conflict = install_conflict()
         if wants_cuda and not cuda_provider_available():
             raise BackendUnavailable(
                 "onnxruntime backend: device 'cuda' needs the CUDA execution provider, which this onnxruntime "
-                "build lacks; install 'onnxruntime-gpu' (matching your CUDA version) or use device='cpu'"
+                "build lacks; " + (conflict or "install it with pip install 'gpedge[gpu]' (after pip uninstall -y "
+                                   "onnxruntime) or use device='cpu'")
             )
+        if conflict:
+            log.warning("onnxruntime: %s", conflict)
         if optimization not in OPTIMIZATIONS:
             raise BackendUnavailable(f"onnxruntime backend: optimization {optimization!r} is not one of {', '.join(OPTIMIZATIONS)}")
         use_cuda = wants_cuda or (device is None and cuda_provider_available())
