@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from functools import lru_cache
 from pathlib import Path
 
@@ -78,6 +79,31 @@ def cuda_provider_available() -> bool:
     return CUDA_EP in ort.get_available_providers()
 
 
+def _new_session(path: str, options, providers: list):
+    """An ``InferenceSession`` created on a short-lived helper thread.
+
+    With ``session.set_denormal_as_zero`` ONNX Runtime switches the thread that creates the session
+    (and its own pool threads) to flush-to-zero / denormals-are-zero; creating it elsewhere keeps
+    that floating-point mode out of the application's threads (a scanner's own numerics).
+    """
+    import onnxruntime as ort
+
+    made: dict[str, object] = {}
+
+    def create() -> None:
+        try:
+            made["session"] = ort.InferenceSession(path, sess_options=options, providers=providers)
+        except Exception as exc:  # re-raised on the caller's thread
+            made["error"] = exc
+
+    worker = threading.Thread(target=create, name="gpedge-onnxruntime-session")
+    worker.start()
+    worker.join()
+    if "error" in made:
+        raise made["error"]  # type: ignore[misc]
+    return made["session"]
+
+
 def _device_index(device: str | int | None) -> int:
     if isinstance(device, int):
         return device
@@ -96,7 +122,9 @@ class OnnxRuntimeBackend(Backend):
     ``spinning``: whether idle pool threads busy-wait for work (ONNX Runtime's default; faster
     by a fraction of a millisecond per call on an idle machine, but it takes CPU from everything
     else on it, so off by default). Denormal activations are always flushed to zero
-    (``session.set_denormal_as_zero``): they are numerically irrelevant and slow on Intel cores.
+    (``session.set_denormal_as_zero``) in ONNX Runtime's pool threads: they are numerically irrelevant
+    and slow on Intel cores. The session is created on a helper thread so that this mode does not
+    leak into the caller's thread (see :func:`_new_session`).
     ``graph``: ``None`` for the package's ``model.onnx``, the name of another graph the package
     lists (``model.fp16.onnx``; both sha256-checked), or the path of a graph derived from the
     package (the benchmark's INT8 copy).
@@ -152,7 +180,7 @@ class OnnxRuntimeBackend(Backend):
         path = self._graph_path(graph)
         self.graph = path.name
         try:
-            self._session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+            self._session = _new_session(str(path), options, providers)
         except Exception as exc:  # onnxruntime raises its own exception types for damaged graphs
             raise PackageError(
                 f"{path} cannot be loaded by onnxruntime ({str(exc).splitlines()[0]}); re-export the package"
