@@ -250,25 +250,40 @@ def phantom_source(rng: np.random.Generator, spacing_mm: float) -> Source:
 def head_layers(rng: np.random.Generator, brain: np.ndarray, grid: Grid) -> dict[str, np.ndarray]:
     """Fractions of extra-axial CSF, bone (inner and outer table), fat (marrow, scalp) and muscle/skin around ``brain``.
 
-    Layer thicknesses vary per patient and smoothly over the head; slices without brain stay empty.
+    Built slice by slice around the brain's envelope on that slice (its outline closed over 12 mm, so
+    that separate lobes share one skull, the space between them filled with CSF). Layer thicknesses vary
+    per patient and smoothly over the head; slices without brain stay empty.
     """
     from scipy import ndimage
 
     inside = brain > 0.5
-    distance = ndimage.distance_transform_edt(~inside, sampling=grid.spacing).astype(np.float32)
+    sx, sy = (float(v) for v in grid.spacing[:2])
+    radius = int(np.ceil(12.0 / min(sx, sy)))
+    yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+    disk = (xx * sx) ** 2 + (yy * sy) ** 2 <= 144.0
+    envelope = np.zeros_like(inside)
+    distance = np.zeros(inside.shape, dtype=np.float32)
+    for k in range(inside.shape[2]):
+        if not inside[:, :, k].any():
+            distance[:, :, k] = np.inf
+            continue
+        padded = np.pad(inside[:, :, k], radius)
+        closed = ndimage.binary_fill_holes(ndimage.binary_closing(padded, disk))[radius:-radius, radius:-radius]
+        envelope[:, :, k] = closed
+        distance[:, :, k] = ndimage.distance_transform_edt(~closed, sampling=(sx, sy))
     wobble = 1.0 + 0.25 * smooth_field(rng, grid.axes, 40.0)
     u = rng.uniform
     layers = [("csf", u(0.5, 2.5)), ("bone", u(1.0, 2.0)), ("fat", u(1.5, 5.0)), ("bone", u(1.0, 2.0))]
     layers += [("muscle", u(1.0, 4.0)), ("fat", u(2.0, 6.0)), ("muscle", u(1.0, 2.0))]
-    edge = 0.5 * float(grid.spacing[:2].min())
-    present = inside.any(axis=(0, 1)).astype(np.float32)
+    edge = 0.5 * min(sx, sy)
     out = {name: np.zeros_like(distance) for name, _ in layers}
+    out["csf"] += envelope * np.clip(1.0 - brain, 0.0, 1.0)
     start = np.zeros_like(distance)
-    beyond_start = soft_inside(distance, edge)
+    beyond_start = soft_inside(distance, edge) * ~envelope
     for name, thickness in layers:
         end = start + thickness * wobble
-        beyond_end = soft_inside(distance - end, edge)
-        out[name] += (beyond_start - beyond_end) * present
+        beyond_end = soft_inside(distance - end, edge) * ~envelope
+        out[name] += beyond_start - beyond_end
         start, beyond_start = end, beyond_end
     return out
 

@@ -89,9 +89,10 @@ def write_synthetic_brats(
     ``out/BraTS20_Training_001/BraTS20_Training_001_{t1,t2,t1ce,flair,seg}.nii.gz`` and
     ``out/name_mapping.csv``. The grid is ``size`` x ``size`` x ``slices`` (or ``shape``) over the
     BraTS field of view. A share ``lgg_fraction`` of patients is LGG, the rest HGG; ``family`` is
-    ``"train"`` or ``"heldout"``; a share ``skull_fraction`` of each grade keeps skull and scalp. Deterministic for
-    a given ``seed`` (a patient depends only on the seed, its number and which patients keep the skull); ``progress`` may wrap
-    the patient loop (e.g. ``rich.progress.track``). Returns the patient ids.
+    ``"train"`` or ``"heldout"``; a share ``skull_fraction`` of each grade keeps skull and scalp.
+    Deterministic for a given ``seed`` (a patient depends only on the seed, its number and which
+    patients keep the skull); ``progress`` may wrap the patient loop (e.g. ``rich.progress.track``).
+    Returns the patient ids.
     """
     out = Path(out)
     grid = _grid(size, slices, shape)
@@ -126,16 +127,16 @@ def display_slices(volume: np.ndarray) -> np.ndarray:
 
 
 def _pick_slice(rng: np.random.Generator, image: np.ndarray, mask: np.ndarray, tumour: bool) -> int | None:
-    """A slice at a level where tumour and healthy slices are both common (head area >= 40 % of its maximum).
+    """A slice from the middle of the head (head area >= 60 % of its maximum), where most tumours are imaged.
 
-    Tumour images: a slice showing at least 30 % of the largest lesion area; healthy images: any
-    lesion-free slice. None when no slice qualifies.
+    Tumour images: the slice with the largest lesion area at those levels; healthy images: any such
+    slice (all are lesion-free). None when no slice qualifies.
     """
     area = (image > 0.1 * np.percentile(image, 99)).sum(axis=(1, 2))
-    lesion = mask.sum(axis=(1, 2))
-    level = area >= 0.4 * area.max()
-    wanted = lesion >= max(0.3 * lesion.max(), 1) if tumour else lesion == 0
-    candidates = np.flatnonzero(level & wanted)
+    lesion = mask.sum(axis=(1, 2)) * (area >= 0.6 * area.max())
+    if tumour:
+        return int(lesion.argmax()) if lesion.max() > 0 else None
+    candidates = np.flatnonzero((area >= 0.6 * area.max()) & (mask.sum(axis=(1, 2)) == 0))
     return int(rng.choice(candidates)) if candidates.size else None
 
 
@@ -154,9 +155,10 @@ def write_synthetic_pngs(
     """Write single-slice 16-bit PNGs in the image-folder layout: ``out/{Healthy,LGG,HGG}/<name>.png`` + ``<name>_mask.png``.
 
     Each image is one axial slice of ``channel`` from its own patient (``size`` x ``size`` over the
-    240 mm field of view, slices ``155 / slices`` mm thick); tumour images show the tumour, healthy
-    images come from tumour-free patients at the same range of levels; a share ``skull_fraction`` of
-    each class keeps skull and scalp. The mask is 0/255 (empty for healthy images). Returns the image paths.
+    240 mm field of view, slices ``155 / slices`` mm thick), from the middle of the head: tumour images
+    show the tumour's largest section there, healthy images come from tumour-free patients at the same
+    levels; a share ``skull_fraction`` of each class keeps skull and scalp. The mask is 0/255 (empty for
+    healthy images). Returns the image paths.
     """
     from gpedge.runtime.io import write_png
 
