@@ -12,7 +12,7 @@ import numpy as np
 from gpedge.data.synthetic.contrast import CONTRASTS
 from gpedge.data.synthetic.patient import get_family, synthesise_patient
 from gpedge.errors import DataError
-from gpedge.package import atomic_write_bytes
+from gpedge.atomic import atomic_write_bytes
 
 MAPPING_COLUMNS = (
     "Grade",
