@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gpedge.atomic import atomic_write_bytes  # noqa: F401  (gpedge.data.synthetic imports it from here)
 from gpedge.errors import PackageError
 
 #: 2: the mask offset is a true graph input (``mask_rule.inputs``); 1 had it as an overridable initializer.

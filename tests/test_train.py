@@ -1,6 +1,7 @@
 """Training core: augmentation, class weights, learning on synthetic BraTS, determinism, resume, errors, CLI."""
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from rich.console import Console
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
@@ -17,6 +19,7 @@ from gpedge.errors import GpedgeError
 from gpedge.runs import load_run
 from gpedge.train import TrainOptions, train
 from gpedge.train.augment import augment_batch
+from gpedge.train.health import check_layers, dead_layers
 from gpedge.train.trainer import balanced_class_weights
 
 
@@ -224,3 +227,41 @@ def test_cli_reports_user_errors_in_one_line_with_exit_code_2(tmp_path):
 def test_train_command_module_does_not_import_torch():
     code = "import sys, gpedge.commands.train; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_dead_layer_check_names_killed_layers_and_is_silent_on_a_trained_model(tiny_run_dir):
+    model, _ = load_run(tiny_run_dir)
+    from conftest import make_slices
+    from gpedge.preprocess import normalise_slice_max
+
+    images = torch.from_numpy(normalise_slice_max(make_slices(8, seed=4).images))
+    assert dead_layers(check_layers(model, images)) == {}
+
+    with torch.no_grad():
+        model.body.down[1][0][0].weight.fill_(1e-40)  # sunk into denormals, as under Adam + L2
+        model.body.up[0].conv[1][0].bias.fill_(-1e3)  # its ReLU never fires
+    reports = {r.layer: r for r in check_layers(model, images)}
+    dead = dead_layers(reports.values())
+    assert reports["body.down.1.0.0"].denormal_weights == 1.0
+    assert "of its weights are ~0" in " ".join(dead["body.down.1.0.0"])
+    assert dead["body.up.0.conv.1.1"] == ["100% of its output channels are constant"]
+    assert "body.up.0.conv.1.0" not in dead and "body.down.0.0.0" not in dead
+    assert model.training is False
+
+
+def test_training_warns_about_dead_layers_and_records_them(brats, tmp_path):
+    run = train(_options(brats, tmp_path / "run", epochs=1, max_steps=2))
+    assert json.loads((run / "metrics.json").read_text())["health"]["dead_layers"] == {}
+    checkpoint = torch.load(run / "checkpoint.pt", weights_only=True)
+    checkpoint["model"]["body.down.1.1.0.weight"].zero_()
+    torch.save(checkpoint, run / "checkpoint.pt")
+
+    output = io.StringIO()
+    train(_options(brats, run, epochs=2, max_steps=4, lr=1e-12, resume=True), console=Console(file=output, width=400))
+    assert "warning: 2 dead layer(s)" in output.getvalue() and "body.down.1.1.0: 100% of its weights are ~0" in output.getvalue()
+    metrics = json.loads((run / "metrics.json").read_text())
+    killed = ["body.down.1.1.0", "body.down.1.1.1"]  # the convolution and the ReLU it feeds
+    assert list(metrics["epochs"][-1]["dead_layers"]) == killed
+    assert list(metrics["health"]["dead_layers"]) == killed
+    layers = {entry["layer"]: entry for entry in metrics["health"]["layers"]}
+    assert layers["body.down.1.1.0"]["dead"] and not layers["body.down.1.0.0"]["dead"]

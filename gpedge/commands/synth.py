@@ -1,26 +1,51 @@
-"""``gpedge synth``: write a synthetic brain-MRI data set in the BraTS 2020 layout."""
+"""``gpedge synth``: write synthetic brain MRI, as BraTS 2020 folders or as single-slice PNG sets."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import typer
 
+from gpedge.errors import DataError
+
+FORMATS = ("brats", "png")
+
 
 def main(
-    out: Path = typer.Argument(..., help="New folder to write (BraTS 2020 training layout)."),
-    patients: int = typer.Option(20, "--patients", min=1, help="Number of patients."),
+    out: Path = typer.Argument(..., help="New folder to write."),
+    patients: int = typer.Option(20, "--patients", min=1, help="Number of patients (png: images per class, one patient each)."),
     seed: int = typer.Option(0, "--seed", help="Random seed (same seed, same data)."),
+    family: str = typer.Option("train", "--family", help="Generator family: train (MNI152 anatomy) or heldout (procedural anatomy, other tumour and intensity models; never train on it)."),
+    format: str = typer.Option("brats", "--format", help="brats: NIfTI volumes + name_mapping.csv; png: OUT/{Healthy,LGG,HGG}/<name>.png + <name>_mask.png."),
     size: int = typer.Option(240, "--size", min=8, help="In-plane size in voxels (the field of view stays 240 mm)."),
-    slices: int = typer.Option(155, "--slices", min=8, help="Axial slices (over 155 mm)."),
-    lgg_fraction: float = typer.Option(0.5, "--lgg-fraction", min=0.0, max=1.0, help="Share of LGG patients; the rest are HGG."),
+    slices: Optional[int] = typer.Option(None, "--slices", min=8, help="Axial slices over 155 mm (default: 155 for brats, 24 for png)."),
+    lgg_fraction: float = typer.Option(0.5, "--lgg-fraction", min=0.0, max=1.0, help="brats: share of LGG patients; the rest are HGG."),
+    channel: str = typer.Option("t1ce", "--channel", help="png: the contrast written (t1, t2, t1ce or flair)."),
+    skull_fraction: float = typer.Option(0.3, "--skull-fraction", min=0.0, max=1.0, help="Share of patients keeping skull and scalp (0: all skull-stripped, as BraTS ships)."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Processes synthesising patients in parallel (same data for any number)."),
 ) -> None:
-    """Write synthetic brain MRI (T1, T2, T1CE, FLAIR + tumour segmentation) as BraTS 2020 folders."""
+    """Write synthetic brain MRI with gliomas (T1, T2, T1CE, FLAIR + tumour segmentation)."""
     from rich.progress import track
 
-    from gpedge.data.synthetic import write_synthetic_brats
+    from gpedge.data.synthetic import write_synthetic_brats, write_synthetic_pngs
+
+    if format not in FORMATS:
+        raise DataError(f"--format {format!r} is unknown; use brats or png")
 
     def progress(steps):
-        return track(steps, description=f"synthesising {patients} patients", transient=True)
+        return track(steps, description=f"synthesising ({family} family)", transient=True)
 
-    ids = write_synthetic_brats(out, patients, seed, size, slices, lgg_fraction=lgg_fraction, progress=progress)
-    typer.echo(f"wrote {len(ids)} patients ({size}x{size}x{slices}) to {out}")
+    if format == "brats":
+        depth = slices or 155
+        ids = write_synthetic_brats(
+            out, patients, seed, size, depth, lgg_fraction=lgg_fraction, family=family, skull_fraction=skull_fraction,
+            workers=workers, progress=progress,
+        )
+        typer.echo(f"wrote {len(ids)} {family}-family patients ({size}x{size}x{depth}) to {out}")
+    else:
+        depth = slices or 24
+        paths = write_synthetic_pngs(
+            out, patients, seed, size, depth, family=family, channel=channel, skull_fraction=skull_fraction,
+            workers=workers, progress=progress,
+        )
+        typer.echo(f"wrote {len(paths)} {family}-family {channel} slices ({size}x{size}) with masks to {out}")

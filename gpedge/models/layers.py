@@ -1,16 +1,17 @@
-"""Building blocks shared by the GP networks."""
+"""Building blocks shared by the GP networks, initialised for the nonlinearity that follows them."""
 from __future__ import annotations
 
 from torch import nn
 
+from gpedge.models.init import LINEAR_GAIN, RELU_GAIN, init_conv_
 from gpedge.models.sinc import SincUpsample
 
 UPSAMPLE_MODES = ("sinc", "transpose")
 
 
-def conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
-    """3x3 convolution, padding 1, with bias."""
-    return nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1)
+def conv3x3(in_channels: int, out_channels: int, gain: float = RELU_GAIN) -> nn.Conv2d:
+    """3x3 convolution, padding 1, with bias; He-initialised for ``gain`` (default: a ReLU follows)."""
+    return init_conv_(nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1), gain)
 
 
 def conv_relu(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -24,13 +25,13 @@ def double_conv(in_channels: int, out_channels: int) -> nn.Sequential:
 
 
 def upsample_x2(in_channels: int, out_channels: int, mode: str) -> nn.Module:
-    """Double H and W and map ``in_channels`` to ``out_channels``.
+    """Double H and W and map ``in_channels`` to ``out_channels``, linearly (no activation follows).
 
     ``"sinc"``: Fourier resampling then a 1x1 convolution; ``"transpose"``: a 2x2 stride-2
-    transposed convolution.
+    transposed convolution. Both are initialised with unit gain.
     """
     if mode == "sinc":
-        return nn.Sequential(SincUpsample(2), nn.Conv2d(in_channels, out_channels, kernel_size=1))
+        return nn.Sequential(SincUpsample(2), init_conv_(nn.Conv2d(in_channels, out_channels, kernel_size=1), LINEAR_GAIN))
     if mode == "transpose":
-        return nn.ConvTranspose2d(in_channels, out_channels, kernel_size=2, stride=2)
+        return init_conv_(nn.ConvTranspose2d(in_channels, out_channels, kernel_size=2, stride=2), LINEAR_GAIN)
     raise ValueError(f"upsample must be one of {', '.join(UPSAMPLE_MODES)}, got {mode!r}")

@@ -5,12 +5,20 @@ import torch
 from torch import nn
 
 from gpedge.models.base import GPNetwork
+from gpedge.models.init import LINEAR_GAIN, init_conv_, prelu_gain
 from gpedge.models.layers import UPSAMPLE_MODES
 from gpedge.models.sinc import SincUpsample
 
+_PRELU_INIT = 0.25
+_GAIN = prelu_gain(_PRELU_INIT)
+
 
 def _norm_act(channels: int) -> list[nn.Module]:
-    return [nn.InstanceNorm2d(channels), nn.PReLU(num_parameters=1, init=0.25)]
+    return [nn.InstanceNorm2d(channels), nn.PReLU(num_parameters=1, init=_PRELU_INIT)]
+
+
+def _conv(in_channels: int, out_channels: int, kernel_size: int, gain: float = _GAIN, **kwargs) -> nn.Conv2d:
+    return init_conv_(nn.Conv2d(in_channels, out_channels, kernel_size=kernel_size, **kwargs), gain)
 
 
 class _ResidualBlock(nn.Module):
@@ -20,11 +28,11 @@ class _ResidualBlock(nn.Module):
         super().__init__()
         self.residual = nn.Sequential(
             nn.ReflectionPad2d(1),
-            nn.Conv2d(channels, channels, kernel_size=3),
+            _conv(channels, channels, 3),
             *_norm_act(channels),
             nn.Dropout2d(dropout),
             nn.ReflectionPad2d(1),
-            nn.Conv2d(channels, channels, kernel_size=3),
+            _conv(channels, channels, 3, LINEAR_GAIN),
             nn.InstanceNorm2d(channels),
         )
 
@@ -34,9 +42,10 @@ class _ResidualBlock(nn.Module):
 
 def _up_block(in_channels: int, out_channels: int, upsample: str) -> nn.Sequential:
     if upsample == "sinc":
-        layers = [SincUpsample(2), nn.ReflectionPad2d(1), nn.Conv2d(in_channels, out_channels, kernel_size=3)]
+        layers = [SincUpsample(2), nn.ReflectionPad2d(1), _conv(in_channels, out_channels, 3)]
     elif upsample == "transpose":
-        layers = [nn.ConvTranspose2d(in_channels, out_channels, kernel_size=3, stride=2, padding=1, output_padding=1)]
+        transpose = nn.ConvTranspose2d(in_channels, out_channels, kernel_size=3, stride=2, padding=1, output_padding=1)
+        layers = [init_conv_(transpose, _GAIN)]
     else:
         raise ValueError(f"upsample must be one of {', '.join(UPSAMPLE_MODES)}, got {upsample!r}")
     return nn.Sequential(*layers, *_norm_act(out_channels))
@@ -46,10 +55,10 @@ class _ReconResNetBody(nn.Module):
     def __init__(self, in_channels: int, width: int, num_res_blocks: int, upsample: str, dropout: float) -> None:
         super().__init__()
         widths = [width, 2 * width, 4 * width]
-        self.stem = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(in_channels, width, kernel_size=7), *_norm_act(width))
+        self.stem = nn.Sequential(nn.ReflectionPad2d(3), _conv(in_channels, width, 7), *_norm_act(width))
         self.down = nn.Sequential(
             *(
-                nn.Sequential(nn.Conv2d(c_in, c_out, kernel_size=3, stride=2, padding=1), *_norm_act(c_out))
+                nn.Sequential(_conv(c_in, c_out, 3, stride=2, padding=1), *_norm_act(c_out))
                 for c_in, c_out in zip(widths[:-1], widths[1:])
             )
         )

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from gpedge.models.base import GPNetwork
+from gpedge.models.init import LINEAR_GAIN
 from gpedge.models.layers import conv3x3, conv_relu, double_conv
 
 
@@ -36,7 +37,7 @@ class _DecoderLevel(nn.Module):
 
     def __init__(self, width: int) -> None:
         super().__init__()
-        self.up = nn.Sequential(conv3x3(2 * width, 4 * width), nn.PixelShuffle(2))
+        self.up = nn.Sequential(conv3x3(2 * width, 4 * width, LINEAR_GAIN), nn.PixelShuffle(2))
         self.branches = nn.ModuleList(conv_relu(width, width) for _ in range(4))
         self.conv = double_conv(5 * width, width)
 
@@ -76,7 +77,3 @@ class GPShuffleUNet(GPNetwork):
         options = {"width": width, "levels": levels, "dropout": dropout}
         super().__init__("gp-shuffle-unet", in_channels, num_classes, options, _ShuffleUNetBody(in_channels, width, levels, dropout), width)
         self.input_multiple = 2**levels
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-                nn.init.zeros_(module.bias)

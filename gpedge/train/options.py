@@ -1,11 +1,12 @@
-"""What a training run is asked to do (``gpedge train`` flags, reference recipe as defaults)."""
+"""What a training run is asked to do (``gpedge train`` flags; unset settings come from a recipe)."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from gpedge.errors import GpedgeError
+from gpedge.train.recipes import OPTIMIZERS, RECIPES, SCHEDULES, Recipe
 
 DEVICES = ("auto", "cpu", "cuda")
 FORMATS = ("auto", "brats", "figshare", "folder")
@@ -13,7 +14,7 @@ FORMATS = ("auto", "brats", "figshare", "folder")
 
 @dataclass
 class TrainOptions:
-    """Options of one training run. Defaults follow the reference recipe (see docs)."""
+    """Options of one training run. Settings left at None are taken from ``recipe``."""
 
     arch: str
     data: Path
@@ -22,13 +23,17 @@ class TrainOptions:
     channels: list[str] | None = None
     image_size: int | None = None
     model_options: dict[str, Any] = field(default_factory=dict)
-    epochs: int = 300
+    recipe: str = "paper"
+    epochs: int | None = None
     max_steps: int | None = None
-    batch_size: int = 8
-    accumulate: int = 16
-    lr: float = 1e-3
-    weight_decay: float = 5e-4
-    clip_value: float = 1.0
+    batch_size: int | None = None
+    accumulate: int | None = None
+    optimizer: str | None = None
+    lr: float | None = None
+    weight_decay: float | None = None
+    clip_value: float | None = None
+    warmup_steps: int | None = None
+    schedule: str | None = None
     rotation_degrees: float = 10.0
     seed: int = 1701
     device: str = "auto"
@@ -37,13 +42,23 @@ class TrainOptions:
     resume: bool = False
     progress: bool = True
 
+    def resolved(self) -> "TrainOptions":
+        """A copy with every unset recipe setting filled in from ``recipe``."""
+        if self.recipe not in RECIPES:
+            raise GpedgeError(f"unknown --recipe {self.recipe!r}; choose one of {', '.join(RECIPES)}")
+        defaults = RECIPES[self.recipe].settings()
+        return replace(self, **{key: value for key, value in defaults.items() if getattr(self, key) is None})
+
     def hyperparameters(self) -> dict[str, Any]:
         """The training settings recorded in ``config.json`` (``train`` field)."""
         skip = {"arch", "data", "out", "format", "channels", "image_size", "model_options", "resume", "progress"}
         return {key: value for key, value in asdict(self).items() if key not in skip}
 
     def validate(self) -> None:
-        """Raise :class:`GpedgeError` for values no run can use, naming the flag to fix."""
+        """Raise :class:`GpedgeError` for values no run can use, naming the flag to fix (on resolved options)."""
+        unset = [f.name for f in fields(Recipe) if getattr(self, f.name) is None]
+        if unset:
+            raise GpedgeError(f"settings {', '.join(unset)} are unset; call resolved() first")
         positive = {"--epochs": self.epochs, "--batch-size": self.batch_size, "--accumulate": self.accumulate}
         if self.max_steps is not None:
             positive["--max-steps"] = self.max_steps
@@ -52,13 +67,22 @@ class TrainOptions:
         for flag, value in positive.items():
             if value < 1:
                 raise GpedgeError(f"{flag} must be a positive integer, got {value}")
-        if self.workers < 0:
-            raise GpedgeError(f"--workers must be 0 or more, got {self.workers}")
+        non_negative = {"--workers": self.workers, "--warmup-steps": self.warmup_steps}
+        for flag, value in non_negative.items():
+            if value < 0:
+                raise GpedgeError(f"{flag} must be 0 or more, got {value}")
         if not self.lr > 0:
             raise GpedgeError(f"--lr must be positive, got {self.lr}")
         if not self.weight_decay >= 0:
             raise GpedgeError(f"--weight-decay must be 0 or more, got {self.weight_decay}")
-        if self.device not in DEVICES:
-            raise GpedgeError(f"--device must be one of {', '.join(DEVICES)}, got {self.device!r}")
-        if self.format not in FORMATS:
-            raise GpedgeError(f"--format must be one of {', '.join(FORMATS)}, got {self.format!r}")
+        if not self.clip_value >= 0:
+            raise GpedgeError(f"--clip-value must be 0 (off) or more, got {self.clip_value}")
+        choices = {
+            "--optimizer": (self.optimizer, OPTIMIZERS),
+            "--schedule": (self.schedule, SCHEDULES),
+            "--device": (self.device, DEVICES),
+            "--format": (self.format, FORMATS),
+        }
+        for flag, (value, valid) in choices.items():
+            if value not in valid:
+                raise GpedgeError(f"{flag} must be one of {', '.join(valid)}, got {value!r}")

@@ -1,6 +1,7 @@
 """The training loop behind ``gpedge train``: image-level labels only, best model by validation macro F1."""
 from __future__ import annotations
 
+import math
 import time
 from contextlib import nullcontext
 from dataclasses import asdict
@@ -22,7 +23,10 @@ from gpedge.atomic import atomic_write_json
 from gpedge.runs import CONFIG, METRICS, RunConfig, save_weights
 from gpedge.train.augment import augment_batch
 from gpedge.train.checkpoint import CHECKPOINT, TrainState, load_checkpoint, save_checkpoint
+from gpedge.train.health import check_layers, dead_layers
 from gpedge.train.options import TrainOptions
+
+_HEALTH_SLICES = 16
 
 _COMPARED_ON_RESUME = ("arch", "model_options", "channels", "class_names", "image_size")
 
@@ -31,11 +35,14 @@ def train(options: TrainOptions, console: Console | None = None) -> Path:
     """Train ``options.arch`` on ``options.data`` and return the run folder ``options.out``.
 
     The folder receives ``config.json`` at the start, and after every epoch ``metrics.json``,
-    ``checkpoint.pt`` and, when validation macro F1 improves, ``model.safetensors``.
+    ``checkpoint.pt`` and, when validation macro F1 improves, ``model.safetensors``. After every
+    epoch the layers are checked for death (:mod:`gpedge.train.health`): dead ones are named in
+    a warning and in ``metrics.json``.
     """
     from gpedge.models import create_model, list_models
 
     console = console or Console(soft_wrap=True)
+    options = options.resolved()
     options.validate()
     if options.arch not in list_models():
         raise GpedgeError(f"unknown --arch {options.arch!r}; choose one of {', '.join(list_models())}")
@@ -85,35 +92,72 @@ def train(options: TrainOptions, console: Console | None = None) -> Path:
     train_loader = _loader(train_set, options, device, shuffle=True, generator=loader_gen)
     val_loader = _loader(val_set, options, device, shuffle=False)
     criterion = nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32, device=device))
-    optimizer = torch.optim.Adam(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
+    optimizer = build_optimizer(model, options)
+    schedule = LearningRate(options, _total_steps(options, len(train_loader)))
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
     state = load_checkpoint(run_dir, model, optimizer, scaler, generators, device) if options.resume else TrainState()
+    health_images = _health_images(val_set, device)
 
     console.print(
         f"training {options.arch} ({sum(p.numel() for p in model.parameters()):,} parameters) on {device.type}"
         f"{' with AMP' if amp else ''}: {len(train_set)} training / {len(val_set)} validation slices, "
         f"{len(split['train'])}/{len(split['val'])}/{len(split['test'])} patients train/val/test"
     )
-    loop = _Loop(model, optimizer, scaler, criterion, options, device, amp, augment_gen, console)
+    loop = _Loop(model, optimizer, schedule, scaler, criterion, options, device, amp, augment_gen, console)
     while state.epoch < options.epochs and not _steps_done(options, state):
         state.epoch += 1
         record = loop.train_epoch(train_loader, state)
         record.update(validate(model, val_loader, criterion, device, amp))
+        reports = check_layers(model, health_images)
+        record["dead_layers"] = dead_layers(reports)
         improved = record["val_macro_f1"] > state.best_f1
         if improved:
             state.best_f1, state.best_epoch = record["val_macro_f1"], state.epoch
             save_weights(model, run_dir)
         state.history.append(record)
         save_checkpoint(run_dir, model, optimizer, scaler, state, generators)
-        _write_metrics(run_dir, state)
+        _write_metrics(run_dir, state, reports)
         console.print(
             f"epoch {state.epoch}/{options.epochs}  loss {record['train_loss']:.4f}  "
             f"val loss {record['val_loss']:.4f}  val acc {record['val_accuracy']:.4f}  "
             f"val macro-F1 {record['val_macro_f1']:.4f}{'  (best, saved)' if improved else ''}  "
             f"{record['slices_per_s']:.1f} slices/s"
         )
+        _warn_dead_layers(console, record["dead_layers"])
     console.print(f"best validation macro-F1 {state.best_f1:.4f} at epoch {state.best_epoch}; run folder {run_dir}")
     return run_dir
+
+
+def build_optimizer(model: nn.Module, options: TrainOptions) -> torch.optim.Optimizer:
+    """The optimizer ``options.optimizer`` names.
+
+    ``adam``: Adam with L2 decay on every parameter (the paper's): when a layer's data gradient
+    falls below ``weight_decay * w``, Adam normalises the decay term itself and shrinks the layer
+    by about ``lr`` per step. ``adamw``: decoupled decay, which shrinks by ``lr * weight_decay * w``
+    at most, and only on convolution weights (not on biases, norm or PReLU parameters).
+    """
+    if options.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
+    decayed = [p for p in model.parameters() if p.dim() > 1]
+    others = [p for p in model.parameters() if p.dim() <= 1]
+    groups = [{"params": decayed, "weight_decay": options.weight_decay}, {"params": others, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=options.lr)
+
+
+class LearningRate:
+    """Learning rate as a function of the optimizer step: linear warm-up, then constant or cosine to 0."""
+
+    def __init__(self, options: TrainOptions, total_steps: int) -> None:
+        self.lr, self.warmup, self.schedule = options.lr, options.warmup_steps, options.schedule
+        self.total = max(total_steps, self.warmup + 1)
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return self.lr * (step + 1) / self.warmup
+        if self.schedule == "cosine":
+            progress = (step - self.warmup) / (self.total - self.warmup)
+            return self.lr * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+        return self.lr
 
 
 def balanced_class_weights(labels, num_classes: int) -> np.ndarray:
@@ -146,10 +190,10 @@ def validate(model: nn.Module, loader: DataLoader, criterion: nn.Module, device:
 
 
 class _Loop:
-    """One epoch of training with augmentation, accumulation, value clipping and optional AMP."""
+    """One epoch of training with augmentation, accumulation, learning-rate schedule, value clipping and optional AMP."""
 
-    def __init__(self, model, optimizer, scaler, criterion, options: TrainOptions, device, amp: bool, augment_gen, console) -> None:
-        self.model, self.optimizer, self.scaler, self.criterion = model, optimizer, scaler, criterion
+    def __init__(self, model, optimizer, schedule: LearningRate, scaler, criterion, options: TrainOptions, device, amp: bool, augment_gen, console) -> None:
+        self.model, self.optimizer, self.schedule, self.scaler, self.criterion = model, optimizer, schedule, scaler, criterion
         self.options, self.device, self.amp, self.augment_gen, self.console = options, device, amp, augment_gen, console
 
     def train_epoch(self, loader: DataLoader, state: TrainState) -> dict[str, Any]:
@@ -188,7 +232,10 @@ class _Loop:
 
     def _step(self, state: TrainState) -> None:
         self.scaler.unscale_(self.optimizer)
-        nn.utils.clip_grad_value_(self.model.parameters(), self.options.clip_value)
+        if self.options.clip_value > 0:
+            nn.utils.clip_grad_value_(self.model.parameters(), self.options.clip_value)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.schedule(state.step)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
@@ -210,6 +257,12 @@ class _Loop:
 
 def _autocast(device: torch.device, amp: bool):
     return torch.autocast(device_type=device.type, dtype=torch.float16) if amp else nullcontext()
+
+
+def _total_steps(options: TrainOptions, batches_per_epoch: int) -> int:
+    """Optimizer steps of the whole run (what a cosine schedule decays over)."""
+    total = options.epochs * math.ceil(batches_per_epoch / options.accumulate)
+    return min(total, options.max_steps) if options.max_steps is not None else total
 
 
 def _steps_done(options: TrainOptions, state: TrainState) -> bool:
@@ -295,6 +348,19 @@ def _check_same_run(saved: RunConfig, requested: RunConfig, run_dir: Path) -> No
             )
 
 
-def _write_metrics(run_dir: Path, state: TrainState) -> None:
+def _health_images(dataset, device: torch.device) -> torch.Tensor:
+    """Up to ``_HEALTH_SLICES`` validation slices spread over the set: the dead-layer check's input."""
+    indices = np.unique(np.linspace(0, len(dataset) - 1, num=min(_HEALTH_SLICES, len(dataset))).astype(int))
+    return torch.as_tensor(np.stack([np.asarray(dataset[int(i)]["image"], dtype=np.float32) for i in indices])).to(device)
+
+
+def _warn_dead_layers(console: Console, dead: dict[str, list[str]]) -> None:
+    if dead:
+        details = "; ".join(f"{layer}: {', '.join(reasons)}" for layer, reasons in dead.items())
+        console.print(f"[yellow]warning: {len(dead)} dead layer(s), they no longer learn[/yellow] ({details})")
+
+
+def _write_metrics(run_dir: Path, state: TrainState, reports) -> None:
     best = state.history[state.best_epoch - 1] if state.best_epoch else None
-    atomic_write_json(run_dir / METRICS, {"best": best, "epochs": state.history})
+    health = {"dead_layers": state.history[-1]["dead_layers"], "layers": [report.to_dict() for report in reports]}
+    atomic_write_json(run_dir / METRICS, {"best": best, "epochs": state.history, "health": health})

@@ -1,0 +1,52 @@
+"""Named training recipes: the paper's settings and a CPU-budget one (``gpedge train --recipe``).
+
+A recipe fills every training setting the command line leaves unset. Why the CPU recipe
+differs from the paper's is measured in docs/quality.md ("Training: why the networks
+collapsed and what fixed it").
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+OPTIMIZERS = ("adam", "adamw")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Settings of one training recipe."""
+
+    epochs: int
+    batch_size: int
+    accumulate: int
+    optimizer: str
+    """``adam``: Adam with L2 decay added to the gradient of every parameter (the paper's);
+    ``adamw``: decoupled decay (AdamW), applied to convolution weights only."""
+    lr: float
+    weight_decay: float
+    clip_value: float
+    """Gradient clipping by value; 0: no clipping."""
+    warmup_steps: int
+    """Optimizer steps of linear learning-rate warm-up from 0."""
+    schedule: str
+    """``constant`` or ``cosine`` (decay to 0 over the run's optimizer steps after the warm-up)."""
+
+    def settings(self) -> dict[str, object]:
+        return asdict(self)
+
+
+RECIPES: dict[str, Recipe] = {
+    # The reference recipe: Adam 1e-3 with L2 5e-4, value clipping 1, batch 8 x 16, 300 epochs.
+    "paper": Recipe(
+        epochs=300, batch_size=8, accumulate=16, optimizer="adam", lr=1e-3, weight_decay=5e-4,
+        clip_value=1.0, warmup_steps=0, schedule="constant",
+    ),
+    # Eight epochs on two CPU cores: one optimizer step per batch of 8; decoupled decay that
+    # cannot shrink a layer faster than lr * weight_decay per step; 300 steps of warm-up (at full
+    # rate from the first step, Adam's sign-like updates switch off a third of GP-ShuffleUNet's
+    # first decoder ReLUs within 60 steps); cosine decay to the end.
+    "cpu": Recipe(
+        epochs=8, batch_size=8, accumulate=1, optimizer="adamw", lr=1e-3, weight_decay=0.05,
+        clip_value=1.0, warmup_steps=300, schedule="cosine",
+    ),
+}
+SCHEDULES = ("constant", "cosine")
