@@ -61,10 +61,16 @@ def export_fused(
     return model
 
 
-def check_contract(model: onnx.ModelProto, channels: int, height: int, width: int, num_classes: int) -> None:
-    """Run strict shape inference and check input/output names, dtypes and shapes against the contract."""
+def check_contract(
+    model: onnx.ModelProto, channels: int, height: int, width: int, num_classes: int, inputs: dict | None = None
+) -> None:
+    """Run strict shape inference and check input/output names, dtypes and shapes against the contract.
+
+    ``inputs``: the input specs to hold the graph to (default :func:`~gpedge.graph.contract.input_specs`).
+    """
     inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
-    expected = {**input_specs(channels, height, width), **output_specs(num_classes, height, width)}
+    inputs = input_specs(channels, height, width) if inputs is None else inputs
+    expected = {**inputs, **output_specs(num_classes, height, width)}
     found = {v.name: v for v in list(inferred.graph.input) + list(inferred.graph.output)}
     problems = []
     initializers = {t.name for t in model.graph.initializer}

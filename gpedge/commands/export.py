@@ -28,6 +28,9 @@ def main(
     offset: float = typer.Option(0.5, "--offset", help="Mask offset below the upper multi-Otsu threshold."),
     parity_samples: int = typer.Option(8, "--parity-samples", help="Slices used for the parity checks."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing package folder."),
+    triton: Optional[Path] = typer.Option(
+        None, "--triton", help="Also write the package as models of this Triton repository (defaults of 'gpedge triton')."
+    ),
 ) -> None:
     """Export a trained run to a model package: fused ONNX FP32 + FP16 graphs, weights, manifest, TensorRT engine."""
     from gpedge.export import ExportOptions
@@ -44,6 +47,11 @@ def main(
     path = export_package(run_dir, out, options)
     manifest = json.loads((path / "manifest.json").read_text())
     _report(path, manifest)
+    if triton is not None:
+        from gpedge.commands.triton import write_and_report
+        from gpedge.export.triton import TritonOptions
+
+        write_and_report(path, triton, TritonOptions(overwrite=overwrite))
 
 
 def _report(path: Path, manifest: dict) -> None:
