@@ -1,6 +1,7 @@
 """Export the fused module to ONNX (torch.export-based exporter) and check the graph contract."""
 from __future__ import annotations
 
+import ast
 import logging
 import os
 import warnings
@@ -98,6 +99,15 @@ def _value_type(value: onnx.ValueInfoProto) -> tuple[str, list]:
     dtype = elem_type_name(tensor.elem_type)
     shape = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tensor.shape.dim]
     return dtype, shape
+
+
+def module_scopes(node: onnx.NodeProto) -> list[str]:
+    """The torch module path the exporter recorded for ``node``, outermost first (e.g. ``['', 'network',
+    'network.head', ...]``); empty when the node carries none."""
+    for prop in node.metadata_props:
+        if prop.key == "pkg.torch.onnx.name_scopes":
+            return list(ast.literal_eval(prop.value))
+    return []
 
 
 def elem_type_name(elem_type: int) -> str:

@@ -37,7 +37,7 @@ import numpy as np
 
 from gpedge.errors import GpedgeError
 from gpedge.graph.contract import BATCH, INPUT, OFFSET, batched_input_specs, input_specs, output_specs
-from gpedge.package import MANIFEST, ModelPackage
+from gpedge.package import GRAPHS, MANIFEST, ModelPackage
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,6 @@ ONNX_FILE = "model.onnx"
 PLAN_FILE = "model.plan"
 DEFAULT_PREFERRED = (4, 8)
 KINDS = {"auto": "KIND_AUTO", "cpu": "KIND_CPU", "gpu": "KIND_GPU"}
-#: Package graph served by the onnxruntime model, by precision.
-GRAPHS = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
 TRITON_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "int32": "TYPE_INT32", "uint8": "TYPE_UINT8",
                 "int64": "TYPE_INT64", "bool": "TYPE_BOOL"}
 _INSTALL = "pip install 'gpedge[triton]'"

@@ -3,7 +3,9 @@
 ``tiny_run_dir``: a GP-UNet (width 8, depth 2, sinc), one channel ``t1ce``, classes
 Healthy/LGG/HGG at 64 x 64, trained for a few dozen Adam steps on synthetic slices so that its
 heatmaps are real model outputs. ``tiny_package``: that run exported with ``gpedge.export``
-(FP32 + FP16 graphs; an engine only where TensorRT and a GPU exist).
+(FP32 + FP16 graphs; an engine only where TensorRT and a GPU exist). ``int8_run_dir``: the same
+weights as a run of a small synthetic BraTS data set (``small_brats``) with a patient split, so that
+``int8_package`` can be calibrated on its training patients and gated on its validation patients.
 """
 from __future__ import annotations
 
@@ -92,6 +94,45 @@ def tiny_package(tiny_run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
 
     out = tmp_path_factory.mktemp("tiny_package") / "pkg"
     return export_package(tiny_run_dir, out, ExportOptions(max_batch=4, engine="auto", parity_samples=6))
+
+
+@pytest.fixture(scope="session")
+def small_brats(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Six synthetic BraTS 2020 patients, 64 x 64 x 16 (real NIfTI files and name_mapping.csv)."""
+    from gpedge.data import write_synthetic_brats
+
+    root = tmp_path_factory.mktemp("small_brats") / "BraTS2020"
+    write_synthetic_brats(root, 6, seed=11, size=TINY_SIZE, slices=16)
+    return root
+
+
+@pytest.fixture(scope="session")
+def int8_run_dir(tiny_run_dir: Path, small_brats: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``tiny_run_dir``'s weights as a run of ``small_brats`` (its ``t1ce`` channel), split by patient."""
+    import shutil
+
+    from gpedge.data import open_dataset, split_patients
+    from gpedge.runs import RunConfig
+
+    run = tmp_path_factory.mktemp("int8_run") / "run"
+    shutil.copytree(tiny_run_dir, run)
+    config = RunConfig.load(run)
+    dataset = open_dataset(small_brats, channels=TINY_CHANNELS, image_size=TINY_SIZE)
+    config.dataset = {"format": "brats", "path": str(small_brats)}
+    config.split = {name: list(patients) for name, patients in split_patients(dataset, seed=1).items()}
+    config.save(run)
+    return run
+
+
+@pytest.fixture(scope="session")
+def int8_package(int8_run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``int8_run_dir`` exported with ``--int8`` (FP32 + INT8 graphs, no FP16)."""
+    from gpedge.export import ExportOptions, export_package
+
+    out = tmp_path_factory.mktemp("int8_package") / "pkg"
+    options = ExportOptions(max_batch=4, fp16=False, engine=False, parity_samples=2, int8=True, calibration_slices=32,
+                            gate_slices=64)
+    return export_package(int8_run_dir, out, options)
 
 
 @pytest.fixture()

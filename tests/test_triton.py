@@ -227,3 +227,14 @@ def test_tensorrt_plan_config_matches_the_real_engine(repo: Path) -> None:
     for name in names:
         assert list(engine.get_tensor_shape(name)) == list(tensors[name].dims), name
         assert types[engine.get_tensor_dtype(name)] == tensors[name].data_type, name
+
+
+def test_cpu_instances_serve_the_packaged_int8_graph(int8_package: Path, tmp_path: Path) -> None:
+    (folder,) = write_repository(int8_package, tmp_path / "models", TritonOptions(name="q", kind="cpu"))
+    config = _parse(folder)
+    assert config.parameters["gpedge_precision"].string_value == "int8"
+    assert config.parameters["gpedge_source_graph"].string_value == "model.int8.onnx"
+    ops = {n.op_type for n in onnx.load(str(folder / "1" / "model.onnx")).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    (gpu,) = write_repository(int8_package, tmp_path / "models", TritonOptions(name="f", kind="gpu"))
+    assert _parse(gpu).parameters["gpedge_precision"].string_value == "fp32"

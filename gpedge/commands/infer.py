@@ -18,6 +18,9 @@ def main(
     model: Optional[Path] = typer.Option(None, "--model", help="Model package folder from 'gpedge export' (default: the bundled model)."),
     backend: str = typer.Option("auto", "--backend", help="auto, onnxruntime, tensorrt or torch."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: the backend's choice)."),
+    precision: str = typer.Option(
+        "auto", "--precision", help="auto (the package's INT8 graph on the CPU where it has one, FP16 engines on TensorRT, else FP32), fp32, fp16 or int8."
+    ),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for masks, heatmaps, overlays and JSON."),
     json_lines: bool = typer.Option(False, "--json", help="Print one JSON object per image or slice on stdout."),
     offset: Optional[float] = typer.Option(None, "--offset", help="Mask threshold offset (default: the package's)."),
@@ -65,9 +68,9 @@ def main(
     failed = 0
     stems: set[str] = set()
     dicom_stems: set[str] = set()
-    with Predictor(model, backend=backend, device=device, offset=offset, batch_size=batch_size) as predictor:
+    with Predictor(model, backend=backend, device=device, offset=offset, batch_size=batch_size, precision=precision) as predictor:
         if not json_lines:
-            console.print(f"[dim]backend: {predictor.backend_description}[/dim]")
+            console.print(f"[dim]backend: {predictor.backend_description}, precision {predictor.precision}[/dim]")
         if dicom_paths:
             studies, problems = _dicom_studies(dicom_paths, predictor.channels, series)
             for problem in problems:

@@ -42,7 +42,9 @@ class Predictor:
     or an open :class:`~gpedge.runtime.backends.Backend` (then ``model`` is its package).
     ``device``: ``None`` (backend's choice), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. ``offset``:
     mask-rule offset overriding the package's (fed to the graph's ``offset`` input).
-    ``batch_size``: slices per model call (capped at the package's ``max_batch``).
+    ``batch_size``: slices per model call (capped at the package's ``max_batch``). ``precision``:
+    ``auto``, ``fp32``, ``fp16`` or ``int8`` (see :func:`gpedge.runtime.backends.create_backend`;
+    ``auto`` runs a packaged INT8 graph on the CPU); every :class:`Result` states the one used.
 
     Masks follow one rule at every resolution: the graph thresholds the predicted class's map
     at the model's resolution, :func:`gpedge.runtime.maps.to_input_resolution` maps the result
@@ -57,6 +59,7 @@ class Predictor:
         device: str | int | None = None,
         offset: float | None = None,
         batch_size: int = 8,
+        precision: str = "auto",
     ) -> None:
         if batch_size < 1:
             raise GpedgeError(f"batch_size must be at least 1, got {batch_size}")
@@ -64,19 +67,22 @@ class Predictor:
         if isinstance(backend, Backend):
             if model is not None and model is not backend.package:
                 raise GpedgeError("pass either model or an open backend (whose package is used), not both")
+            if precision != "auto":
+                raise GpedgeError("an open backend has its precision already; pass precision when opening it")
             self.package = backend.package
             self._backend: Backend | None = backend
         else:
             self.package = model if isinstance(model, ModelPackage) else ModelPackage.load(
                 default_model_path() if model is None else model
             )
-            self._backend = create_backend(backend, self.package, device)
+            self._backend = create_backend(backend, self.package, device, precision)
         self.classes = self.package.classes
         self.channels = self.package.channels
         self.image_size = self.package.image_size
         self.no_tumour_class = self.package.no_tumour_class
         self.batch_size = min(batch_size, self._backend.max_batch)
         self.backend_name = self._backend.name
+        self.precision = self._backend.precision
 
     @property
     def offset(self) -> float:
@@ -170,6 +176,7 @@ class Predictor:
             heatmaps=heatmaps,
             mask=mask,
             threshold=threshold,
+            precision=self.precision,
             source=Source(str(scan.path) if scan.path else None, scan.slices[i] if scan.slices else None, scan.name),
             speed={},
             image=scan.images[i, self._display_channel(scan)],
