@@ -74,20 +74,29 @@ def cpu_has_vnni() -> bool:
 
 
 def network_nodes(model: Any) -> list[tuple[str, str, bool]]:
-    """``(node name, module path, reads the image)`` of the network's compute nodes, in graph order;
-    the nodes that read the image are those whose data input comes from outside the network (the
-    graph's normalisation)."""
+    """``(node name, module path, reads the image)`` of the network's compute nodes, in graph order.
+
+    A compute node reads the image when one of its inputs comes from outside the network (the
+    graph's normalisation) through no other compute node (padding, for instance, may lie between).
+    """
     from gpedge.export.onnx_export import module_scopes
 
-    inside = {out for node in model.graph.node if _in_network(module_scopes(node)) for out in node.output}
     constants = {t.name for t in model.graph.initializer}
     constants |= {out for node in model.graph.node if node.op_type == "Constant" for out in node.output}
+    image_derived: set[str] = set()  # tensors computed from the normalised image by no compute node
+    inside: set[str] = set()
     found = []
-    for node in model.graph.node:
+    for node in model.graph.node:  # ONNX graphs are topologically sorted
         scopes = module_scopes(node)
-        if node.op_type in QUANTIZED_OPS and _in_network(scopes):
-            reads_image = any(name and name not in inside and name not in constants for name in node.input)
+        if not _in_network(scopes):
+            continue
+        data = [name for name in node.input if name and name not in constants]
+        reads_image = any(name not in inside or name in image_derived for name in data)
+        inside.update(node.output)
+        if node.op_type in QUANTIZED_OPS:
             found.append((node.name, _module_path(scopes), reads_image))
+        elif reads_image:
+            image_derived.update(node.output)
     return found
 
 
