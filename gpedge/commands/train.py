@@ -15,6 +15,7 @@ def main(
     channels: Optional[str] = typer.Option(None, "--channels", help="Comma-separated channels, e.g. t1,t2,t1ce,flair (default: all of the data set)."),
     image_size: Optional[int] = typer.Option(None, "--image-size", help="Resize slices to N x N (default: the data set's size)."),
     width: Optional[int] = typer.Option(None, "--width", help="First feature width of the network (paper: 64)."),
+    dropout: Optional[float] = typer.Option(None, "--dropout", help="Dropout rate of the network (default: the network's own)."),
     epochs: int = typer.Option(300, "--epochs", help="Number of epochs."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many optimizer steps in total."),
     batch_size: int = typer.Option(8, "--batch-size", help="Slices per batch."),
@@ -27,7 +28,12 @@ def main(
     workers: int = typer.Option(2, "--workers", help="DataLoader worker processes (0: load in the main process)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
 ) -> None:
-    """Train a GP network; the best model by validation macro F1 is kept."""
+    """Train a GP network; the best model by validation macro F1 is kept.
+
+    Under torchrun (e.g. torchrun --nproc-per-node 2 -m gpedge.cli train ...) each process trains
+    a shard of every batch with DistributedDataParallel: the effective batch is
+    --batch-size x processes x --accumulate.
+    """
     from gpedge.train import TrainOptions, train
 
     options = TrainOptions(
@@ -37,7 +43,9 @@ def main(
         format=format,
         channels=[c.strip() for c in channels.split(",") if c.strip()] if channels else None,
         image_size=image_size,
-        model_options={} if width is None else {"width": width},
+        model_options={
+            key: value for key, value in (("width", width), ("dropout", dropout)) if value is not None
+        },
         epochs=epochs,
         max_steps=max_steps,
         batch_size=batch_size,
