@@ -95,6 +95,16 @@ def barrier(ranks: Ranks) -> None:
         dist.barrier()
 
 
+@contextmanager
+def local_main_first(ranks: Ranks) -> Iterator[None]:
+    """Run the block on each node's local rank 0 before the other ranks (they then reuse its slice cache)."""
+    if ranks.local_rank:
+        barrier(ranks)
+    yield
+    if not ranks.local_rank:
+        barrier(ranks)
+
+
 def all_reduce_sum(tensor: torch.Tensor, ranks: Ranks) -> torch.Tensor:
     """``tensor`` summed over ranks, in place (unchanged for a single process)."""
     if ranks.active:

@@ -58,7 +58,8 @@ def _train(options: TrainOptions, ranks: Ranks, device: torch.device, console: C
     amp = _resolve_amp(options, device, console)
 
     torch.manual_seed(options.seed)
-    dataset, split = _open_data(options, run_dir)
+    with distributed.local_main_first(ranks):
+        dataset, split = _open_data(options, run_dir)
     train_set, val_set = dataset.subset(split["train"]), dataset.subset(split["val"])
     for name, subset in (("training", train_set), ("validation", val_set)):
         if len(subset) == 0:
