@@ -11,8 +11,9 @@ import pytest
 import torch
 from torch.utils.data import RandomSampler, SequentialSampler
 
+from gpedge.errors import GpedgeError
 from gpedge.train import TrainOptions, train
-from gpedge.train.distributed import Ranks, ShardSampler
+from gpedge.train.distributed import Ranks, ShardSampler, ranks_from_env
 
 SIZE = 32
 # Differences between the two runs come only from float32 summation order (DDP sums two
@@ -43,6 +44,21 @@ def test_validation_shards_cover_every_slice_once():
     shards = [list(ShardSampler(SequentialSampler(range(7)), Ranks(rank, 3, rank), pad=False)) for rank in range(3)]
     assert shards == [[0, 3, 6], [1, 4], [2, 5]]
     assert [len(ShardSampler(SequentialSampler(range(7)), Ranks(rank, 3, rank), pad=False)) for rank in range(3)] == [3, 2, 2]
+
+
+def test_ranks_come_from_the_torchrun_variables(monkeypatch):
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    assert ranks_from_env() == Ranks() and not Ranks().active
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert ranks_from_env() == Ranks()
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    with pytest.raises(GpedgeError, match="RANK, LOCAL_RANK, MASTER_ADDR, MASTER_PORT unset: start distributed training with torchrun"):
+        ranks_from_env()
+    for name, value in (("RANK", "3"), ("LOCAL_RANK", "1"), ("MASTER_ADDR", "10.0.0.1"), ("MASTER_PORT", "29500")):
+        monkeypatch.setenv(name, value)
+    assert ranks_from_env() == Ranks(rank=3, world_size=4, local_rank=1)
+    assert not ranks_from_env().is_main
 
 
 @pytest.fixture(scope="module")

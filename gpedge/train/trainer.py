@@ -64,6 +64,11 @@ def _train(options: TrainOptions, ranks: Ranks, device: torch.device, console: C
     for name, subset in (("training", train_set), ("validation", val_set)):
         if len(subset) == 0:
             raise DataError(f"{options.data}: the {name} split has no slices; add patients (at least 3 are needed for train/val/test)")
+        if len(subset) < ranks.world_size:
+            raise DataError(
+                f"{options.data}: the {name} split has {len(subset)} slices, fewer than the {ranks.world_size} processes; "
+                "start fewer processes (--nproc-per-node) or add patients"
+            )
     image_size = _image_size(options, dataset)
     try:
         model = create_model(options.arch, in_channels=len(dataset.channels), num_classes=len(dataset.class_names), **options.model_options)
