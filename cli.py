@@ -35,11 +35,12 @@ def _root(
 
 
 def _register() -> None:
-    from gpedge.commands import bench, evaluate, export, infer, serve, synth, train
+    from gpedge.commands import bench, evaluate, export, infer, serve, synth, train, triton
 
     app.command("synth", help=synth.main.__doc__)(synth.main)
     app.command("train", help=train.main.__doc__)(train.main)
     app.command("export", help=export.main.__doc__)(export.main)
+    app.command("triton", help=triton.main.__doc__)(triton.main)
     app.command("infer", help=infer.main.__doc__)(infer.main)
     app.command("evaluate", help=evaluate.main.__doc__)(evaluate.main)
     app.command("bench", help=bench.main.__doc__)(bench.main)

@@ -17,22 +17,26 @@ from dataclasses import replace
 from pathlib import Path
 
 from gpedge.bench.runner import BenchSettings, benchmark_package
+from gpedge.export.int8 import Int8Settings
 from gpedge.export.untrained import untrained_package
 from gpedge.models import default_options
 
 
 def variants(base: BenchSettings, threads: int) -> list[tuple[str, BenchSettings]]:
-    """(label, settings) pairs, all at the default sinc upsampling."""
+    """(label, settings) pairs of the FP32 graph, all at the default sinc upsampling."""
     fp32 = replace(base, backends=["onnxruntime"])
-    int8 = replace(base, backends=["onnxruntime-int8"])
     runs = [(f"ORT FP32, optimisation {level}", replace(fp32, ort_optimization=level)) for level in ("basic", "extended", "all")]
     runs += [(f"ORT FP32, {n} thread(s)", replace(fp32, threads=n)) for n in sorted({1, threads})]
-    runs += [
-        ("ORT INT8 QDQ per-channel", int8),
-        ("ORT INT8 QDQ per-tensor", replace(int8, int8_per_channel=False)),
-        ("ORT INT8 QOperator per-channel", replace(int8, int8_format="qoperator")),
-    ]
     return runs
+
+
+#: INT8 graphs compared (each exported into its own package): label -> settings.
+INT8_VARIANTS = {
+    "ORT INT8 QDQ per-channel, int8 symmetric activations (packaged default)": Int8Settings(),
+    "ORT INT8 QDQ per-channel, uint8 activations": Int8Settings(activations="uint8"),
+    "ORT INT8 QDQ per-tensor": Int8Settings(per_channel=False),
+    "ORT INT8 QOperator per-channel, uint8 activations": Int8Settings(quant_format="qoperator", activations="uint8"),
+}
 
 
 def main() -> int:
@@ -50,6 +54,10 @@ def main() -> int:
         for label, settings in variants(base, args.threads):
             print(f"-- {label}", flush=True)
             rows += [{**row, "variant": label} for row in benchmark_package(package, settings)]
+        for index, (label, int8) in enumerate(INT8_VARIANTS.items()):
+            print(f"-- {label}", flush=True)
+            pkg = untrained_package(args.arch, 4, args.image_size, {}, 1, Path(tmp) / f"int8-{index}", int8=int8)
+            rows += [{**row, "variant": label} for row in benchmark_package(pkg, replace(base, backends=["onnxruntime-int8"]))]
         if "upsample" in default_options(args.arch):
             for upsample in ("sinc", "transpose"):
                 pkg = package if upsample == "sinc" else untrained_package(

@@ -23,13 +23,15 @@ from gpedge.export.manifest import build_manifest, file_entry
 from gpedge.export.options import ExportOptions
 from gpedge.export.statistics import flush_denormal_weights, training_statistics
 from gpedge.graph.contract import INPUT, OFFSET
-from gpedge.package import MANIFEST, ModelPackage
+from gpedge.data.samples import synthetic_slices
+from gpedge.package import GRAPHS, MANIFEST, ModelPackage
 from gpedge.tensorrt.cuda import INSTALL_HINT, unavailable_reason
 
 log = logging.getLogger(__name__)
 
-FP32_ONNX = "model.onnx"
-FP16_ONNX = "model.fp16.onnx"
+FP32_ONNX = GRAPHS["fp32"]
+FP16_ONNX = GRAPHS["fp16"]
+INT8_ONNX = GRAPHS["int8"]
 WEIGHTS = "model.safetensors"
 
 
@@ -37,9 +39,10 @@ def export_package(run_dir: str | os.PathLike, out_dir: str | os.PathLike, optio
     """Export run ``run_dir`` to the package folder ``out_dir`` and return its path.
 
     Writes ``model.onnx`` (FP32 fused graph), ``model.fp16.onnx`` (unless ``options.fp16`` is
-    False), ``model.safetensors``, ``manifest.json`` and, when TensorRT and a GPU are present (or
-    ``options.engine`` is True, which fails without them), ``engines/<gpu>-sm<cc>-trt<ver>.engine``.
-    Raises ``GpedgeError`` on bad options, missing runs, or FP32 parity failures.
+    False), ``model.int8.onnx`` (with ``options.int8``), ``model.safetensors``, ``manifest.json`` and,
+    when TensorRT and a GPU are present (or ``options.engine`` is True, which fails without them),
+    ``engines/<gpu>-sm<cc>-trt<ver>.engine``. Raises ``GpedgeError`` on bad options, missing runs,
+    FP32 parity failures, or an INT8 graph that misses its agreement gate.
     """
     options = options or ExportOptions()
     run_dir, out_dir = Path(run_dir), Path(out_dir)
@@ -124,8 +127,59 @@ def _write_package(run_dir: Path, root: Path, options: ExportOptions) -> None:
                                    "runner": runner}
         results["fp16_graph"] = precision_summary(half)
         manifest["engine_build"] = _maybe_engine(package, options, images, fp32_outputs, results)
+    if options.int8:
+        manifest["int8"] = _write_int8(package, config, options, results)
     manifest["parity"] = results
     atomic_write_json(root / MANIFEST, manifest)
+
+
+def _write_int8(package: ModelPackage, config: Any, options: ExportOptions, results: dict) -> dict[str, Any]:
+    """Quantize, then gate the INT8 graph against the FP32 graph on the run's validation slices.
+
+    Returns the manifest's ``int8`` record; ``GpedgeError`` with the figures when the gate fails
+    (unless ``options.enforce_int8_gate`` is False).
+    """
+    from gpedge.export.int8 import GATE_LABEL_AGREEMENT, GATE_MASK_DICE, calibration_slices, gate_failures, quantize_int8
+    from gpedge.runtime.backends.onnxruntime import OnnxRuntimeBackend
+
+    calibration, calibration_source = calibration_slices(config, options.calibration, options.calibration_slices)
+    log.info("INT8: calibrating on %d slices of %s", len(calibration), calibration_source)
+    record = quantize_int8(package.root / FP32_ONNX, package.root / INT8_ONNX, calibration, options.int8_settings)
+    record["calibration"]["source"] = calibration_source
+    package.manifest["files"][INT8_ONNX] = file_entry(package.root / INT8_ONNX, "int8")
+    images, source = _gate_slices(config, options)
+    outputs = {precision: parity.backend_outputs(OnnxRuntimeBackend(package, "cpu", precision=precision), images, options.offset)
+               for precision in ("fp32", "int8")}
+    agreement = parity.compare(outputs["fp32"], outputs["int8"])
+    results["int8_vs_fp32"] = agreement
+    failures = gate_failures(agreement)
+    record["gate"] = {"label_agreement_min": GATE_LABEL_AGREEMENT, "mask_dice_min": GATE_MASK_DICE,
+                      "slices": len(images), "source": source, "offset": options.offset,
+                      "label_agreement": agreement["label_agreement"], "mask_dice": agreement["mask_dice"],
+                      "mask_slices": agreement["mask_slices"], "passed": not failures,
+                      "enforced": options.enforce_int8_gate}
+    if failures and options.enforce_int8_gate:
+        raise GpedgeError(
+            f"--int8 refused: against the FP32 graph on {len(images)} slices of {source}, {'; '.join(failures)}. "
+            f"Nothing was written; export without --int8 (the FP32 graph is the CPU path for this model)"
+        )
+    return record
+
+
+def _gate_slices(config: Any, options: ExportOptions) -> tuple[np.ndarray, str]:
+    """The slices the INT8 gate is measured on: the run's validation patients (synthetic slices only when
+    the gate is not enforced)."""
+    images = parity.run_slices(config, "val", options.gate_slices, np.random.default_rng(1))
+    if images is not None:
+        return images, f"the validation patients of {config.dataset['path']}"
+    if options.enforce_int8_gate:
+        raise GpedgeError(
+            f"--int8: the run's data set ({(config.dataset or {}).get('path')}) is not reachable here, so the INT8 graph "
+            "cannot be gated on its validation patients; export where the data set is"
+        )
+    data = synthetic_slices(options.gate_slices, channels=config.in_channels, size=int(config.image_size),
+                            num_classes=config.num_classes, seed=1)
+    return data.images, "synthetic slices (gpedge.data.samples; gate not enforced)"
 
 
 def _run_fp16(package: ModelPackage, images: np.ndarray, offset: float) -> tuple[dict, str]:
@@ -133,7 +187,7 @@ def _run_fp16(package: ModelPackage, images: np.ndarray, offset: float) -> tuple
     from gpedge.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
     try:
-        backend = OnnxRuntimeBackend(package, "cpu", graph=FP16_ONNX)
+        backend = OnnxRuntimeBackend(package, "cpu", precision="fp16")
         return parity.backend_outputs(backend, images, offset), "onnxruntime-cpu"
     except Exception as exc:  # an ORT build without some FP16 CPU kernel
         log.warning("onnxruntime cannot run %s (%s); using the ONNX reference evaluator", FP16_ONNX, exc)

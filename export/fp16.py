@@ -9,7 +9,6 @@ strongly typed engine would then execute as written.
 """
 from __future__ import annotations
 
-import ast
 from collections import Counter, defaultdict
 
 import numpy as np
@@ -17,7 +16,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from gpedge.errors import GpedgeError
-from gpedge.export.onnx_export import elem_type_name
+from gpedge.export.onnx_export import elem_type_name, module_scopes
 
 NETWORK_SCOPE = "network"
 #: Ops kept in FP32 even inside the network (range or precision of reductions, float side inputs).
@@ -178,8 +177,5 @@ def _io_types(model: onnx.ModelProto) -> dict[str, int]:
 
 def _in_network(node: onnx.NodeProto) -> bool:
     """Whether the exporter's scope metadata places ``node`` inside the ``network`` submodule."""
-    for prop in node.metadata_props:
-        if prop.key == "pkg.torch.onnx.name_scopes":
-            scopes = ast.literal_eval(prop.value)
-            return len(scopes) > 1 and scopes[1] == NETWORK_SCOPE
-    return False
+    scopes = module_scopes(node)
+    return len(scopes) > 1 and scopes[1] == NETWORK_SCOPE

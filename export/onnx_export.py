@@ -1,6 +1,7 @@
 """Export the fused module to ONNX (torch.export-based exporter) and check the graph contract."""
 from __future__ import annotations
 
+import ast
 import logging
 import os
 import warnings
@@ -61,10 +62,16 @@ def export_fused(
     return model
 
 
-def check_contract(model: onnx.ModelProto, channels: int, height: int, width: int, num_classes: int) -> None:
-    """Run strict shape inference and check input/output names, dtypes and shapes against the contract."""
+def check_contract(
+    model: onnx.ModelProto, channels: int, height: int, width: int, num_classes: int, inputs: dict | None = None
+) -> None:
+    """Run strict shape inference and check input/output names, dtypes and shapes against the contract.
+
+    ``inputs``: the input specs to hold the graph to (default :func:`~gpedge.graph.contract.input_specs`).
+    """
     inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
-    expected = {**input_specs(channels, height, width), **output_specs(num_classes, height, width)}
+    inputs = input_specs(channels, height, width) if inputs is None else inputs
+    expected = {**inputs, **output_specs(num_classes, height, width)}
     found = {v.name: v for v in list(inferred.graph.input) + list(inferred.graph.output)}
     problems = []
     initializers = {t.name for t in model.graph.initializer}
@@ -92,6 +99,15 @@ def _value_type(value: onnx.ValueInfoProto) -> tuple[str, list]:
     dtype = elem_type_name(tensor.elem_type)
     shape = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tensor.shape.dim]
     return dtype, shape
+
+
+def module_scopes(node: onnx.NodeProto) -> list[str]:
+    """The torch module path the exporter recorded for ``node``, outermost first (e.g. ``['', 'network',
+    'network.head', ...]``); empty when the node carries none."""
+    for prop in node.metadata_props:
+        if prop.key == "pkg.torch.onnx.name_scopes":
+            return list(ast.literal_eval(prop.value))
+    return []
 
 
 def elem_type_name(elem_type: int) -> str:

@@ -1,10 +1,12 @@
 """What ``gpedge export`` is asked to do (torch-free, so the CLI can build it before importing torch)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from gpedge.errors import GpedgeError
+from gpedge.export.int8 import Int8Settings
 from gpedge.tensorrt.engines import HARDWARE_LEVELS
 
 DEFAULT_OFFSET = 0.5
@@ -18,7 +20,10 @@ class ExportOptions:
 
     ``engine``: ``"auto"`` builds a TensorRT engine when TensorRT and a GPU are present, ``True``
     requires one, ``False`` skips it. ``offset``: the mask-rule offset the package starts with.
-    ``parity_samples``: slices the parity checks run on.
+    ``parity_samples``: slices the parity checks run on. ``int8``: also write ``model.int8.onnx``,
+    calibrated on ``calibration_slices`` slices of ``calibration`` (a data-set folder or ``.npy``; default
+    the run's training patients) and gated on ``gate_slices`` slices of the run's validation patients;
+    ``enforce_int8_gate`` False records the gate without refusing (untrained benchmark packages).
     """
 
     image_size: int | None = None
@@ -32,6 +37,12 @@ class ExportOptions:
     offset: float = DEFAULT_OFFSET
     parity_samples: int = 8
     overwrite: bool = False
+    int8: bool = False
+    calibration: Path | None = None
+    calibration_slices: int = 64
+    gate_slices: int = 128
+    enforce_int8_gate: bool = True
+    int8_settings: Int8Settings = field(default_factory=Int8Settings)
 
     def check(self) -> None:
         """Raise ``GpedgeError`` naming the first option out of range."""
@@ -45,5 +56,9 @@ class ExportOptions:
             raise GpedgeError(
                 f"--hardware-compatibility {self.hardware_compatibility!r} is not one of {', '.join(HARDWARE_LEVELS)}"
             )
+        if self.int8 and (self.calibration_slices < 1 or self.gate_slices < 1):
+            raise GpedgeError("--calibration-slices and --gate-slices must be >= 1")
+        if self.calibration is not None and not self.int8:
+            raise GpedgeError("--calibration is for the INT8 graph: add --int8")
         if self.engine is True and not self.fp16:
             raise GpedgeError("--engine needs the FP16 graph: drop --no-fp16")

@@ -11,6 +11,7 @@ import numpy as np
 
 from gpedge.data.samples import synthetic_slices
 from gpedge.errors import GpedgeError
+from gpedge.graph.agreement import mask_dice
 
 FP32_PROB_TOLERANCE = 1e-4
 
@@ -23,7 +24,8 @@ def reference_images(config: Any, n: int, seed: int = 0) -> tuple[np.ndarray, st
     """
     rng = np.random.default_rng(seed)
     size = int(config.image_size)
-    images = _run_data(config, n, rng)
+    split = "test" if config.split.get("test") else "val"
+    images = run_slices(config, split, n, rng)
     if images is not None:
         gains = rng.uniform(200.0, 3000.0, size=(len(images), 1, 1, 1)).astype(np.float32)
         return images * gains, f"run data set {config.dataset.get('path')}"
@@ -48,20 +50,50 @@ def open_run_data(config: Any, splits: tuple[str, ...]) -> Any | None:
     return dataset if len(dataset) else None
 
 
-def _run_data(config: Any, n: int, rng: np.random.Generator) -> np.ndarray | None:
-    dataset = open_run_data(config, ("test", "val"))
-    if dataset is None:
+def run_slices(config: Any, split: str, n: int, rng: np.random.Generator) -> np.ndarray | None:
+    """Up to ``n`` slices of the run's ``split`` patients (``train``, ``val``, ``test``), classes taken in
+    turn so that tumour slices are represented; None when the run's data set or split is not reachable."""
+    if not config.split.get(split):
         return None
+    dataset = open_run_data(config, (split,))
+    return None if dataset is None else _pick(dataset, n, rng)
+
+
+def dataset_slices(
+    path: str | Path, config: Any, n: int, rng: np.random.Generator, patients: list[str] | None = None, format: str = "auto"
+) -> np.ndarray | None:
+    """Up to ``n`` slices of a data set folder at the run's channels and size, classes taken in turn."""
+    from gpedge.data import open_dataset
+
+    dataset = open_dataset(path, format=format, channels=config.channels, image_size=config.image_size)
+    if patients:
+        dataset = dataset.subset(patients)
+    return _pick(dataset, n, rng) if len(dataset) else None
+
+
+def _pick(dataset: Any, n: int, rng: np.random.Generator) -> np.ndarray:
     labels = np.asarray(dataset.labels)
     order = rng.permutation(len(dataset))
-    # round-robin over classes so that tumour slices (non-empty masks) are represented
+    # round-robin over classes, then the rest, so that every class is represented
     by_class = [order[labels[order] == c] for c in np.unique(labels)]
-    picked = [int(idx) for group in zip(*by_class) for idx in group][:n] or [int(i) for i in order[:n]]
+    picked = [int(i) for group in _interleave(by_class) for i in group][:n]
     return np.stack([np.asarray(dataset[i]["image"], np.float32) for i in picked])
 
 
+def _interleave(groups: list[np.ndarray]) -> list[list[int]]:
+    """Rows of one index per group while the groups last (shorter groups drop out)."""
+    longest = max(len(g) for g in groups)
+    return [[int(g[k]) for g in groups if k < len(g)] for k in range(longest)]
+
+
 def compare(reference: dict[str, np.ndarray], other: dict[str, np.ndarray]) -> dict[str, float]:
-    """Agreement of ``other`` with ``reference`` (both dicts of fused-graph outputs)."""
+    """Agreement of ``other`` with ``reference`` (both dicts of fused-graph outputs).
+
+    ``mask_dice_mean``/``mask_dice_min``: +1-smoothed Dice over every slice (1 where both masks are
+    empty); ``mask_dice``: mean Dice over the slices where either mask is non-empty
+    (:func:`gpedge.graph.agreement.mask_dice`, what the benchmarks and the INT8 gate judge by), and
+    ``mask_slices`` the reference's non-empty masks.
+    """
     ref_mask, mask = reference["mask"].astype(bool), other["mask"].astype(bool)
     intersection = (ref_mask & mask).sum(axis=(1, 2))
     sizes = ref_mask.sum(axis=(1, 2)) + mask.sum(axis=(1, 2))
@@ -74,6 +106,8 @@ def compare(reference: dict[str, np.ndarray], other: dict[str, np.ndarray]) -> d
         "mask_pixel_agreement": float((ref_mask == mask).mean()),
         "mask_dice_mean": float(dice.mean()),
         "mask_dice_min": float(dice.min()),
+        "mask_dice": mask_dice(mask, ref_mask),
+        "mask_slices": int(ref_mask.reshape(len(ref_mask), -1).any(axis=1).sum()),
     }
 
 

@@ -3,10 +3,15 @@ configuration without training (weights do not change the speed)."""
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from gpedge.data.samples import synthetic_slices
 from gpedge.errors import GpedgeError
+from gpedge.export.int8 import Int8Settings
 
 CLASS_NAMES = ["Healthy", "LGG", "HGG"]
 _CHANNELS = {1: ["t1ce"], 2: ["t1ce", "flair"], 3: ["t1", "t1ce", "flair"], 4: ["t1", "t2", "t1ce", "flair"]}
@@ -14,6 +19,11 @@ _CHANNELS = {1: ["t1ce"], 2: ["t1ce", "flair"], 3: ["t1", "t1ce", "flair"], 4: [
 
 #: Parity slices the export stage checks (its own FP32 check; the benchmark measures accuracy itself).
 PARITY_SAMPLES = 2
+#: Synthetic slices the INT8 graph of an untrained network is calibrated and gated on.
+CALIBRATION_SLICES = 16
+GATE_SLICES = 16
+#: Seed of the calibration slices (the benchmark's accuracy slices use seed 0, the export's gate seed 1).
+CALIBRATION_SEED = 2
 
 
 def untrained_package(
@@ -24,12 +34,16 @@ def untrained_package(
     max_batch: int,
     out_dir: str | os.PathLike,
     fp16: bool = False,
+    int8: Int8Settings | None = None,
 ) -> Path:
     """Export an untrained ``arch`` (seeded initialisation) through the export stage into ``out_dir``.
 
     ``options`` are ``create_model`` options (``width``, ``upsample``, ...): the paper configuration where absent.
     ``fp16`` also writes ``model.fp16.onnx`` (what the TensorRT backend builds its engine from);
     no engine is built here: the runtime's TensorRT backend builds and caches one on first use.
+    ``int8`` also writes ``model.int8.onnx`` with these settings, calibrated on realistic synthetic
+    slices; its agreement gate is measured on other synthetic slices and recorded, not enforced
+    (untrained weights: the figures show numerical drift, not what a trained model would give).
     """
     import torch
 
@@ -60,6 +74,11 @@ def untrained_package(
         )
     config.save(run_dir)
     save_weights(model, run_dir)
-    return export_package(
-        run_dir, out_dir, ExportOptions(max_batch=max_batch, fp16=fp16, engine=False, parity_samples=PARITY_SAMPLES)
-    )
+    options = ExportOptions(max_batch=max_batch, fp16=fp16, engine=False, parity_samples=PARITY_SAMPLES)
+    if int8 is not None:
+        calibration = run_dir / "calibration.npy"
+        np.save(calibration, synthetic_slices(CALIBRATION_SLICES, channels=channels, size=image_size,
+                                              num_classes=len(CLASS_NAMES), seed=CALIBRATION_SEED).images)
+        options = replace(options, int8=True, calibration=calibration, calibration_slices=CALIBRATION_SLICES,
+                          gate_slices=GATE_SLICES, enforce_int8_gate=False, int8_settings=int8)
+    return export_package(run_dir, out_dir, options)

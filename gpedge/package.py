@@ -19,6 +19,8 @@ from gpedge.errors import PackageError
 #: 2: the mask offset is a true graph input (``mask_rule.inputs``); 1 had it as an overridable initializer.
 SCHEMA_VERSION = 2
 MANIFEST = "manifest.json"
+#: The fused graphs a package may hold, by the precision of the network's compute.
+GRAPHS = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
 
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")

@@ -1,9 +1,11 @@
 """Shared fixtures: a genuinely trained tiny run folder, its exported package, synthetic slices.
 
 ``tiny_run_dir``: a GP-UNet (width 8, depth 2, sinc), one channel ``t1ce``, classes
-Healthy/LGG/HGG at 64 x 64, trained for a few dozen Adam steps on synthetic slices so that its
+Healthy/LGG/HGG at 64 x 64, trained for 200 Adam steps (accuracy about 0.9) on synthetic slices so that its
 heatmaps are real model outputs. ``tiny_package``: that run exported with ``gpedge.export``
-(FP32 + FP16 graphs; an engine only where TensorRT and a GPU exist).
+(FP32 + FP16 graphs; an engine only where TensorRT and a GPU exist). ``int8_run_dir``: the same
+weights as a run of new slices of its training distribution (``tiny_folder``) with a patient split, so that
+``int8_package`` can be calibrated on its training patients and gated on its validation patients.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ TINY_SIZE = 64
 TINY_CLASSES = ["Healthy", "LGG", "HGG"]
 TINY_CHANNELS = ["t1ce"]
 TINY_OPTIONS = {"width": 8, "depth": 2, "upsample": "sinc", "dropout": 0.1}
-TINY_STEPS = 40
+TINY_STEPS = 200
 
 
 def make_slices(n: int, seed: int = 0, channels: int = 1, size: int = TINY_SIZE) -> SyntheticSlices:
@@ -92,6 +94,59 @@ def tiny_package(tiny_run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
 
     out = tmp_path_factory.mktemp("tiny_package") / "pkg"
     return export_package(tiny_run_dir, out, ExportOptions(max_batch=4, engine="auto", parity_samples=6))
+
+
+@pytest.fixture(scope="session")
+def small_brats(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Six synthetic BraTS 2020 patients, 64 x 64 x 16 (real NIfTI files and name_mapping.csv)."""
+    from gpedge.data import write_synthetic_brats
+
+    root = tmp_path_factory.mktemp("small_brats") / "BraTS2020"
+    write_synthetic_brats(root, 6, seed=11, size=TINY_SIZE, slices=16)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """96 new slices of ``tiny_run_dir``'s training distribution as an image folder (16-bit PNGs with masks)."""
+    from gpedge.runtime.io import write_png
+
+    root = tmp_path_factory.mktemp("tiny_folder")
+    data = make_slices(96, seed=2)
+    for i, (image, label, mask) in enumerate(zip(data.images, data.labels, data.masks)):
+        folder = root / TINY_CLASSES[int(label)]
+        write_png(folder / f"slice_{i:03d}.png", np.clip(image[0], 0, 65535).astype(np.uint16))
+        write_png(folder / f"slice_{i:03d}_mask.png", (np.asarray(mask) > 0).astype(np.uint8) * 255)
+    return root
+
+
+@pytest.fixture(scope="session")
+def int8_run_dir(tiny_run_dir: Path, tiny_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``tiny_run_dir``'s weights as a run of ``tiny_folder``, split by patient (each slice its own patient)."""
+    import shutil
+
+    from gpedge.data import open_dataset, split_patients
+    from gpedge.runs import RunConfig
+
+    run = tmp_path_factory.mktemp("int8_run") / "run"
+    shutil.copytree(tiny_run_dir, run)
+    config = RunConfig.load(run)
+    dataset = open_dataset(tiny_folder, channels=TINY_CHANNELS, image_size=TINY_SIZE)
+    config.dataset = {"format": "folder", "path": str(tiny_folder)}
+    config.split = {name: list(patients) for name, patients in split_patients(dataset, seed=1).items()}
+    config.save(run)
+    return run
+
+
+@pytest.fixture(scope="session")
+def int8_package(int8_run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``int8_run_dir`` exported with ``--int8`` (FP32 + INT8 graphs, no FP16)."""
+    from gpedge.export import ExportOptions, export_package
+
+    out = tmp_path_factory.mktemp("int8_package") / "pkg"
+    options = ExportOptions(max_batch=4, fp16=False, engine=False, parity_samples=2, int8=True, calibration_slices=32,
+                            gate_slices=64)
+    return export_package(int8_run_dir, out, options)
 
 
 @pytest.fixture()

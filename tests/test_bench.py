@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gpedge.bench.accuracy import compare, mask_dice
 from gpedge.bench.backends import available_backends, unavailable_reason
 from gpedge.bench.runner import BenchSettings, benchmark_volume, realistic_slices
+from gpedge.graph.agreement import compare, mask_dice
 from gpedge.package import ModelPackage
 
 ROW_FIELDS = (
@@ -87,7 +87,7 @@ def test_competing_process_rows(package, tmp_path):
     assert busy > 0.5, f"the competitor used only {busy:.2f} s of CPU"
 
 
-@pytest.mark.parametrize("backend", ["tensorrt", "torch-fp16", "onnxruntime-cuda", "no-such-backend"])
+@pytest.mark.parametrize("backend", ["tensorrt", "tensorrt-int8", "torch-fp16", "onnxruntime-cuda", "no-such-backend"])
 def test_unavailable_backend_is_refused_with_the_reason(tmp_path, backend):
     reason = unavailable_reason(backend)
     if reason is None:
@@ -98,35 +98,11 @@ def test_unavailable_backend_is_refused_with_the_reason(tmp_path, backend):
     assert len(message.splitlines()) == 1 and backend in message and reason in message
 
 
-def test_int8_quantization_keeps_the_head_fp32_and_is_cached(package, tmp_path):
-    import onnx
-
-    from gpedge.bench.quantize import quantizable_nodes, quantize_int8
-
-    pkg = ModelPackage.load(package)
-    fp32 = pkg.file("model.onnx")
-    calibration = realistic_slices(8, 1, pkg.image_size, 3, seed=1)
-    path = quantize_int8(fp32, calibration, cache_dir=tmp_path)
-    graph = onnx.load(str(path)).graph
-    dequantized = {out for node in graph.node if node.op_type == "DequantizeLinear" for out in node.output}
-    quantized = {node.name for node in graph.node if len(node.input) > 1 and node.input[1] in dequantized}
-    network, head = quantizable_nodes(path)
-    assert network and len(head) == 2  # the GP head's conv for heatmaps and for logits
-    compute = {n.name for n in graph.node if n.op_type in ("Conv", "MatMul")}
-    assert quantized & compute == set(network), "exactly the network's convs/matmuls are INT8"
-    mask_rule_matmuls = {n.name for n in graph.node if n.op_type == "MatMul"} - set(network) - set(head)
-    assert mask_rule_matmuls and not mask_rule_matmuls & quantized
-    mtime = path.stat().st_mtime_ns
-    assert quantize_int8(fp32, calibration, cache_dir=tmp_path) == path and path.stat().st_mtime_ns == mtime
-
-    from gpedge.runtime.backends.onnxruntime import OnnxRuntimeBackend
-
-    inputs = realistic_slices(4, 1, pkg.image_size, 3, seed=2)
-    reference = OnnxRuntimeBackend(pkg, "cpu", threads=1).run(inputs)
-    result = compare(OnnxRuntimeBackend(pkg, "cpu", threads=1, graph=path).run(inputs), reference)
-    assert result["accuracy_slices"] == 4
-    assert 0.0 <= result["label_agreement"] <= 1.0 and 0.0 <= result["mask_dice"] <= 1.0
-    assert 0.0 < result["max_prob_diff"] < 1.0  # INT8 changes the numbers, but not beyond probabilities
+def test_int8_backends_need_the_packaged_int8_graph(package, tmp_path):
+    proc = _gpedge("bench", "--model", str(package), "--backend", "onnxruntime,onnxruntime-int8", "--batch", "1", cache=tmp_path)
+    assert proc.returncode == 2 and "model.int8.onnx" in proc.stderr and "gpedge export --int8" in proc.stderr
+    proc = _gpedge("bench", "--model", str(package), "--int8-per-tensor", cache=tmp_path)
+    assert proc.returncode == 2 and "gpedge export --int8" in proc.stderr
 
 
 def test_flop_count_matches_torch_flop_counter(package):

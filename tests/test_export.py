@@ -29,9 +29,9 @@ def _session(path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
-def _run(package: Path, images: np.ndarray, offset: float = 0.5, graph: str | None = None) -> dict[str, np.ndarray]:
+def _run(package: Path, images: np.ndarray, offset: float = 0.5, precision: str = "fp32") -> dict[str, np.ndarray]:
     """A package's graph on the runtime's ONNX Runtime backend (CPU)."""
-    return backend_outputs(OnnxRuntimeBackend(ModelPackage.load(package), "cpu", graph=graph), images, offset)
+    return backend_outputs(OnnxRuntimeBackend(ModelPackage.load(package), "cpu", precision=precision), images, offset)
 
 
 @pytest.mark.parametrize("batch", [1, 3])
@@ -109,8 +109,8 @@ def test_graph_mask_matches_scikit_image_on_model_heatmaps(tiny_package: Path, o
     assert np.isclose(out["threshold"], host_thresholds, atol=1e-5).mean() >= 0.9
 
 
-@pytest.mark.parametrize("graph", ["model.onnx", "model.fp16.onnx"])
-def test_offset_is_a_true_graph_input(tiny_package: Path, graph: str) -> None:
+@pytest.mark.parametrize(("graph", "precision"), [("model.onnx", "fp32"), ("model.fp16.onnx", "fp16")])
+def test_offset_is_a_true_graph_input(tiny_package: Path, graph: str, precision: str) -> None:
     """No initializer stands in for the offset: a caller that does not feed it gets an error, not a default."""
     model = onnx.load(str(tiny_package / graph))
     assert "offset" not in {t.name for t in model.graph.initializer}
@@ -120,8 +120,8 @@ def test_offset_is_a_true_graph_input(tiny_package: Path, graph: str) -> None:
     images = make_slices(4, seed=6).images
     with pytest.raises(Exception, match="offset"):
         session.run(None, {"image": images})
-    default = _run(tiny_package, images, 0.5, graph)
-    lower = _run(tiny_package, images, 0.0, graph)
+    default = _run(tiny_package, images, 0.5, precision)
+    lower = _run(tiny_package, images, 0.0, precision)
     assert (lower["threshold"] >= default["threshold"]).all()
     assert (lower["threshold"] > default["threshold"]).any()
 
@@ -197,7 +197,7 @@ def test_fp16_graph_value_types(tiny_package: Path) -> None:
 def test_fp16_parity(tiny_package: Path) -> None:
     images = make_slices(8, seed=9).images
     fp32 = _run(tiny_package, images)
-    fp16 = _run(tiny_package, images, graph="model.fp16.onnx")
+    fp16 = _run(tiny_package, images, precision="fp16")
     assert np.abs(fp32["probs"] - fp16["probs"]).max() < 1e-2
     assert (fp32["label"] == fp16["label"]).mean() >= 0.875
     same = fp32["label"] == fp16["label"]
@@ -222,7 +222,7 @@ def test_every_architecture_exports(tmp_path: Path, arch: str, options: dict) ->
     assert manifest["model"]["arch"] == arch
     assert manifest["parity"]["onnxruntime_fp32_vs_torch"]["label_agreement"] == 1.0
     assert set(manifest["parity"]["fp16_graph"]["network_compute"]) == {"float16"}
-    out = _run(package, make_slices(2, seed=1).images, graph="model.fp16.onnx")
+    out = _run(package, make_slices(2, seed=1).images, precision="fp16")
     assert np.isfinite(out["probs"]).all()
 
 

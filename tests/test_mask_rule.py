@@ -32,7 +32,7 @@ BACKENDS = [
 
 def _backend(name: str, package: ModelPackage):
     if name == "onnxruntime-fp16":
-        return OnnxRuntimeBackend(package, "cpu", graph="model.fp16.onnx")
+        return OnnxRuntimeBackend(package, "cpu", precision="fp16")
     return create_backend(name, package, None if name == "tensorrt" else "cpu")
 
 

@@ -59,3 +59,20 @@ def test_built_engine_matches_onnxruntime_fp32(tiny_package: Path, tmp_path: Pat
         same = reference["label"] == trt_out["label"]
         assert (reference["mask"][same] == trt_out["mask"][same]).mean() >= 0.99
     runner.close()
+
+
+def test_int8_engine_from_the_packaged_qdq_graph(int8_package: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TensorRT's explicit quantization of the package's Q/DQ graph, against ONNX Runtime running the same graph."""
+    from gpedge.runtime.backends.tensorrt import TensorRTBackend
+
+    monkeypatch.setenv("GPEDGE_CACHE", str(tmp_path))
+    package = ModelPackage.load(int8_package)
+    images = make_slices(4, seed=5).images
+    with TensorRTBackend(package, precision="int8") as backend:
+        assert backend.precision == "int8" and backend.engine_meta["built_from"] == "model.int8.onnx"
+        assert backend.engine_meta["layer_precisions"].get("INT8", 0) > 0
+        trt_out = backend_outputs(backend, images, 0.5)
+    reference = backend_outputs(OnnxRuntimeBackend(package, "cpu", precision="int8"), images, 0.5)
+    result = compare(reference, trt_out)
+    print(json.dumps(result))
+    assert result["max_abs_diff_probs"] < 5e-2 and result["label_agreement"] >= 0.75

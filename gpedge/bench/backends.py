@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Sequence
-from pathlib import Path
 
 from gpedge.errors import BackendUnavailable
 from gpedge.package import ModelPackage
 from gpedge.runtime.backends import Backend
 
 #: Every backend the benchmark knows, in the order they run.
-BACKENDS = ("torch", "torch-fp16", "onnxruntime", "onnxruntime-int8", "onnxruntime-cuda", "tensorrt")
+BACKENDS = ("torch", "torch-fp16", "onnxruntime", "onnxruntime-int8", "onnxruntime-cuda", "tensorrt", "tensorrt-int8")
 
 
 def _has(module: str) -> bool:
@@ -43,8 +42,6 @@ def unavailable_reason(name: str) -> str | None:
         return _cuda_reason() if name == "torch-fp16" else None
     if not _has("onnxruntime"):
         return "needs onnxruntime: pip install onnxruntime"
-    if name == "onnxruntime-int8" and not _has("onnx"):
-        return "needs onnx for static INT8 quantization: pip install 'gpedge[export]'"
     if name == "onnxruntime-cuda":
         import onnxruntime as ort
 
@@ -53,7 +50,7 @@ def unavailable_reason(name: str) -> str | None:
                 f"onnxruntime {ort.__version__} has no CUDAExecutionProvider: "
                 "pip install onnxruntime-gpu (matching your CUDA version) on a machine with an NVIDIA GPU"
             )
-    if name == "tensorrt":
+    if name.startswith("tensorrt"):
         from gpedge.tensorrt.cuda import INSTALL_HINT, tensorrt_available
 
         if not tensorrt_available():
@@ -111,27 +108,25 @@ def _cuda_used_mb() -> float:
     return (total - free) / 2**20
 
 
-def open_backend(
-    name: str, package: ModelPackage, threads: int, int8_model: Path | None = None, ort_optimization: str = "all"
-) -> tuple[Backend, DeviceMemory]:
+def open_backend(name: str, package: ModelPackage, threads: int, ort_optimization: str = "all") -> tuple[Backend, DeviceMemory]:
     """The backend benchmarked as ``name`` on ``package``, and how its device memory is measured.
 
-    ONNX Runtime and TensorRT are the runtime's own backends (the code ``gpedge infer`` runs);
-    only the PyTorch backends are the benchmark's (:mod:`gpedge.bench.torch_backends`).
+    ONNX Runtime and TensorRT are the runtime's own backends (the code ``gpedge infer`` runs) at the
+    precision the name says (``-int8``: the package's INT8 graph; plain ONNX Runtime: FP32); only
+    the PyTorch backends are the benchmark's (:mod:`gpedge.bench.torch_backends`).
     """
     check_backends([name])
+    precision = "int8" if name.endswith("-int8") else None
     if name.startswith("onnxruntime"):
         from gpedge.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
-        if name == "onnxruntime-int8" and int8_model is None:
-            raise ValueError("onnxruntime-int8 needs the quantized model path (see gpedge.bench.quantize)")
         device = "cuda" if name == "onnxruntime-cuda" else "cpu"
-        graph = int8_model if name == "onnxruntime-int8" else None
-        return OnnxRuntimeBackend(package, device, threads=threads, optimization=ort_optimization, graph=graph), DeviceMemory()
-    if name == "tensorrt":
+        backend = OnnxRuntimeBackend(package, device, threads=threads, optimization=ort_optimization, precision=precision or "fp32")
+        return backend, DeviceMemory()
+    if name.startswith("tensorrt"):
         from gpedge.runtime.backends.tensorrt import TensorRTBackend
 
-        return TensorRTBackend(package), CudaUsedMemory()
+        return TensorRTBackend(package, precision=precision or "fp16"), CudaUsedMemory()
     from gpedge.bench import torch_backends
 
     backend = torch_backends.TorchEager(package, threads) if name == "torch" else torch_backends.TorchFp16Graph(package, threads)

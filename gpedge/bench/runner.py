@@ -1,9 +1,9 @@
 """Benchmark orchestration: every backend timed in its own child process, accuracy vs FP32.
 
 The parent never runs a model itself: it prepares the inputs (realistic synthetic slices in
-scanner units), asks a child to quantize the model when ``onnxruntime-int8`` is wanted, runs one
-``gpedge.bench.worker`` child per backend with the thread count fixed through the environment,
-and compares each backend's results with ONNX Runtime FP32 on the same slices.
+scanner units), runs one ``gpedge.bench.worker`` child per backend with the thread count fixed
+through the environment, and compares each backend's results with ONNX Runtime FP32 on the same
+slices. The INT8 backends run the package's own ``model.int8.onnx`` (``gpedge export --int8``).
 """
 from __future__ import annotations
 
@@ -22,18 +22,16 @@ from typing import Any
 
 import numpy as np
 
-from gpedge.bench.accuracy import compare
+from gpedge.graph.agreement import compare
 from gpedge.bench.backends import available_backends, check_backends
 from gpedge.bench.machine import cpu_description
 from gpedge.errors import GpedgeError
-from gpedge.package import ModelPackage
+from gpedge.package import GRAPHS, ModelPackage
 from gpedge.runtime.backends.onnxruntime import OPTIMIZATIONS
 
 log = logging.getLogger(__name__)
 
 REFERENCE_BACKEND = "onnxruntime"
-#: Slices the INT8 ranges are calibrated on (a different seed from the accuracy slices).
-CALIBRATION_SLICES = 16
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
@@ -51,17 +49,15 @@ class BenchSettings:
     seed: int = 0
     #: ONNX Runtime graph optimisation level: disabled, basic, extended or all (NCHWc layouts).
     ort_optimization: str = "all"
-    #: INT8 variant: per-channel weight scales and QDQ (or QOperator) format.
-    int8_per_channel: bool = True
-    int8_format: str = "qdq"
     #: Time with a competing process keeping every CPU busy (:func:`competing_process`).
     competing: bool = False
 
-    def variant(self) -> dict[str, Any]:
-        """The settings and machine that change what is timed (recorded in every row)."""
+    def variant(self, package: ModelPackage) -> dict[str, Any]:
+        """The settings and machine that change what is timed (recorded in every row), the package's INT8 graph included."""
+        int8 = package.manifest.get("int8")
         return {
             "ort_optimization": self.ort_optimization,
-            "int8": f"{self.int8_format}, {'per-channel' if self.int8_per_channel else 'per-tensor'} weights",
+            "int8": None if int8 is None else f"{int8['format']}, {int8['weights']} weights, {len(int8['fp32_nodes'])} nodes FP32",
             "cpu": cpu_description(),
             "load": COMPETITION if self.competing else "idle",
         }
@@ -131,9 +127,9 @@ def run_child(job: dict[str, Any], workdir: Path, threads: int) -> dict[str, Any
 def benchmark_package(package_dir: str | os.PathLike, settings: BenchSettings) -> list[dict[str, Any]]:
     """Benchmark the model package at ``package_dir``; one row per backend and batch size."""
     package = ModelPackage.load(package_dir)
-    backends = list(settings.backends) if settings.backends else available_backends()
+    backends = _backends(package, settings)
     check_backends(backends)
-    _check_settings(package, settings)
+    _check_settings(package, settings, backends)
     threads = settings.resolved_threads()
     height, width = package.image_size
     channels = len(package.channels)
@@ -152,7 +148,6 @@ def benchmark_package(package_dir: str | os.PathLike, settings: BenchSettings) -
             "threads": threads,
             "ort_optimization": settings.ort_optimization,
         }
-        int8_model = _quantize(package, backends, settings, workdir, threads)
         rows: list[dict[str, Any]] = []
         outputs: dict[str, Path] = {}
         for backend in backends:
@@ -162,7 +157,6 @@ def benchmark_package(package_dir: str | os.PathLike, settings: BenchSettings) -
                 "batches": settings.batches,
                 "warmup": settings.warmup,
                 "iters": settings.iters,
-                "int8_model": int8_model,
                 "accuracy_out": str(workdir / f"outputs-{backend}.npz"),
             }
             with competing_process(settings.competing):
@@ -186,16 +180,27 @@ def benchmark_package(package_dir: str | os.PathLike, settings: BenchSettings) -
             iters=settings.iters,
             gflop=gflop,
             tflops=None if gflop is None else gflop * row["batch"] / row["p50_ms"],
-            **settings.variant(),
+            **settings.variant(package),
         )
     return rows
+
+
+def _backends(package: ModelPackage, settings: BenchSettings) -> list[str]:
+    """The requested backends, else every one available here (the INT8 ones where the package has its INT8 graph)."""
+    if settings.backends:
+        return list(settings.backends)
+    found = available_backends()
+    if not package.has_file(GRAPHS["int8"]):
+        log.info("%s has no %s: INT8 backends left out", package.root, GRAPHS["int8"])
+        found = [b for b in found if not b.endswith("-int8")]
+    return found
 
 
 def _max_batch(package: ModelPackage) -> int:
     return int(package.manifest["input"].get("max_batch", 1))
 
 
-def _check_settings(package: ModelPackage, settings: BenchSettings) -> None:
+def _check_settings(package: ModelPackage, settings: BenchSettings, backends: list[str]) -> None:
     limit = _max_batch(package)
     too_big = [b for b in settings.batches if b > limit]
     if too_big:
@@ -209,28 +214,12 @@ def _check_settings(package: ModelPackage, settings: BenchSettings) -> None:
         raise GpedgeError("--accuracy-slices must be >= 1")
     if settings.ort_optimization not in OPTIMIZATIONS:
         raise GpedgeError(f"--ort-optimization {settings.ort_optimization!r}: choose one of {', '.join(OPTIMIZATIONS)}")
-    if settings.int8_format not in ("qdq", "qoperator"):
-        raise GpedgeError(f"--int8-format {settings.int8_format!r}: choose qdq or qoperator")
-
-
-def _quantize(package: ModelPackage, backends: list[str], settings: BenchSettings, workdir: Path, threads: int) -> str | None:
-    """Path of the cached INT8 model when ``onnxruntime-int8`` is wanted (quantized in a child)."""
-    if "onnxruntime-int8" not in backends:
-        return None
-    from gpedge.paths import cache_root
-
-    channels = len(package.channels)
-    calibration = realistic_slices(CALIBRATION_SLICES, channels, package.image_size, len(package.classes), settings.seed + 1)
-    np.save(workdir / "calibration.npy", calibration)
-    job = {
-        "task": "quantize",
-        "onnx": str(package.file("model.onnx")),
-        "calibration": str(workdir / "calibration.npy"),
-        "cache_dir": str(settings.cache_dir or cache_root()),
-        "per_channel": settings.int8_per_channel,
-        "quant_format": settings.int8_format,
-    }
-    return run_child(job, workdir, threads)["int8_model"]
+    needs_int8 = [b for b in backends if b.endswith("-int8")]
+    if needs_int8 and not package.has_file(GRAPHS["int8"]):
+        raise GpedgeError(
+            f"{', '.join(needs_int8)} run the package's {GRAPHS['int8']}, which {package.root} lacks; "
+            "re-export it with 'gpedge export --int8' or leave these backends out"
+        )
 
 
 def _gflop(package: ModelPackage) -> float | None:
@@ -258,13 +247,12 @@ def benchmark_volume(
     reported by their median. With several backends each writes ``<mask_out stem>.<backend>.nii.gz``.
     """
     package = ModelPackage.load(package_dir)
-    backends = list(settings.backends) if settings.backends else available_backends()
+    backends = _backends(package, settings)
     check_backends(backends)
-    _check_settings(package, settings)
+    _check_settings(package, settings, backends)
     threads = settings.resolved_threads()
     rows = []
     with tempfile.TemporaryDirectory(prefix="gpedge-bench-") as tmp:
-        int8_model = _quantize(package, backends, settings, Path(tmp), threads)
         for backend in backends:
             job = {
                 "task": "volume",
@@ -276,13 +264,12 @@ def benchmark_volume(
                 "warmup": settings.warmup,
                 "iters": settings.iters,
                 "threads": threads,
-                "int8_model": int8_model,
                 "ort_optimization": settings.ort_optimization,
             }
             with competing_process(settings.competing):
                 rows.extend(run_child(job, Path(tmp), threads)["rows"])
     for row in rows:
-        row.update(settings.variant())
+        row.update(settings.variant(package))
     return rows
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from gpedge.atomic import atomic_write_json
-from gpedge.bench.accuracy import ACCURACY_OUTPUTS
+from gpedge.graph.agreement import ACCURACY_OUTPUTS
 from gpedge.bench.backends import DeviceMemory
 from gpedge.bench.timing import STAGES, latency_summary, peak_rss_mb, stage_ms
 from gpedge.errors import GpedgeError
@@ -80,22 +80,11 @@ def accuracy_outputs(predictor: Any, slices: np.ndarray, batch: int) -> dict[str
 
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
     """Run one benchmark job (see the module docstring) and return its result record."""
-    if job["task"] == "quantize":
-        from gpedge.bench.quantize import quantize_int8
-
-        path = quantize_int8(
-            job["onnx"], np.load(job["calibration"]), job["cache_dir"],
-            per_channel=job["per_channel"], quant_format=job["quant_format"],
-        )
-        return {"pid": os.getpid(), "int8_model": str(path)}
-
     from gpedge.bench.backends import open_backend
     from gpedge.runtime.predictor import Predictor
 
     package = ModelPackage.load(job["package"])
-    int8 = Path(job["int8_model"]) if job.get("int8_model") else None
-    backend, memory = open_backend(job["backend"], package, job["threads"], int8_model=int8,
-                                   ort_optimization=job["ort_optimization"])
+    backend, memory = open_backend(job["backend"], package, job["threads"], ort_optimization=job["ort_optimization"])
     common = {"backend": job["backend"], "pid": os.getpid(), "device": str(backend.device),
               "description": backend.description, "threads": job["threads"]}
     with Predictor(backend=backend) as predictor:

@@ -28,6 +28,15 @@ def main(
     offset: float = typer.Option(0.5, "--offset", help="Mask offset below the upper multi-Otsu threshold."),
     parity_samples: int = typer.Option(8, "--parity-samples", help="Slices used for the parity checks."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing package folder."),
+    int8: bool = typer.Option(False, "--int8", help="Also write model.int8.onnx (static QDQ), gated against FP32 on the validation patients."),
+    calibration: Optional[Path] = typer.Option(
+        None, "--calibration", help="With --int8: data-set folder or .npy of (N, C, H, W) slices to calibrate on (default: the run's training patients)."
+    ),
+    calibration_slices: int = typer.Option(64, "--calibration-slices", help="With --int8: slices to calibrate on."),
+    gate_slices: int = typer.Option(128, "--gate-slices", help="With --int8: validation slices the gate is measured on."),
+    triton: Optional[Path] = typer.Option(
+        None, "--triton", help="Also write the package as models of this Triton repository (defaults of 'gpedge triton')."
+    ),
 ) -> None:
     """Export a trained run to a model package: fused ONNX FP32 + FP16 graphs, weights, manifest, TensorRT engine."""
     from gpedge.export import ExportOptions
@@ -35,7 +44,8 @@ def main(
     options = ExportOptions(
         image_size=image_size, max_batch=max_batch, opset=opset, fp16=fp16, engine="auto" if engine is None else engine,
         workspace_gb=workspace, version_compatible=version_compatible, hardware_compatibility=hardware_compatibility,
-        offset=offset, parity_samples=parity_samples, overwrite=overwrite,
+        offset=offset, parity_samples=parity_samples, overwrite=overwrite, int8=int8, calibration=calibration,
+        calibration_slices=calibration_slices, gate_slices=gate_slices,
     )
     try:
         from gpedge.export.exporter import export_package
@@ -44,6 +54,11 @@ def main(
     path = export_package(run_dir, out, options)
     manifest = json.loads((path / "manifest.json").read_text())
     _report(path, manifest)
+    if triton is not None:
+        from gpedge.commands.triton import write_and_report
+        from gpedge.export.triton import TritonOptions
+
+        write_and_report(path, triton, TritonOptions(overwrite=overwrite))
 
 
 def _report(path: Path, manifest: dict) -> None:
@@ -59,13 +74,21 @@ def _report(path: Path, manifest: dict) -> None:
         table.add_row(name, entry["precision"], f"{entry['bytes'] / 1e6:.2f} MB")
     console.print(table)
     parity = manifest["parity"]
-    for key in ("onnxruntime_fp32_vs_torch", "fp16_vs_fp32", "tensorrt_vs_fp32"):
+    for key in ("onnxruntime_fp32_vs_torch", "fp16_vs_fp32", "tensorrt_vs_fp32", "int8_vs_fp32"):
         if key in parity:
             r = parity[key]
             console.print(
                 f"{key}: max |dprobs| {r['max_abs_diff_probs']:.2e}, labels {r['label_agreement']:.1%}, "
                 f"mask pixels {r['mask_pixel_agreement']:.2%}, mask Dice {r['mask_dice_mean']:.4f}"
             )
+    if "int8" in manifest:
+        int8, gate = manifest["int8"], manifest["int8"]["gate"]
+        console.print(
+            f"INT8 graph: {int8['quantized_nodes']} nodes quantized, {len(int8['fp32_nodes'])} kept FP32, calibrated on "
+            f"{int8['calibration']['slices']} slices of {int8['calibration']['source']}; gate on {gate['slices']} slices of "
+            f"{gate['source']}: labels {gate['label_agreement']:.1%} (>= {gate['label_agreement_min']:.0%}), mask Dice "
+            f"{gate['mask_dice']:.3f} (>= {gate['mask_dice_min']}) {'passed' if gate['passed'] else 'FAILED'}"
+        )
     build = manifest.get("engine_build", {})
     if build.get("status") == "skipped":
         console.print(f"TensorRT engine not built ({build['reason']}). On the target: {build['how_to_build']}")

@@ -22,6 +22,9 @@ def main(
     model: Optional[Path] = typer.Option(None, "--model", help="Model package folder from 'gpedge export' (default: the bundled model)."),
     backend: str = typer.Option("auto", "--backend", help="auto, onnxruntime, tensorrt or torch."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: the backend's choice)."),
+    precision: str = typer.Option(
+        "auto", "--precision", help="auto (the package's INT8 graph on the CPU where it has one, FP16 engines on TensorRT, else FP32), fp32, fp16 or int8."
+    ),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for masks, heatmaps, overlays and JSON."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing files in --out/--dicom-out (never done otherwise)."),
     json_lines: bool = typer.Option(False, "--json", help="Print one JSON object per image or slice on stdout."),
@@ -55,12 +58,12 @@ def main(
     training data are flagged "out of distribution" and get no diagnosis.
     """
     with _quiet_readers():
-        _infer(inputs, model, backend, device, out, overwrite, json_lines, offset, batch_size, threads, max_pixels,
-               every_slice, {"t1": t1, "t2": t2, "t1ce": t1ce, "flair": flair}, dicom_out, series)
+        _infer(inputs, model, backend, device, precision, out, overwrite, json_lines, offset, batch_size, threads,
+               max_pixels, every_slice, {"t1": t1, "t2": t2, "t1ce": t1ce, "flair": flair}, dicom_out, series)
 
 
-def _infer(inputs, model, backend, device, out, overwrite, json_lines, offset, batch_size, threads, max_pixels,
-           every_slice, contrast_flags, dicom_out, series) -> None:
+def _infer(inputs, model, backend, device, precision, out, overwrite, json_lines, offset, batch_size, threads,
+           max_pixels, every_slice, contrast_flags, dicom_out, series) -> None:
     from rich.console import Console
 
     from gpedge.dicom.discovery import split_inputs
@@ -82,9 +85,9 @@ def _infer(inputs, model, backend, device, out, overwrite, json_lines, offset, b
     saved: list[tuple[str, dict[str, str]]] = []
     writer = _Writer(out, dicom_out, overwrite, every_slice)
     with Predictor(model, backend=backend, device=device, offset=offset, batch_size=batch_size, threads=threads,
-                   max_pixels=max_pixels) as predictor:
+                   max_pixels=max_pixels, precision=precision) as predictor:
         if not json_lines:
-            console.print(f"[dim]backend: {predictor.backend_description}[/dim]")
+            console.print(f"[dim]backend: {predictor.backend_description}, precision {predictor.precision}[/dim]")
         if dicom_paths:
             studies, problems = _dicom_studies(dicom_paths, predictor.channels, series)
             for problem in problems:

@@ -17,6 +17,7 @@ def main(
     channels: Optional[str] = typer.Option(None, "--channels", help="Comma-separated channels, e.g. t1,t2,t1ce,flair (default: all of the data set)."),
     image_size: Optional[int] = typer.Option(None, "--image-size", help="Resize slices to N x N (default: the data set's size)."),
     width: Optional[int] = typer.Option(None, "--width", help="First feature width of the network (paper: 64)."),
+    dropout: Optional[float] = typer.Option(None, "--dropout", help="Dropout rate of the network (default: the network's own)."),
     recipe: str = typer.Option(
         "paper", "--recipe",
         help="Training recipe filling the settings below: paper (Adam + L2 5e-4, batch 8 x 16, 300 epochs) "
@@ -38,7 +39,12 @@ def main(
     workers: int = typer.Option(2, "--workers", help="DataLoader worker processes (0: load in the main process)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
 ) -> None:
-    """Train a GP network; the best model by validation macro F1 is kept, dead layers are reported."""
+    """Train a GP network; the best model by validation macro F1 is kept, dead layers are reported.
+
+    Under torchrun (e.g. torchrun --nproc-per-node 2 -m gpedge.cli train ...) each process trains
+    a shard of every batch with DistributedDataParallel: the effective batch is
+    --batch-size x processes x --accumulate.
+    """
     from gpedge.train import TrainOptions, train
 
     options = TrainOptions(
@@ -48,7 +54,9 @@ def main(
         format=format,
         channels=[c.strip() for c in channels.split(",") if c.strip()] if channels else None,
         image_size=image_size,
-        model_options={} if width is None else {"width": width},
+        model_options={
+            key: value for key, value in (("width", width), ("dropout", dropout)) if value is not None
+        },
         recipe=recipe,
         epochs=epochs,
         max_steps=max_steps,

@@ -31,6 +31,18 @@ def input_specs(channels: int, height: int, width: int) -> dict[str, dict[str, A
     }
 
 
+def batched_input_specs(channels: int, height: int, width: int) -> dict[str, dict[str, Any]]:
+    """Inputs of the graph variant for servers that merge requests (Triton's dynamic batcher).
+
+    Such a server concatenates every input along the batch axis, so the offset is one value per
+    sample, (N, 1), instead of one per call; the mask rule is unchanged (the offset is subtracted
+    from each sample's (N, 1) upper threshold).
+    """
+    specs = input_specs(channels, height, width)
+    specs[OFFSET] = {"dtype": "float32", "shape": [BATCH, 1]}
+    return specs
+
+
 def output_specs(num_classes: int, height: int, width: int) -> dict[str, dict[str, Any]]:
     """``{name: {"dtype", "shape"}}`` of every graph output, in :data:`OUTPUTS` order."""
     return {

@@ -47,6 +47,8 @@ class Predictor:
     CPU threads of the backend (default: the physical cores; ONNX Runtime and torch on the CPU).
     ``max_pixels``: the largest input accepted, in pixels per channel over all its slices, read
     from the header before decoding (``None``: :data:`gpedge.runtime.io.DEFAULT_MAX_PIXELS`, 512^3).
+    ``precision``: ``auto``, ``fp32``, ``fp16`` or ``int8`` (see :func:`gpedge.runtime.backends.create_backend`;
+    ``auto`` runs a packaged INT8 graph on the CPU); every :class:`Result` states the one used.
 
     Masks follow one rule at every resolution: the graph thresholds the predicted class's map
     at the model's resolution, :func:`gpedge.runtime.maps.to_input_resolution` maps the result
@@ -64,6 +66,7 @@ class Predictor:
         batch_size: int = 8,
         threads: int | None = None,
         max_pixels: int | None = None,
+        precision: str = "auto",
     ) -> None:
         if batch_size < 1:
             raise GpedgeError(f"batch_size must be at least 1, got {batch_size}")
@@ -76,6 +79,8 @@ class Predictor:
         if isinstance(backend, Backend):
             if model is not None and model is not backend.package:
                 raise GpedgeError("pass either model or an open backend (whose package is used), not both")
+            if precision != "auto":
+                raise GpedgeError("an open backend has its precision already; pass precision when opening it")
             self.package = backend.package
             self.ood = _ood_check(self.package)
             self._backend: Backend | None = backend
@@ -84,7 +89,7 @@ class Predictor:
                 default_model_path() if model is None else model
             )
             self.ood = _ood_check(self.package)
-            self._backend = create_backend(backend, self.package, device, threads=threads)
+            self._backend = create_backend(backend, self.package, device, threads=threads, precision=precision)
         self.classes = self.package.classes
         self.channels = self.package.channels
         self.image_size = self.package.image_size
@@ -92,6 +97,7 @@ class Predictor:
         self.batch_size = min(batch_size, self._backend.max_batch)
         self.backend_name = self._backend.name
         self.provider = self._backend.provider
+        self.precision = self._backend.precision
 
     @property
     def offset(self) -> float:
@@ -232,6 +238,7 @@ class Predictor:
             heatmaps=heatmaps,
             mask=mask,
             threshold=threshold,
+            precision=self.precision,
             source=Source(str(scan.path) if scan.path else None, scan.slices[i] if scan.slices else None, scan.name),
             speed={},
             image=scan.images[i, self._display_channel(scan)],

@@ -31,7 +31,8 @@ class Result:
 
     ``heatmap`` is the predicted class's map and ``heatmaps`` all classes' maps (float32, at
     the input's resolution); ``mask`` is bool at the input's resolution (empty for the
-    no-tumour class); ``threshold`` is the mask threshold on ``heatmap``; ``speed`` holds
+    no-tumour class); ``threshold`` is the mask threshold on ``heatmap``; ``precision`` the
+    precision of the network's compute that made it (``fp32``, ``fp16``, ``int8``); ``speed`` holds
     milliseconds per image for each stage of :data:`STAGES`.
     """
 
@@ -42,6 +43,7 @@ class Result:
     heatmaps: np.ndarray
     mask: np.ndarray
     threshold: float
+    precision: str
     source: Source
     speed: dict[str, float]
     image: np.ndarray = field(repr=False)
@@ -89,6 +91,7 @@ class Result:
             class_index=self.class_index,
             probabilities={k: round(float(v), 6) for k, v in self.probabilities.items()},
             threshold=float(self.threshold),
+            precision=self.precision,
             mask_area_px=self.mask_area_px,
             height=int(self.mask.shape[0]),
             width=int(self.mask.shape[1]),

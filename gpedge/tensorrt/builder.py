@@ -1,7 +1,8 @@
-"""Build an engine from the FP16 fused graph (TensorRT 10.x and 11.x; no torch, no onnx).
+"""Build an engine from a fused graph (TensorRT 10.x and 11.x; no torch, no onnx).
 
-Engines are built from the strongly typed FP16 graph (TensorRT 11 has no FP16 builder flag: the
-precision is in the graph), with one optimisation profile covering every graph input (the image
+Every network is strongly typed (TensorRT 11 has no FP16 or INT8 builder flags: the precision is in
+the graph): the FP16 graph gives an FP16 engine, the package's Q/DQ graph an explicitly quantized
+INT8 one (symmetric signed INT8, as TensorRT requires). One optimisation profile covers every graph input (the image
 over the batch axis, the mask offset at its fixed shape) and a persistent timing cache. After
 building, the engine's I/O dtypes and layer precisions are inspected (:mod:`.inspection`).
 """
@@ -51,8 +52,10 @@ def build_engine(
     hardware_compatibility: str = "NONE",
     cache_dir: str | os.PathLike | None = None,
     device: int = 0,
+    precision: str = "fp16",
 ) -> dict[str, Any]:
-    """Build a strongly typed engine from the FP16 graph ``onnx_path`` and write it to ``engine_path``.
+    """Build a strongly typed engine from the ``precision`` graph ``onnx_path`` (``fp16``: ``model.fp16.onnx``,
+    ``int8``: the Q/DQ ``model.int8.onnx``) and write it to ``engine_path``.
 
     ``input_shape`` is (C, H, W); the profile covers batch 1..``max_batch`` (opt
     ``min(8, max_batch)`` unless given). The timing cache ``timing.cache`` in ``cache_dir``
@@ -118,7 +121,7 @@ def build_engine(
     for name, (_, opt_shape, _) in shapes.items():
         context.set_input_shape(name, opt_shape)
     report = inspect_engine(engine, context)
-    check_engine(report, onnx_path)
+    check_engine(report, onnx_path, precision.upper())
     atomic_write_bytes(engine_path, bytes(plan))
     gpu = gpu_info(device)
     return {
@@ -133,6 +136,7 @@ def build_engine(
         "profile": {"min": 1, "opt": opt, "max": max_batch},
         "workspace_gb": workspace_gb,
         "built_from": Path(onnx_path).name,
+        "precision": precision,
         "build_seconds": round(seconds, 1),
         **report,
     }

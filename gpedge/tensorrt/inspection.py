@@ -72,14 +72,15 @@ def inspect_engine(engine: Any, context: Any | None = None) -> dict[str, Any]:
     return {"io": io, "layer_precisions": layer_precisions(information)}
 
 
-def check_engine(report: dict[str, Any], source: str | os.PathLike) -> None:
-    """Refuse an engine whose I/O dtypes break the contract or that has no FP16 layer."""
+def check_engine(report: dict[str, Any], source: str | os.PathLike, precision: str = "FP16") -> None:
+    """Refuse an engine whose I/O dtypes break the contract or that has no layer of ``precision``
+    (``FP16`` for the FP16 graph, ``INT8`` for the Q/DQ graph)."""
     io = {name: entry["dtype"] for name, entry in report["io"].items()}
     wrong = {name: io.get(name) for name, dtype in EXPECTED_IO.items() if io.get(name) != dtype}
     if wrong:
         raise GpedgeError(f"engine built from {source} has unexpected I/O dtypes {wrong} (expected {EXPECTED_IO})")
-    if not report["layer_precisions"].get("FP16"):
+    if not report["layer_precisions"].get(precision):
         raise GpedgeError(
-            f"engine built from {source} has no FP16 layers ({report['layer_precisions']}): it would run in FP32; "
-            "build it from model.fp16.onnx"
+            f"engine built from {source} has no {precision} layers ({report['layer_precisions']}): it would run in FP32; "
+            "build it from model.fp16.onnx (FP16) or model.int8.onnx (INT8)"
         )

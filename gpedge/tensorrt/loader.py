@@ -1,15 +1,15 @@
 """Loaders: an engine for a model package on this GPU, found, verified, or built once and cached.
 
-Engine choice, in order:
+An engine runs one package graph: ``model.fp16.onnx`` (precision ``fp16``) or the Q/DQ graph
+``model.int8.onnx`` (``int8``, TensorRT's explicit quantization). Engine choice, in order:
 
-1. an engine listed in the package manifest whose metadata matches this GPU and TensorRT
-   version (:func:`~gpedge.tensorrt.engines.engine_mismatch`). Its path must lie inside the
+1. an engine listed in the package manifest, built from that graph, whose metadata matches this GPU
+   and TensorRT version (:func:`~gpedge.tensorrt.engines.engine_mismatch`). Its path must lie inside the
    package and be listed in ``files`` with a sha256, which is checked on the very bytes that are
    deserialised; only then may a version-compatible engine run its embedded host code;
 2. an engine in the local cache ``$GPEDGE_CACHE or ~/.cache/gpedge``/engines/<sha256 of the
-   FP16 graph>/<gpu>-sm<cc>-trt<version>.engine, checked against the sha256 in the JSON
-   metadata beside it;
-3. otherwise one is built from ``model.fp16.onnx`` into that cache (a few minutes, once).
+   graph>/<gpu>-sm<cc>-trt<version>.engine, checked against the sha256 in the JSON metadata beside it;
+3. otherwise one is built from the graph into that cache (a few minutes, once).
 """
 from __future__ import annotations
 
@@ -21,15 +21,12 @@ from typing import Any
 
 from gpedge.atomic import atomic_write_json
 from gpedge.errors import GpedgeError, PackageError
-from gpedge.package import ModelPackage
+from gpedge.package import GRAPHS, ModelPackage
 from gpedge.paths import cache_root
 from gpedge.tensorrt.cuda import GpuInfo, import_tensorrt
 from gpedge.tensorrt.engines import engine_file_name, engine_mismatch
 
 log = logging.getLogger(__name__)
-
-FP16_GRAPH = "model.fp16.onnx"
-
 
 def deserialize(plan: bytes, *, version_compatible: bool, source: str) -> Any:
     """Deserialise a verified plan; host code is allowed only for version-compatible engines."""
@@ -46,11 +43,16 @@ def deserialize(plan: bytes, *, version_compatible: bool, source: str) -> Any:
     return engine
 
 
-def package_engine(package: ModelPackage, gpu: GpuInfo, max_batch: int) -> tuple[Any, Path, dict[str, Any]]:
-    """``(engine, path, metadata)`` of the engine this machine runs ``package`` with (see the module docstring)."""
+def package_engine(
+    package: ModelPackage, gpu: GpuInfo, max_batch: int, precision: str = "fp16"
+) -> tuple[Any, Path, dict[str, Any]]:
+    """``(engine, path, metadata)`` of the ``precision`` engine this machine runs ``package`` with (see the module docstring)."""
     trt, _ = import_tensorrt()
+    graph = GRAPHS[precision]
     reasons = []
     for meta in package.manifest.get("engines", []):
+        if meta.get("built_from", GRAPHS["fp16"]) != graph:
+            continue
         why = engine_mismatch(meta, gpu, trt.__version__)
         if why is None:
             path, plan = _packaged_plan(package, str(meta.get("file", "")))
@@ -58,13 +60,14 @@ def package_engine(package: ModelPackage, gpu: GpuInfo, max_batch: int) -> tuple
         reasons.append(f"{meta.get('file')}: {why}")
     if reasons:
         log.warning("tensorrt: refusing the packaged engine(s): %s; using one built for this machine", "; ".join(reasons))
-    sha = package.manifest["files"].get(FP16_GRAPH, {}).get("sha256")
+    sha = package.manifest["files"].get(graph, {}).get("sha256")
     if sha is None:
-        raise PackageError(f"{package.root} has no {FP16_GRAPH} to build a TensorRT engine from; re-export it with --fp16")
+        how = "--int8" if precision == "int8" else "--fp16"
+        raise PackageError(f"{package.root} has no {graph} to build a TensorRT {precision} engine from; re-export it with {how}")
     path = cache_root() / "engines" / sha[:16] / engine_file_name(gpu.name, gpu.compute_capability, trt.__version__)
     cached = _cached_plan(path, gpu, trt.__version__)
     if cached is None:
-        meta = _build(package, path, gpu, max_batch)
+        meta = _build(package, precision, path, gpu, max_batch)
         plan = path.read_bytes()
     else:
         meta, plan = cached
@@ -100,17 +103,18 @@ def _cached_plan(path: Path, gpu: GpuInfo, trt_version: str) -> tuple[dict[str, 
     return meta, plan
 
 
-def _build(package: ModelPackage, path: Path, gpu: GpuInfo, max_batch: int) -> dict[str, Any]:
+def _build(package: ModelPackage, precision: str, path: Path, gpu: GpuInfo, max_batch: int) -> dict[str, Any]:
     from gpedge.tensorrt.builder import build_engine
 
-    onnx = package.file(FP16_GRAPH)
+    onnx = package.file(GRAPHS[precision])
     height, width = package.image_size
     log.warning(
         "tensorrt: building an engine for %s from %s; this takes a few minutes once, the engine is cached at %s",
         gpu.name, onnx.name, path,
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    meta = build_engine(onnx, path, (len(package.channels), height, width), max_batch, cache_dir=cache_root(), device=gpu.index)
+    meta = build_engine(onnx, path, (len(package.channels), height, width), max_batch, cache_dir=cache_root(),
+                        device=gpu.index, precision=precision)
     atomic_write_json(path.with_suffix(".json"), meta)
     log.warning("tensorrt: engine built in %s s", meta.get("build_seconds", "?"))
     return meta

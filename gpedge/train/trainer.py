@@ -15,14 +15,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.utils.class_weight import compute_class_weight
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.nn import functional as F
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 
 from gpedge._version import __version__
 from gpedge.errors import DataError, GpedgeError
 from gpedge.atomic import atomic_write_json
 from gpedge.runs import CONFIG, METRICS, RunConfig, save_weights
 from gpedge.train.augment import augment_batch
-from gpedge.train.checkpoint import CHECKPOINT, TrainState, load_checkpoint, save_checkpoint
+from gpedge.train import distributed
+from gpedge.train.checkpoint import CHECKPOINT, TrainState, load_checkpoint, process_rng_state, save_checkpoint
+from gpedge.train.distributed import Ranks
 from gpedge.train.health import check_layers, dead_layers
 from gpedge.train.options import TrainOptions
 
@@ -38,25 +42,40 @@ def train(options: TrainOptions, console: Console | None = None) -> Path:
     ``checkpoint.pt`` and, when validation macro F1 improves, ``model.safetensors``. After every
     epoch the layers are checked for death (:mod:`gpedge.train.health`): dead ones are named in
     a warning and in ``metrics.json``.
-    """
-    from gpedge.models import create_model, list_models
 
-    console = console or Console(soft_wrap=True)
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) every process trains a shard of each batch with
+    DistributedDataParallel (see :mod:`gpedge.train.distributed`); rank 0 alone writes the run
+    folder and the log.
+    """
     options = options.resolved()
     options.validate()
+    ranks = distributed.ranks_from_env()
+    device = distributed.device_for(ranks, _resolve_device(options.device))
+    with distributed.process_group(ranks, device):
+        return _train(options, ranks, device, console or Console(soft_wrap=True, quiet=not ranks.is_main))
+
+
+def _train(options: TrainOptions, ranks: Ranks, device: torch.device, console: Console) -> Path:
+    from gpedge.models import create_model, list_models
+
     if options.arch not in list_models():
         raise GpedgeError(f"unknown --arch {options.arch!r}; choose one of {', '.join(list_models())}")
     run_dir = Path(options.out)
     _check_run_dir(run_dir, options.resume)
-    device = _resolve_device(options.device)
     amp = _resolve_amp(options, device, console)
 
     torch.manual_seed(options.seed)
-    dataset, split = _open_data(options, run_dir)
+    with distributed.local_main_first(ranks):
+        dataset, split = _open_data(options, run_dir)
     train_set, val_set = dataset.subset(split["train"]), dataset.subset(split["val"])
     for name, subset in (("training", train_set), ("validation", val_set)):
         if len(subset) == 0:
             raise DataError(f"{options.data}: the {name} split has no slices; add patients (at least 3 are needed for train/val/test)")
+        if len(subset) < ranks.world_size:
+            raise DataError(
+                f"{options.data}: the {name} split has {len(subset)} slices, fewer than the {ranks.world_size} processes; "
+                "start fewer processes (--nproc-per-node) or add patients"
+            )
     image_size = _image_size(options, dataset)
     try:
         model = create_model(options.arch, in_channels=len(dataset.channels), num_classes=len(dataset.class_names), **options.model_options)
@@ -66,7 +85,12 @@ def train(options: TrainOptions, console: Console | None = None) -> Path:
         raise GpedgeError(
             f"--image-size {image_size} does not suit {options.arch}: it must be a multiple of {model.input_multiple}"
         )
+    if ranks.rank:
+        torch.manual_seed(options.seed + ranks.rank)  # own dropout draws; DDP copies rank 0's initial weights
+    if ranks.active and device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     weights = balanced_class_weights(train_set.labels, len(dataset.class_names))
+    effective_batch = options.batch_size * ranks.world_size * options.accumulate
     config = RunConfig(
         arch=options.arch,
         model_options=model.config["options"],
@@ -76,12 +100,20 @@ def train(options: TrainOptions, console: Console | None = None) -> Path:
         no_tumour_class=dataset.no_tumour_class,
         dataset=_dataset_info(dataset, split),
         split={key: list(value) for key, value in split.items()},
-        train={**options.hyperparameters(), "device": device.type, "amp": amp, "class_weights": weights.tolist()},
+        train={
+            **options.hyperparameters(),
+            "device": device.type,
+            "amp": amp,
+            "class_weights": weights.tolist(),
+            "world_size": ranks.world_size,
+            "effective_batch": effective_batch,
+        },
         gpedge_version=__version__,
     )
     if options.resume:
         _check_same_run(RunConfig.load(run_dir), config, run_dir)
-    else:
+    distributed.barrier(ranks)  # every rank has checked the folder before rank 0 writes into it
+    if not options.resume and ranks.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         config.save(run_dir)
 
@@ -89,34 +121,40 @@ def train(options: TrainOptions, console: Console | None = None) -> Path:
     loader_gen = torch.Generator().manual_seed(options.seed)
     augment_gen = torch.Generator().manual_seed(options.seed + 1)
     generators = {"loader": loader_gen, "augment": augment_gen}
-    train_loader = _loader(train_set, options, device, shuffle=True, generator=loader_gen)
-    val_loader = _loader(val_set, options, device, shuffle=False)
+    train_loader = _loader(train_set, options, device, ranks, shuffle=True, generator=loader_gen)
+    val_loader = _loader(val_set, options, device, ranks, shuffle=False)
     criterion = nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32, device=device))
     optimizer = build_optimizer(model, options)
     schedule = LearningRate(options, _total_steps(options, len(train_loader)))
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
-    state = load_checkpoint(run_dir, model, optimizer, scaler, generators, device) if options.resume else TrainState()
+    state = load_checkpoint(run_dir, model, optimizer, scaler, generators, device, ranks, options.seed) if options.resume else TrainState()
     health_images = _health_images(val_set, device)
+    trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if ranks.active else model
 
     console.print(
         f"training {options.arch} ({sum(p.numel() for p in model.parameters()):,} parameters) on {device.type}"
         f"{' with AMP' if amp else ''}: {len(train_set)} training / {len(val_set)} validation slices, "
-        f"{len(split['train'])}/{len(split['val'])}/{len(split['test'])} patients train/val/test"
+        f"{len(split['train'])}/{len(split['val'])}/{len(split['test'])} patients train/val/test; "
+        f"effective batch {effective_batch} = {options.batch_size} per process x {ranks.world_size} "
+        f"process{'es' if ranks.active else ''} x {options.accumulate} accumulated"
     )
-    loop = _Loop(model, optimizer, schedule, scaler, criterion, options, device, amp, augment_gen, console)
+    loop = _Loop(trained, optimizer, schedule, scaler, criterion, options, device, amp, augment_gen, console, ranks)
     while state.epoch < options.epochs and not _steps_done(options, state):
         state.epoch += 1
         record = loop.train_epoch(train_loader, state)
-        record.update(validate(model, val_loader, criterion, device, amp))
+        record.update(validate(model, val_loader, criterion, device, amp, ranks, options.batch_size * ranks.world_size))
         reports = check_layers(model, health_images)
         record["dead_layers"] = dead_layers(reports)
         improved = record["val_macro_f1"] > state.best_f1
         if improved:
             state.best_f1, state.best_epoch = record["val_macro_f1"], state.epoch
-            save_weights(model, run_dir)
         state.history.append(record)
-        save_checkpoint(run_dir, model, optimizer, scaler, state, generators)
-        _write_metrics(run_dir, state, reports)
+        rank_rng = distributed.gather_objects(process_rng_state(device), ranks) if ranks.active else None
+        if ranks.is_main:
+            if improved:
+                save_weights(model, run_dir)
+            save_checkpoint(run_dir, model, optimizer, scaler, state, generators, rank_rng)
+            _write_metrics(run_dir, state, reports)
         console.print(
             f"epoch {state.epoch}/{options.epochs}  loss {record['train_loss']:.4f}  "
             f"val loss {record['val_loss']:.4f}  val acc {record['val_accuracy']:.4f}  "
@@ -170,18 +208,40 @@ def balanced_class_weights(labels, num_classes: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def validate(model: nn.Module, loader: DataLoader, criterion: nn.Module, device: torch.device, amp: bool) -> dict[str, float]:
-    """Validation loss, accuracy and macro F1 of ``model`` over ``loader`` (eval mode)."""
+def validate(
+    model: nn.Module,
+    loader: DataLoader,
+    criterion: nn.Module,
+    device: torch.device,
+    amp: bool,
+    ranks: Ranks = Ranks(),
+    batch_size: int | None = None,
+) -> dict[str, float]:
+    """Validation loss, accuracy and macro F1 of ``model`` over ``loader`` (eval mode).
+
+    Distributed: each rank scores its shard of the validation slices, the logits of all shards
+    are gathered, and every rank computes the metrics over the whole validation set. The loss is
+    the mean over batches of ``batch_size`` (default: the loader's) of the weighted batch loss,
+    weighted by batch length, as a single process with that batch computes it.
+    """
     model.eval()
-    predictions, truths, loss_sum = [], [], 0.0
+    outputs, truths = [], []
     for images, labels in loader:
-        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        images = images.to(device, non_blocking=True)
         with _autocast(device, amp):
-            logits = model(images).logits.float()
-        loss_sum += criterion(logits, labels).item() * len(labels)
-        predictions.append(logits.argmax(dim=1).cpu().numpy())
-        truths.append(labels.cpu().numpy())
-    y_pred, y_true = np.concatenate(predictions), np.concatenate(truths)
+            outputs.append(model(images).logits.float())
+        truths.append(labels.to(device, non_blocking=True))
+    logits, labels = torch.cat(outputs), torch.cat(truths)
+    if ranks.active:
+        total = loader.sampler.total
+        logits = distributed.gather_sharded(logits, total, ranks)
+        labels = distributed.gather_sharded(labels, total, ranks)
+    batch_size = batch_size or loader.batch_size
+    loss_sum = sum(
+        criterion(logits[i : i + batch_size], labels[i : i + batch_size]).item() * len(labels[i : i + batch_size])
+        for i in range(0, len(labels), batch_size)
+    )
+    y_pred, y_true = logits.argmax(dim=1).cpu().numpy(), labels.cpu().numpy()
     return {
         "val_loss": loss_sum / len(y_true),
         "val_accuracy": float(accuracy_score(y_true, y_pred)),
@@ -190,11 +250,21 @@ def validate(model: nn.Module, loader: DataLoader, criterion: nn.Module, device:
 
 
 class _Loop:
-    """One epoch of training with augmentation, accumulation, learning-rate schedule, value clipping and optional AMP."""
+    """One epoch of training with augmentation, accumulation, learning-rate schedule, value clipping and optional AMP.
 
-    def __init__(self, model, optimizer, schedule: LearningRate, scaler, criterion, options: TrainOptions, device, amp: bool, augment_gen, console) -> None:
+    Distributed, each rank holds a shard of every global batch (``model`` is then wrapped in
+    DistributedDataParallel): it draws the augmentation of the whole global batch and applies
+    its own part, and its loss is scaled so that the gradients DDP averages over ranks are those
+    of the class-weighted mean loss over the global batch, as one process computes it.
+    """
+
+    def __init__(
+        self, model, optimizer, schedule: LearningRate, scaler, criterion, options: TrainOptions, device, amp: bool,
+        augment_gen, console, ranks: Ranks,
+    ) -> None:
         self.model, self.optimizer, self.schedule, self.scaler, self.criterion = model, optimizer, schedule, scaler, criterion
         self.options, self.device, self.amp, self.augment_gen, self.console = options, device, amp, augment_gen, console
+        self.ranks = ranks
 
     def train_epoch(self, loader: DataLoader, state: TrainState) -> dict[str, Any]:
         options = self.options
@@ -203,15 +273,25 @@ class _Loop:
         pending, seen, loss_sum, start = 0, 0, 0.0, time.perf_counter()
         with self._progress() as progress:
             task = progress.add_task(f"epoch {state.epoch}", total=len(loader), loss=float("nan"), rate=0.0)
-            for images, labels in loader:
-                images = augment_batch(images.to(self.device, non_blocking=True), self.augment_gen, options.rotation_degrees)
+            for index, (images, labels) in enumerate(loader):
+                images = augment_batch(
+                    images.to(self.device, non_blocking=True),
+                    self.augment_gen,
+                    options.rotation_degrees,
+                    self.ranks.rank,
+                    self.ranks.world_size,
+                )
                 labels = labels.to(self.device, non_blocking=True)
-                with _autocast(self.device, self.amp):
-                    loss = self.criterion(self.model(images).logits.float(), labels)
-                self.scaler.scale(loss / options.accumulate).backward()
+                sync = pending + 1 == options.accumulate or index + 1 == len(loader)
+                with self._sync(sync):
+                    with _autocast(self.device, self.amp):
+                        logits = self.model(images).logits.float()
+                    loss, batch_loss = self._loss(logits, labels)
+                    self.scaler.scale(loss / options.accumulate).backward()
                 pending += 1
-                seen += len(labels)
-                loss_sum += loss.item() * len(labels)
+                count = len(labels) * self.ranks.world_size
+                seen += count
+                loss_sum += batch_loss * count
                 if pending == options.accumulate:
                     self._step(state)
                     pending = 0
@@ -229,6 +309,19 @@ class _Loop:
             "slices_per_s": seen / seconds,
             "seconds": seconds,
         }
+
+    def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """The loss to back-propagate and the global batch's loss value."""
+        if not self.ranks.active:
+            loss = self.criterion(logits, labels)
+            return loss, loss.item()
+        weighted = F.cross_entropy(logits, labels, weight=self.criterion.weight, reduction="sum")
+        totals = torch.stack([weighted.detach(), self.criterion.weight[labels].sum()])
+        global_weighted, global_weight = distributed.all_reduce_sum(totals, self.ranks).tolist()
+        return weighted * (self.ranks.world_size / global_weight), global_weighted / global_weight
+
+    def _sync(self, sync: bool):
+        return nullcontext() if sync or not self.ranks.active else self.model.no_sync()
 
     def _step(self, state: TrainState) -> None:
         self.scaler.unscale_(self.optimizer)
@@ -251,7 +344,7 @@ class _Loop:
             TimeElapsedColumn(),
             console=self.console,
             transient=True,
-            disable=not self.options.progress,
+            disable=not (self.options.progress and self.ranks.is_main),
         )
 
 
@@ -275,11 +368,18 @@ def _collate(samples: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]
     return images, labels
 
 
-def _loader(dataset, options: TrainOptions, device: torch.device, shuffle: bool, generator: torch.Generator | None = None) -> DataLoader:
+def _loader(
+    dataset, options: TrainOptions, device: torch.device, ranks: Ranks, shuffle: bool, generator: torch.Generator | None = None
+) -> DataLoader:
+    sampler = None
+    if ranks.active:
+        order = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
+        sampler = distributed.ShardSampler(order, ranks, pad=shuffle)
     return DataLoader(
         dataset,
         batch_size=options.batch_size,
-        shuffle=shuffle,
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
         generator=generator,
         num_workers=options.workers,
         collate_fn=_collate,

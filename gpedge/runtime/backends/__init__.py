@@ -1,7 +1,9 @@
-"""Inference backends behind one interface, and the ``auto`` choice.
+"""Inference backends behind one interface, and the ``auto`` choices.
 
 ``auto`` picks TensorRT when it is usable on this machine, then ONNX Runtime with the CUDA
-execution provider, then ONNX Runtime on the CPU, and logs which one it picked. Backend
+execution provider, then ONNX Runtime on the CPU, and logs which one it picked. Precision ``auto``
+is each backend's own choice: FP16 engines on TensorRT, FP32 on ONNX Runtime CUDA, and on the CPU
+the package's INT8 graph where it has one (gated at export), else FP32. Backend
 modules are imported lazily so that a missing optional dependency (TensorRT, torch) only
 matters when that backend is asked for.
 """
@@ -12,7 +14,7 @@ import logging
 
 from gpedge.errors import BackendUnavailable
 from gpedge.package import ModelPackage
-from gpedge.runtime.backends.base import Backend
+from gpedge.runtime.backends.base import PRECISIONS, Backend
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +25,7 @@ BACKENDS = {
     "torch": "gpedge.runtime.backends.torch:TorchBackend",
 }
 
-__all__ = ["BACKENDS", "Backend", "BackendUnavailable", "create_backend"]
+__all__ = ["BACKENDS", "PRECISIONS", "Backend", "BackendUnavailable", "create_backend"]
 
 
 def _backend_class(name: str) -> type[Backend]:
@@ -32,36 +34,39 @@ def _backend_class(name: str) -> type[Backend]:
 
 
 def create_backend(
-    name: str, package: ModelPackage, device: str | int | None = None, threads: int | None = None
+    name: str, package: ModelPackage, device: str | int | None = None, threads: int | None = None, precision: str = "auto"
 ) -> Backend:
-    """Open ``package`` on backend ``name`` (``auto`` or a key of ``BACKENDS``); ``threads``: CPU threads
-    of the ONNX Runtime and torch backends (default: the physical cores)."""
+    """Open ``package`` on backend ``name`` (``auto`` or a key of ``BACKENDS``) at ``precision`` (one of
+    :data:`PRECISIONS`); ``threads``: CPU threads of the ONNX Runtime and torch backends (default: the
+    physical cores)."""
     if name == "auto":
-        return _auto(package, device, threads)
+        return _auto(package, device, threads, precision)
     if name not in BACKENDS:
         raise BackendUnavailable(f"unknown backend {name!r}; choose one of: auto, {', '.join(BACKENDS)}")
-    backend = _open(name, package, device, threads)
+    backend = _open(name, package, device, threads, precision)
     log.info("backend: %s", backend.description)
     return backend
 
 
-def _open(name: str, package: ModelPackage, device: str | int | None, threads: int | None) -> Backend:
+def _open(name: str, package: ModelPackage, device: str | int | None, threads: int | None, precision: str) -> Backend:
     cls = _backend_class(name)
-    return cls(package, device) if name == "tensorrt" else cls(package, device, threads=threads)
+    if name == "tensorrt":
+        return cls(package, device, precision=precision)
+    return cls(package, device, threads=threads, precision=precision)
 
 
-def _auto(package: ModelPackage, device: str | int | None, threads: int | None) -> Backend:
+def _auto(package: ModelPackage, device: str | int | None, threads: int | None, precision: str) -> Backend:
     from gpedge.runtime.backends.onnxruntime import cuda_provider_available
 
     wants_cpu = device is not None and str(device) == "cpu"
-    if not wants_cpu:
+    if not wants_cpu and precision != "fp32":
         from gpedge.tensorrt.cuda import tensorrt_available
 
         if tensorrt_available():
-            backend = _open("tensorrt", package, device, threads)
+            backend = _open("tensorrt", package, device, threads, precision)
             log.info("backend auto -> tensorrt: %s", backend.description)
             return backend
     ort_device = "cpu" if wants_cpu or not cuda_provider_available() else device
-    backend = _open("onnxruntime", package, ort_device, threads)
+    backend = _open("onnxruntime", package, ort_device, threads, precision)
     log.info("backend auto -> onnxruntime: %s", backend.description)
     return backend

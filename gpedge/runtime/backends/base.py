@@ -6,9 +6,22 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from gpedge.errors import PackageError
+from gpedge.errors import BackendUnavailable, PackageError
 from gpedge.graph.contract import BATCH, INPUT, INPUTS, OUTPUTS, input_specs, output_specs
 from gpedge.package import ModelPackage
+
+
+#: ``precision`` values a backend accepts; ``auto`` lets the backend choose (see :func:`gpedge.runtime.backends.create_backend`).
+PRECISIONS = ("auto", "fp32", "fp16", "int8")
+
+
+def check_precision(precision: str, supported: Sequence[str], backend: str) -> None:
+    """Refuse a precision the backend cannot run, naming those it can."""
+    if precision not in PRECISIONS:
+        raise BackendUnavailable(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    if precision != "auto" and precision not in supported:
+        raise BackendUnavailable(f"{backend} backend runs {' or '.join(supported)}, not {precision}; "
+                                 f"choose another --precision or --backend")
 
 
 def check_io(inputs: Sequence[str], outputs: Sequence[str], where: str, fix: str = "re-export the package") -> None:
@@ -67,6 +80,8 @@ class Backend(abc.ABC):
 
     #: Registry name (``onnxruntime``, ``tensorrt``, ``torch``).
     name: str = ""
+    #: Precision of the network's compute (``fp32``, ``fp16``, ``int8``), stated in every result.
+    precision: str = "fp32"
 
     def __init__(self, package: ModelPackage) -> None:
         self.package = package

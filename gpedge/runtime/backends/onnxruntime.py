@@ -5,20 +5,18 @@ import logging
 import os
 import threading
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 
 from gpedge.errors import BackendUnavailable, PackageError
 from gpedge.graph.contract import INPUT, OFFSET, OUTPUTS
-from gpedge.package import ModelPackage
-from gpedge.runtime.backends.base import Backend, check_graph, check_io
+from gpedge.package import GRAPHS, ModelPackage
+from gpedge.runtime.backends.base import Backend, check_graph, check_io, check_precision
 
 log = logging.getLogger(__name__)
 
 CUDA_EP = "CUDAExecutionProvider"
 CPU_EP = "CPUExecutionProvider"
-FP32_GRAPH = "model.onnx"
 #: Graph optimisation levels by name -> ``onnxruntime.GraphOptimizationLevel`` member.
 OPTIMIZATIONS = {"disabled": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
                  "all": "ORT_ENABLE_ALL"}
@@ -125,9 +123,9 @@ class OnnxRuntimeBackend(Backend):
     (``session.set_denormal_as_zero``) in ONNX Runtime's pool threads: they are numerically irrelevant
     and slow on Intel cores. The session is created on a helper thread so that this mode does not
     leak into the caller's thread (see :func:`_new_session`).
-    ``graph``: ``None`` for the package's ``model.onnx``, the name of another graph the package
-    lists (``model.fp16.onnx``; both sha256-checked), or the path of a graph derived from the
-    package (the benchmark's INT8 copy).
+    ``precision``: the package graph to run, ``fp32`` (``model.onnx``), ``fp16`` or ``int8``; ``auto``
+    runs the INT8 graph on the CPU when the package has one (it exists only where it passed the
+    export's agreement gate), the FP32 graph otherwise. The graph is sha256-checked.
     """
 
     name = "onnxruntime"
@@ -140,9 +138,10 @@ class OnnxRuntimeBackend(Backend):
         threads: int | None = None,
         optimization: str = DEFAULT_OPTIMIZATION,
         spinning: bool = False,
-        graph: str | os.PathLike | None = None,
+        precision: str = "auto",
     ) -> None:
         super().__init__(package)
+        check_precision(precision, tuple(GRAPHS), self.name)
         import onnxruntime as ort
 
         wants_cuda = device is not None and (isinstance(device, int) or str(device).startswith("cuda"))
@@ -152,8 +151,8 @@ class OnnxRuntimeBackend(Backend):
         if wants_cuda and not cuda_provider_available():
             raise BackendUnavailable(
                 "onnxruntime backend: device 'cuda' needs the CUDA execution provider, which this onnxruntime "
-                "build lacks; " + (conflict or "install it with pip install 'gpedge[gpu]' (after pip uninstall -y "
-                                   "onnxruntime) or use device='cpu'")
+                "build lacks; " + (conflict or "install onnxruntime-gpu with pip install 'gpedge[gpu]' (after "
+                                   "pip uninstall -y onnxruntime) or use device='cpu'")
             )
         if conflict:
             log.warning("onnxruntime: %s", conflict)
@@ -177,7 +176,8 @@ class OnnxRuntimeBackend(Backend):
         options.add_session_config_entry("session.intra_op.allow_spinning", spin)
         options.add_session_config_entry("session.inter_op.allow_spinning", spin)
         options.add_session_config_entry("session.set_denormal_as_zero", "1")
-        path = self._graph_path(graph)
+        self.precision = self._resolve(precision, use_cuda)
+        path = self.package.file(GRAPHS[self.precision])
         self.graph = path.name
         try:
             self._session = _new_session(str(path), options, providers)
@@ -199,15 +199,14 @@ class OnnxRuntimeBackend(Backend):
         check_io([i.name for i in self._session.get_inputs()], [o.name for o in self._session.get_outputs()], str(path))
         check_graph({t.name: (_ORT_TYPES.get(t.type, t.type), t.shape) for t in tensors}, package, str(path))
 
-    def _graph_path(self, graph: str | os.PathLike | None) -> Path:
-        if graph is None:
-            return self.package.file(FP32_GRAPH)
-        if isinstance(graph, str) and self.package.has_file(graph):
-            return self.package.file(graph)
-        path = Path(graph)
-        if not path.is_file():
-            raise PackageError(f"onnxruntime backend: graph {graph} is neither a file of {self.package.root} nor a file")
-        return path
+    def _resolve(self, precision: str, use_cuda: bool) -> str:
+        if precision == "auto":
+            precision = "int8" if not use_cuda and self.package.has_file(GRAPHS["int8"]) else "fp32"
+        if not self.package.has_file(GRAPHS[precision]):
+            hint = {"int8": "re-export it with 'gpedge export --int8'", "fp16": "re-export it with --fp16"}.get(precision, "")
+            raise PackageError(f"onnxruntime backend: {self.package.root} has no {GRAPHS[precision]} for precision "
+                               f"{precision}; {hint or 're-export it'} or choose another --precision")
+        return precision
 
     @property
     def description(self) -> str:

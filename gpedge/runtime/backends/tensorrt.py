@@ -7,7 +7,7 @@ import numpy as np
 from gpedge.errors import BackendUnavailable
 from gpedge.graph.contract import INPUT, OFFSET
 from gpedge.package import ModelPackage
-from gpedge.runtime.backends.base import Backend, check_graph, check_io
+from gpedge.runtime.backends.base import Backend, check_graph, check_io, check_precision
 from gpedge.tensorrt.cuda import cuda_check, gpu_info, import_tensorrt
 from gpedge.tensorrt.loader import package_engine
 from gpedge.tensorrt.runner import EngineRunner
@@ -24,19 +24,25 @@ def _device_index(device: str | int | None) -> int:
 
 
 class TensorRTBackend(Backend):
-    """Runs the package's TensorRT engine for this GPU and TensorRT version (FP16 network, FP32 I/O)."""
+    """Runs the package's TensorRT engine for this GPU and TensorRT version (FP32 I/O).
+
+    ``precision``: ``fp16`` (``auto``: the engine of the FP16 graph) or ``int8`` (the engine of the
+    package's Q/DQ graph, TensorRT's explicit quantization).
+    """
 
     name = "tensorrt"
 
-    def __init__(self, package: ModelPackage, device: str | int | None = None) -> None:
+    def __init__(self, package: ModelPackage, device: str | int | None = None, precision: str = "auto") -> None:
         super().__init__(package)
+        check_precision(precision, ("fp16", "int8"), self.name)
+        self.precision = "fp16" if precision == "auto" else precision
         index = _device_index(device)
         trt, cudart = import_tensorrt()
         self.gpu = gpu_info(index)
         self.device = f"cuda:{index}"
         self.trt_version = trt.__version__
         cuda_check(cudart.cudaSetDevice(index), "cudaSetDevice")
-        engine, self.engine_path, self.engine_meta = package_engine(package, self.gpu, self.max_batch)
+        engine, self.engine_path, self.engine_meta = package_engine(package, self.gpu, self.max_batch, self.precision)
         self._runner = EngineRunner(engine, index)
         check_io(self._runner.inputs, self._runner.outputs, str(self.engine_path), "delete or rebuild the engine")
         check_graph(self._runner.io_specs(), package, str(self.engine_path), "delete or rebuild the engine")
@@ -48,7 +54,8 @@ class TensorRTBackend(Backend):
 
     @property
     def description(self) -> str:
-        return f"TensorRT {self.trt_version} on {self.gpu.name} (sm {self.gpu.compute_capability}), engine {self.engine_path}"
+        return (f"TensorRT {self.trt_version} {self.precision.upper()} on {self.gpu.name} (sm {self.gpu.compute_capability}), "
+                f"engine {self.engine_path}")
 
     def run(self, batch: np.ndarray, offset: float | None = None) -> dict[str, np.ndarray]:
         n = batch.shape[0]

@@ -11,7 +11,7 @@ import numpy as np
 
 from gpedge.errors import BackendUnavailable, PackageError
 from gpedge.package import ModelPackage
-from gpedge.runtime.backends.base import Backend
+from gpedge.runtime.backends.base import Backend, check_precision
 
 
 def load_package_network(package: ModelPackage):
@@ -53,8 +53,11 @@ class TorchBackend(Backend):
 
     name = "torch"
 
-    def __init__(self, package: ModelPackage, device: str | int | None = None, *, threads: int | None = None) -> None:
+    def __init__(
+        self, package: ModelPackage, device: str | int | None = None, *, threads: int | None = None, precision: str = "auto"
+    ) -> None:
         super().__init__(package)
+        check_precision(precision, ("fp32",), self.name)
         try:
             import safetensors  # noqa: F401
             import torch

@@ -1,4 +1,6 @@
-"""Agreement of a backend's outputs with the FP32 reference on the same inputs."""
+"""Agreement of two runs of the fused graph on the same inputs (numpy only): a backend or a lower
+precision against the FP32 reference. Used by the benchmarks' accuracy columns, the export's
+parity checks and its INT8 gate, so all three measure mask agreement the same way."""
 from __future__ import annotations
 
 from collections.abc import Mapping
