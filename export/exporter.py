@@ -21,7 +21,7 @@ from gpedge.errors import GpedgeError
 from gpedge.export import parity
 from gpedge.export.manifest import build_manifest, file_entry
 from gpedge.export.options import ExportOptions
-from gpedge.graph.contract import INPUT, OFFSET
+from gpedge.graph.contract import INPUT
 from gpedge.package import MANIFEST, ModelPackage
 from gpedge.tensorrt.cuda import INSTALL_HINT, unavailable_reason
 
@@ -81,7 +81,7 @@ def _write_package(run_dir: Path, root: Path, options: ExportOptions) -> None:
     multiple = int(getattr(network, "input_multiple", 1))
     if size % multiple:
         raise GpedgeError(f"--image-size {size} must be a multiple of {multiple} for {config.arch}")
-    fused = FusedModel(network, config.no_tumour_class).eval()
+    fused = FusedModel(network, config.no_tumour_class, (size, size)).eval()
     metadata = {"gpedge.classes": ",".join(config.class_names), "gpedge.channels": ",".join(config.channels)}
     log.info("exporting %s (%s) at %dx%d", run_dir, config.arch, size, size)
     fp32_model = export_fused(fused, root / FP32_ONNX, channels=config.in_channels, height=size, width=size,
@@ -89,15 +89,15 @@ def _write_package(run_dir: Path, root: Path, options: ExportOptions) -> None:
     save_file({k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}, str(root / WEIGHTS))
     manifest = build_manifest(
         config=config, model_config=network.config, num_params=sum(p.numel() for p in network.parameters()),
-        height=size, width=size, max_batch=options.max_batch, offset=options.offset, opset=options.opset,
+        height=size, width=size, max_batch=options.max_batch, rule=options.mask_rule, offset=options.offset, opset=options.opset,
         files={name: file_entry(root / name, "float32") for name in (FP32_ONNX, WEIGHTS)},
         engines=[], engine_build={"status": "not requested"}, parity={},
     )
     package = ModelPackage(root=root, manifest=manifest)
 
     images, source = parity.reference_images(config, options.parity_samples)
-    reference = parity.torch_outputs(fused, images, options.offset)
-    fp32_outputs = parity.backend_outputs(OnnxRuntimeBackend(package, "cpu"), images, options.offset)
+    reference = parity.torch_outputs(fused, images, options.offset, options.mask_rule)
+    fp32_outputs = parity.backend_outputs(OnnxRuntimeBackend(package, "cpu"), images)
     results: dict[str, Any] = {"inputs": {"samples": len(images), "source": source}}
     results["onnxruntime_fp32_vs_torch"] = parity.compare(reference, fp32_outputs)
     parity.check_fp32(results["onnxruntime_fp32_vs_torch"], str(run_dir))
@@ -110,7 +110,7 @@ def _write_package(run_dir: Path, root: Path, options: ExportOptions) -> None:
         half = to_fp16(fp32_model)
         onnx.save(half, str(root / FP16_ONNX))
         manifest["files"][FP16_ONNX] = file_entry(root / FP16_ONNX, "float16")
-        fp16_outputs, runner = _run_fp16(package, images, options.offset)
+        fp16_outputs, runner = _run_fp16(package, images)
         count = len(fp16_outputs["label"])
         results["fp16_vs_fp32"] = {**parity.compare({k: v[:count] for k, v in fp32_outputs.items()}, fp16_outputs),
                                    "runner": runner}
@@ -120,20 +120,21 @@ def _write_package(run_dir: Path, root: Path, options: ExportOptions) -> None:
     atomic_write_json(root / MANIFEST, manifest)
 
 
-def _run_fp16(package: ModelPackage, images: np.ndarray, offset: float) -> tuple[dict, str]:
+def _run_fp16(package: ModelPackage, images: np.ndarray) -> tuple[dict, str]:
     """FP16 graph outputs on the CPU: the ONNX Runtime backend, else the ONNX reference evaluator on two slices."""
+    from gpedge.runtime.backends.base import rule_inputs
     from gpedge.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
     try:
         backend = OnnxRuntimeBackend(package, "cpu", graph=FP16_ONNX)
-        return parity.backend_outputs(backend, images, offset), "onnxruntime-cpu"
+        return parity.backend_outputs(backend, images), "onnxruntime-cpu"
     except Exception as exc:  # an ORT build without some FP16 CPU kernel
         log.warning("onnxruntime cannot run %s (%s); using the ONNX reference evaluator", FP16_ONNX, exc)
     from onnx.reference import ReferenceEvaluator
 
     evaluator = ReferenceEvaluator(str(package.file(FP16_ONNX)))
     names = list(evaluator.output_names)
-    feeds = {INPUT: images[:2], OFFSET: np.array([offset], np.float32)}
+    feeds = {INPUT: images[:2], **rule_inputs(package.offset, package.mask_rule)}
     return dict(zip(names, evaluator.run(names, feeds))), "onnx-reference-evaluator"
 
 
@@ -170,7 +171,7 @@ def _maybe_engine(package: ModelPackage, options: ExportOptions, images: np.ndar
     package.manifest["engines"].append(meta)
     package.manifest["files"][name] = file_entry(package.root / name, "float16")
     with TensorRTBackend(package) as backend:
-        trt_outputs = parity.backend_outputs(backend, images, options.offset)
+        trt_outputs = parity.backend_outputs(backend, images)
     results["tensorrt_vs_fp32"] = parity.compare(fp32_outputs, trt_outputs)
     return {"status": "built"}
 

@@ -1,10 +1,12 @@
 """What ``gpedge export`` is asked to do (torch-free, so the CLI can build it before importing torch)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
 from gpedge.errors import GpedgeError
+from gpedge.graph.contract import DEFAULT_MASK_RULE, parse_mask_rule
 from gpedge.tensorrt.engines import HARDWARE_LEVELS
 
 DEFAULT_OFFSET = 0.5
@@ -17,7 +19,7 @@ class ExportOptions:
     """Options of one export (the ``gpedge export`` flags).
 
     ``engine``: ``"auto"`` builds a TensorRT engine when TensorRT and a GPU are present, ``True``
-    requires one, ``False`` skips it. ``offset``: the mask-rule offset the package starts with.
+    requires one, ``False`` skips it. ``mask_rule`` and ``offset``: the mask rule and parameter the package starts with.
     ``parity_samples``: slices the parity checks run on.
     """
 
@@ -29,6 +31,7 @@ class ExportOptions:
     workspace_gb: float = 4.0
     version_compatible: bool = False
     hardware_compatibility: str = "NONE"
+    mask_rule: str = DEFAULT_MASK_RULE
     offset: float = DEFAULT_OFFSET
     parity_samples: int = 8
     overwrite: bool = False
@@ -37,8 +40,9 @@ class ExportOptions:
         """Raise ``GpedgeError`` naming the first option out of range."""
         if self.max_batch < 1:
             raise GpedgeError(f"--max-batch must be >= 1, got {self.max_batch}")
-        if not self.offset >= 0:
-            raise GpedgeError(f"--offset must be >= 0, got {self.offset}")
+        parse_mask_rule(self.mask_rule)
+        if not math.isfinite(self.offset):
+            raise GpedgeError(f"--offset must be a finite number, got {self.offset}")
         if self.parity_samples < 1:
             raise GpedgeError(f"--parity-samples must be >= 1, got {self.parity_samples}")
         if self.hardware_compatibility.upper() not in HARDWARE_LEVELS:

@@ -7,15 +7,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gpedge.errors import PackageError
+from gpedge.errors import GpedgeError, PackageError
+from gpedge.graph.contract import parse_mask_rule
 
-#: 2: the mask offset is a true graph input (``mask_rule.inputs``); 1 had it as an overridable initializer.
-SCHEMA_VERSION = 2
+#: 3: named mask rules chosen by the graph inputs ``offset`` and ``mask_rule``, a ``score`` output;
+#: 2: the paper's rule only, the offset a graph input; 1: the offset an overridable initializer.
+SCHEMA_VERSION = 3
+#: What each older schema lacks, for the message that asks to re-export.
+_OLD_SCHEMAS = {
+    1: "its mask offset is baked into the graph",
+    2: "its graph has only the paper's mask rule (no 'mask_rule' input, no 'score' output)",
+}
 MANIFEST = "manifest.json"
 
 
@@ -57,7 +65,9 @@ class ModelPackage:
         if isinstance(version, int) and version < SCHEMA_VERSION:
             raise PackageError(
                 f"{path}: the package was written by an older gpedge (schema_version {version}; this gpedge reads "
-                f"{SCHEMA_VERSION}); re-export it from its run folder with 'gpedge export'"
+                f"{SCHEMA_VERSION}): {_OLD_SCHEMAS.get(version, 'its graph contract has changed')}; "
+                "re-export it from its run folder with 'gpedge export' (the mask offset an earlier "
+                "'gpedge evaluate --offsets' chose is then set again with 'gpedge export --offset')"
             )
         if version != SCHEMA_VERSION:
             raise PackageError(
@@ -67,8 +77,16 @@ class ModelPackage:
         for key in ("model", "classes", "input", "mask_rule", "files"):
             if key not in manifest:
                 raise PackageError(f"{path}: required field '{key}' is missing; re-export the package")
-        if not isinstance(manifest["mask_rule"], dict) or "offset" not in manifest["mask_rule"]:
-            raise PackageError(f"{path}: 'mask_rule' has no 'offset'; re-export the package")
+        rule = manifest["mask_rule"]
+        if not isinstance(rule, dict) or "offset" not in rule or "rule" not in rule:
+            raise PackageError(f"{path}: 'mask_rule' needs 'rule' and 'offset'; re-export the package")
+        try:
+            parse_mask_rule(rule["rule"])
+            offset = float(rule["offset"])
+        except (GpedgeError, TypeError, ValueError) as exc:
+            raise PackageError(f"{path}: 'mask_rule' is invalid ({exc}); set it with 'gpedge evaluate' or re-export") from exc
+        if not math.isfinite(offset):
+            raise PackageError(f"{path}: 'mask_rule.offset' is {offset}; set a finite offset with 'gpedge evaluate' or re-export")
         return cls(root=root, manifest=manifest)
 
     def path(self, name: str) -> Path:
@@ -128,5 +146,10 @@ class ModelPackage:
 
     @property
     def offset(self) -> float:
-        """The mask-rule offset to use (``gpedge evaluate --offsets`` may change it after export)."""
+        """The mask rule's parameter to use (``gpedge evaluate --offsets`` may change it after export)."""
         return float(self.manifest["mask_rule"]["offset"])
+
+    @property
+    def mask_rule(self) -> str:
+        """The mask rule's name (``gpedge evaluate --mask-rules`` may change it after export)."""
+        return str(self.manifest["mask_rule"]["rule"])

@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from gpedge.atomic import atomic_write_bytes
-from gpedge.graph.contract import INPUT, OFFSET
+from gpedge.graph.contract import DEFAULT_MASK_RULE, INPUT
 from gpedge.package import sha256_file
 from gpedge.paths import cache_root
+from gpedge.runtime.backends.base import rule_inputs
 
 QUANTIZED_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 QUANT_FORMATS = ("qdq", "qoperator")
@@ -90,8 +91,8 @@ class _SliceReader:
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         batch = next(self._iter, None)
-        # the offset only feeds the mask rule, which stays FP32: any value calibrates the same ranges
-        return None if batch is None else {INPUT: batch, OFFSET: np.array([0.5], np.float32)}
+        # the rule inputs only feed the mask rule, which stays FP32: any value calibrates the same ranges
+        return None if batch is None else {INPUT: batch, **rule_inputs(0.5, DEFAULT_MASK_RULE)}
 
     def rewind(self) -> None:
         self._iter = iter(self._batches)

@@ -25,7 +25,8 @@ def main(
     hardware_compatibility: str = typer.Option(
         "NONE", "--hardware-compatibility", help="NONE, AMPERE_PLUS or SAME_COMPUTE_CAPABILITY."
     ),
-    offset: float = typer.Option(0.5, "--offset", help="Mask offset below the upper multi-Otsu threshold."),
+    mask_rule: str = typer.Option("paper", "--mask-rule", help="Mask rule the package starts with: paper, relative, contrast, head, contrast-head (+clean)."),
+    offset: float = typer.Option(0.5, "--offset", help="The rule's parameter (paper: absolute offset below the upper multi-Otsu threshold; others: a fraction in [-1, 1])."),
     parity_samples: int = typer.Option(8, "--parity-samples", help="Slices used for the parity checks."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing package folder."),
 ) -> None:
@@ -35,7 +36,7 @@ def main(
     options = ExportOptions(
         image_size=image_size, max_batch=max_batch, opset=opset, fp16=fp16, engine="auto" if engine is None else engine,
         workspace_gb=workspace, version_compatible=version_compatible, hardware_compatibility=hardware_compatibility,
-        offset=offset, parity_samples=parity_samples, overwrite=overwrite,
+        mask_rule=mask_rule, offset=offset, parity_samples=parity_samples, overwrite=overwrite,
     )
     try:
         from gpedge.export.exporter import export_package

@@ -20,7 +20,11 @@ def main(
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: the backend's choice)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for masks, heatmaps, overlays and JSON."),
     json_lines: bool = typer.Option(False, "--json", help="Print one JSON object per image or slice on stdout."),
-    offset: Optional[float] = typer.Option(None, "--offset", help="Mask threshold offset (default: the package's)."),
+    mask_rule: Optional[str] = typer.Option(
+        None, "--mask-rule",
+        help="Mask rule: paper, relative, contrast, head or contrast-head, optionally +clean (default: the package's).",
+    ),
+    offset: Optional[float] = typer.Option(None, "--offset", help="The mask rule's parameter (default: the package's)."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Slices per model call."),
     every_slice: bool = typer.Option(False, "--every-slice", help="With --out, also write PNGs and JSON for every slice of a volume."),
     t1: Optional[Path] = typer.Option(None, "--t1", help="T1 file of one multi-contrast scan."),
@@ -65,7 +69,8 @@ def main(
     failed = 0
     stems: set[str] = set()
     dicom_stems: set[str] = set()
-    with Predictor(model, backend=backend, device=device, offset=offset, batch_size=batch_size) as predictor:
+    with Predictor(model, backend=backend, device=device, offset=offset, batch_size=batch_size,
+                   mask_rule=mask_rule) as predictor:
         if not json_lines:
             console.print(f"[dim]backend: {predictor.backend_description}[/dim]")
         if dicom_paths:

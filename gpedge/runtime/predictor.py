@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from gpedge.errors import GpedgeError, PackageError
+from gpedge.graph.contract import MaskRule, parse_mask_rule
 from gpedge.package import ModelPackage
 from gpedge.preprocess import resize_image
 from gpedge.runtime.backends import Backend, create_backend
@@ -40,13 +41,15 @@ class Predictor:
     ``model``: package folder or loaded :class:`~gpedge.package.ModelPackage` (``None``: the
     bundled default model). ``backend``: ``auto``, ``onnxruntime``, ``tensorrt`` or ``torch``,
     or an open :class:`~gpedge.runtime.backends.Backend` (then ``model`` is its package).
-    ``device``: ``None`` (backend's choice), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. ``offset``:
-    mask-rule offset overriding the package's (fed to the graph's ``offset`` input).
+    ``device``: ``None`` (backend's choice), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. ``mask_rule``
+    and ``offset``: the mask rule (a name of :data:`gpedge.graph.contract.MASK_RULES`, optionally
+    ``+clean``) and its parameter, overriding the package's (fed to the graph's ``mask_rule`` and
+    ``offset`` inputs).
     ``batch_size``: slices per model call (capped at the package's ``max_batch``).
 
-    Masks follow one rule at every resolution: the graph thresholds the predicted class's map
-    at the model's resolution, :func:`gpedge.runtime.maps.to_input_resolution` maps the result
-    to the input's. ``predict`` may be called from several threads at once. Use as a context
+    Masks follow one rule at every resolution: the graph thresholds the rule's map at the
+    model's resolution, :func:`gpedge.runtime.maps.to_input_resolution` maps the result to the
+    input's (and applies the clean-up of ``+clean`` rules). ``predict`` may be called from several threads at once. Use as a context
     manager or call ``close()`` to release device memory.
     """
 
@@ -57,10 +60,12 @@ class Predictor:
         device: str | int | None = None,
         offset: float | None = None,
         batch_size: int = 8,
+        mask_rule: str | None = None,
     ) -> None:
         if batch_size < 1:
             raise GpedgeError(f"batch_size must be at least 1, got {batch_size}")
         self._offset = None if offset is None else _check_offset(offset)
+        self._mask_rule = None if mask_rule is None else parse_mask_rule(mask_rule).name
         if isinstance(backend, Backend):
             if model is not None and model is not backend.package:
                 raise GpedgeError("pass either model or an open backend (whose package is used), not both")
@@ -82,6 +87,11 @@ class Predictor:
     def offset(self) -> float:
         """The mask offset of predictions: the constructor's, else the package manifest's (as ``gpedge evaluate --offsets`` tunes it)."""
         return self.package.offset if self._offset is None else self._offset
+
+    @property
+    def mask_rule(self) -> str:
+        """The mask rule of predictions: the constructor's, else the package manifest's (as ``gpedge evaluate --mask-rules`` tunes it)."""
+        return self.package.mask_rule if self._mask_rule is None else self._mask_rule
 
     @property
     def backend(self) -> Backend:
@@ -113,37 +123,40 @@ class Predictor:
         scan.load_ms = (time.perf_counter() - start) * 1e3
         return scan
 
-    def predict(self, x: object, offset: float | None = None) -> list[Result]:
+    def predict(self, x: object, offset: float | None = None, mask_rule: str | None = None) -> list[Result]:
         """Predict on an array ((H, W), (C, H, W) or (N, C, H, W)), a path (image, DICOM, NIfTI,
         BraTS patient folder), a {contrast: path} mapping, or a list of these.
 
-        Returns one :class:`Result` per image, frame or slice, in input order. ``offset``
-        overrides :attr:`offset` for this call.
+        Returns one :class:`Result` per image, frame or slice, in input order. ``offset`` and
+        ``mask_rule`` override :attr:`offset` and :attr:`mask_rule` for this call.
         """
         items = list(x) if isinstance(x, (list, tuple)) else [x]
         names = [f"array{i}" for i in range(len(items))] if len(items) > 1 else ["array"]
         scans = [self.read_scan(item, name) for item, name in zip(items, names)]
-        return [r for group in self.predict_scans(scans, offset) for r in group]
+        return [r for group in self.predict_scans(scans, offset, mask_rule) for r in group]
 
-    def predict_scans(self, scans: Sequence[Scan], offset: float | None = None) -> list[list[Result]]:
+    def predict_scans(self, scans: Sequence[Scan], offset: float | None = None,
+                      mask_rule: str | None = None) -> list[list[Result]]:
         """Predict on already read scans; slices of all scans share batches. One list per scan."""
         offset = self.offset if offset is None else _check_offset(offset)
+        rule = parse_mask_rule(self.mask_rule if mask_rule is None else mask_rule)
         index = [(s, i) for s, scan in enumerate(scans) for i in range(scan.images.shape[0])]
         results: list[list[Result]] = [[] for _ in scans]
         for start in range(0, len(index), self.batch_size):
             chunk = index[start : start + self.batch_size]
-            for (s, i), result in zip(chunk, self._predict_chunk(scans, chunk, offset)):
+            for (s, i), result in zip(chunk, self._predict_chunk(scans, chunk, offset, rule)):
                 results[s].append(result)
         return results
 
     # -- internals ---------------------------------------------------------------------------
-    def _predict_chunk(self, scans: Sequence[Scan], chunk: list[tuple[int, int]], offset: float) -> list[Result]:
+    def _predict_chunk(self, scans: Sequence[Scan], chunk: list[tuple[int, int]], offset: float,
+                       rule: MaskRule) -> list[Result]:
         t0 = time.perf_counter()
         batch = np.stack([resize_image(scans[s].images[i], self.image_size) for s, i in chunk])
         t1 = time.perf_counter()
-        outputs = self.backend.run(batch, offset)
+        outputs = self.backend.run(batch, offset, rule.name)
         t2 = time.perf_counter()
-        results = [self._postprocess(scans[s], i, outputs, row) for row, (s, i) in enumerate(chunk)]
+        results = [self._postprocess(scans[s], i, outputs, row, rule.clean) for row, (s, i) in enumerate(chunk)]
         t3 = time.perf_counter()
         n = len(chunk)
         for result, (s, _) in zip(results, chunk):
@@ -155,11 +168,11 @@ class Predictor:
             )
         return results
 
-    def _postprocess(self, scan: Scan, i: int, outputs: dict[str, np.ndarray], row: int) -> Result:
+    def _postprocess(self, scan: Scan, i: int, outputs: dict[str, np.ndarray], row: int, clean: bool) -> Result:
         k = int(outputs["label"][row])
         threshold = float(outputs["threshold"][row])
         heatmaps, mask = to_input_resolution(
-            outputs["heatmaps"][row], k, threshold, outputs["mask"][row], scan.images.shape[-2:]
+            outputs["heatmaps"][row], outputs["score"][row], threshold, outputs["mask"][row], scan.images.shape[-2:], clean
         )
         probs = np.asarray(outputs["probs"][row], dtype=np.float64)
         return Result(

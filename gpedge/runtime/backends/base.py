@@ -7,8 +7,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from gpedge.errors import PackageError
-from gpedge.graph.contract import INPUTS, OUTPUTS
+from gpedge.graph.contract import INPUTS, MASK_RULE, OFFSET, OUTPUTS, parse_mask_rule
 from gpedge.package import ModelPackage
+
+
+def rule_inputs(offset: float, rule: str) -> dict[str, np.ndarray]:
+    """The graph's mask-rule inputs for parameter ``offset`` of the named ``rule``."""
+    return {OFFSET: np.array([offset], dtype=np.float32), MASK_RULE: np.array(parse_mask_rule(rule).code, dtype=np.int32)}
 
 
 def check_io(inputs: Sequence[str], outputs: Sequence[str], where: str, fix: str = "re-export the package") -> None:
@@ -25,7 +30,7 @@ class Backend(abc.ABC):
     """Runs the fused graph of a model package on one batch at a time.
 
     ``run`` takes a float32 (N, C, H, W) batch of raw intensities at the model size, with
-    1 <= N <= ``max_batch``, and the mask offset, and returns every fused-graph output by name
+    1 <= N <= ``max_batch``, and the mask rule's parameter and name, and returns every fused-graph output by name
     (:data:`gpedge.graph.contract.OUTPUTS`). Implementations must be safe to call from several
     threads at once.
     """
@@ -43,15 +48,16 @@ class Backend(abc.ABC):
         """Where and how the graph runs (device, providers, precision), for logs and reports."""
 
     @abc.abstractmethod
-    def run(self, batch: np.ndarray, offset: float | None = None) -> dict[str, np.ndarray]:
+    def run(self, batch: np.ndarray, offset: float | None = None, rule: str | None = None) -> dict[str, np.ndarray]:
         """Run one batch and return the fused-graph outputs by name.
 
-        ``offset`` is fed to the graph's ``offset`` input (the package's offset when None).
+        ``offset`` and ``rule`` (a name of :data:`gpedge.graph.contract.MASK_RULES`) are fed to
+        the graph's ``offset`` and ``mask_rule`` inputs (the package's when None).
         """
 
-    def offset_input(self, offset: float | None) -> np.ndarray:
-        """The graph's ``offset`` input: the caller's offset, else the package manifest's."""
-        return np.array([self.package.offset if offset is None else offset], dtype=np.float32)
+    def rule_inputs(self, offset: float | None, rule: str | None) -> dict[str, np.ndarray]:
+        """The graph's mask-rule inputs: the caller's offset and rule, else the package manifest's."""
+        return rule_inputs(self.package.offset if offset is None else offset, self.package.mask_rule if rule is None else rule)
 
     def close(self) -> None:
         """Release device memory and sessions; the backend is unusable afterwards."""
