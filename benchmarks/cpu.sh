@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The CPU table: eager PyTorch FP32 vs ONNX Runtime FP32 vs ONNX Runtime static INT8 at batch 1,
-# for the three paper networks (4 x 240 x 240, untrained: weights do not change the speed) and the
-# bundled default model when there is one. Each backend runs in its own process.
-#   bash benchmarks/cpu.sh [OUT_DIR]        (about 10 minutes on 2 cores; run on a quiet machine)
-# Environment: THREADS (default 2), ITERS (default 10), WARMUP (default 2).
+# for the three paper networks (4 x 240 x 240, freshly initialised: no denormal weights) and the
+# bundled default model, which is then compared with a freshly initialised network of its shape
+# (eager PyTorch and ONNX Runtime), idle and with a competing process keeping every CPU busy.
+# Each backend runs in its own process; every row records the CPU model and the load.
+#   bash benchmarks/cpu.sh [OUT_DIR]        (about 15 minutes on 2 cores; run on a quiet machine)
+# Environment: THREADS (default 2), ITERS (default 10), WARMUP (default 2), ONLY=default (only the
+# bundled-model rows).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 out="${1:-$root/benchmarks/results/cpu}"
@@ -15,18 +18,31 @@ mkdir -p "$out"
 cd "$root"
 
 common=(--backend "$backends" --threads "$threads" --warmup "$warmup" --iters "$iters")
-for arch in gp-unet gp-shuffle-unet gp-reconresnet; do
-    echo "== $arch 4x240x240 =="
-    gpedge bench --arch "$arch" --channels 4 --image-size 240 --batch 1 --accuracy-slices 16 \
-        "${common[@]}" --out "$out/cpu-$arch.json"
-done
+if [[ "${ONLY:-}" != default ]]; then
+    for arch in gp-unet gp-shuffle-unet gp-reconresnet; do
+        echo "== $arch 4x240x240 =="
+        gpedge bench --arch "$arch" --channels 4 --image-size 240 --batch 1 --accuracy-slices 16 \
+            "${common[@]}" --out "$out/cpu-$arch.json"
+    done
+fi
 
 default_pkg="$(python -c 'import pathlib, gpedge; print(next((str(p.parent) for p in sorted(pathlib.Path(gpedge.__file__).parent.joinpath("assets").glob("*/manifest.json"))), ""))')"
 if [[ -n "$default_pkg" ]]; then
     echo "== bundled model $default_pkg =="
     gpedge bench --model "$default_pkg" --batch 1,8 --accuracy-slices 64 "${common[@]}" --out "$out/cpu-default.json"
+    pair=(--backend torch,onnxruntime --threads "$threads" --warmup "$warmup" --iters "$iters" --batch 1)
+    healthy=(--arch gp-unet --channels 1 --image-size 128 --width 16 --accuracy-slices 8)
+    echo "== a freshly initialised network of the bundled model's shape =="
+    gpedge bench "${healthy[@]}" "${pair[@]}" --out "$out/cpu-healthy-gp-unet-w16-128.json"
+    echo "== with a competing process =="
+    gpedge bench --model "$default_pkg" --accuracy-slices 8 "${pair[@]}" --competing-process --out "$out/cpu-default-competing.json"
+    gpedge bench "${healthy[@]}" "${pair[@]}" --competing-process --out "$out/cpu-healthy-gp-unet-w16-128-competing.json"
 else
     echo "no bundled model package under gpedge/assets: skipped"
 fi
 
-python benchmarks/summarise.py "$out"/cpu-*.json
+python benchmarks/summarise.py "$out"/cpu-gp-*.json "$out"/cpu-default.json
+if [[ -n "$default_pkg" ]]; then
+    echo
+    python benchmarks/summarise.py "$out"/cpu-default*.json "$out"/cpu-healthy-*.json
+fi

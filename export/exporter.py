@@ -21,6 +21,7 @@ from gpedge.errors import GpedgeError
 from gpedge.export import parity
 from gpedge.export.manifest import build_manifest, file_entry
 from gpedge.export.options import ExportOptions
+from gpedge.export.statistics import flush_denormal_weights, training_statistics
 from gpedge.graph.contract import INPUT
 from gpedge.package import MANIFEST, ModelPackage
 from gpedge.tensorrt.cuda import INSTALL_HINT, unavailable_reason
@@ -77,6 +78,9 @@ def _write_package(run_dir: Path, root: Path, options: ExportOptions) -> None:
     from gpedge.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
     network, config = load_run(run_dir)
+    flushed = flush_denormal_weights(network)
+    if flushed:
+        log.info("flushed %d denormal weights to zero", flushed)
     size = int(options.image_size or config.image_size)
     multiple = int(getattr(network, "input_multiple", 1))
     if size % multiple:
@@ -93,6 +97,10 @@ def _write_package(run_dir: Path, root: Path, options: ExportOptions) -> None:
         files={name: file_entry(root / name, "float32") for name in (FP32_ONNX, WEIGHTS)},
         engines=[], engine_build={"status": "not requested"}, parity={},
     )
+    manifest["model"]["denormal_weights_flushed"] = flushed
+    statistics = training_statistics(config)
+    if statistics is not None:
+        manifest["input_statistics"] = statistics
     package = ModelPackage(root=root, manifest=manifest)
 
     images, source = parity.reference_images(config, options.parity_samples)

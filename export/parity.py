@@ -31,7 +31,9 @@ def reference_images(config: Any, n: int, seed: int = 0) -> tuple[np.ndarray, st
     return data.images, "synthetic slices (gpedge.data.samples)"
 
 
-def _run_data(config: Any, n: int, rng: np.random.Generator) -> np.ndarray | None:
+def open_run_data(config: Any, splits: tuple[str, ...]) -> Any | None:
+    """The run's data set restricted to the patients of the first non-empty split of ``splits``
+    (all of it if the run records none), or None when the data set is not reachable here."""
     path = (config.dataset or {}).get("path")
     if not path or not Path(path).exists():
         return None
@@ -40,10 +42,15 @@ def _run_data(config: Any, n: int, rng: np.random.Generator) -> np.ndarray | Non
     except ImportError:
         return None
     dataset = open_dataset(path, format=config.dataset.get("format", "auto"), channels=config.channels, image_size=config.image_size)
-    patients = config.split.get("test") or config.split.get("val") or []
+    patients = next((config.split.get(name) for name in splits if config.split.get(name)), [])
     if patients:
         dataset = dataset.subset(patients)
-    if len(dataset) == 0:
+    return dataset if len(dataset) else None
+
+
+def _run_data(config: Any, n: int, rng: np.random.Generator) -> np.ndarray | None:
+    dataset = open_run_data(config, ("test", "val"))
+    if dataset is None:
         return None
     labels = np.asarray(dataset.labels)
     order = rng.permutation(len(dataset))

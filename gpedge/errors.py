@@ -21,5 +21,13 @@ class PackageError(GpedgeError):
     """A model package is damaged, incompatible or of an unknown schema."""
 
 
+class OutputError(GpedgeError):
+    """Results cannot be written (folder not writable, disk full, a file gpedge must not overwrite)."""
+
+
+class InferenceError(GpedgeError):
+    """The inference backend failed on an input (the graph refused it or the device failed)."""
+
+
 class BackendUnavailable(GpedgeError):
     """A requested inference backend cannot run on this machine."""

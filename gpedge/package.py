@@ -9,6 +9,7 @@ import hashlib
 import json
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,85 @@ _OLD_SCHEMAS = {
     2: "its graph has only the paper's mask rule (no 'mask_rule' input, no 'score' output)",
 }
 MANIFEST = "manifest.json"
+
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _is_int(value: Any, low: int = 0) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _names(value: Any, least: int) -> bool:
+    return (isinstance(value, list) and len(value) >= least and len(set(map(str, value))) == len(value)
+            and all(isinstance(v, str) and v for v in value))
+
+
+def manifest_problems(manifest: dict[str, Any]) -> list[str]:
+    """What is wrong with a manifest's fields (types, ranges, consistency); empty when it is valid.
+
+    The typed schema of docs/package-format.md: fields the runtime reads must be present and of
+    the right type; optional fields are checked when present.
+    """
+    problems: list[str] = []
+
+    def need(ok: bool, field: str, what: str) -> bool:
+        if not ok:
+            problems.append(f"'{field}' {what}")
+        return ok
+
+    for key, kind in (("model", dict), ("classes", list), ("input", dict), ("mask_rule", dict), ("files", dict)):
+        if key not in manifest:
+            problems.append(f"required field '{key}' is missing")
+        elif not isinstance(manifest[key], kind):
+            problems.append(f"'{key}' must be a JSON {'object' if kind is dict else 'array'}, got {type(manifest[key]).__name__}")
+    if problems:
+        return problems
+    need(isinstance(manifest["model"].get("arch"), str), "model.arch", "must be a string")
+    classes = manifest["classes"]
+    need(_names(classes, 2), "classes", f"must list at least two distinct class names, got {classes!r}")
+    inp = manifest["input"]
+    need(_names(inp.get("channels"), 1), "input.channels", f"must list the channel names, got {inp.get('channels')!r}")
+    for key in ("height", "width", "max_batch"):
+        need(_is_int(inp.get(key), 1), f"input.{key}", f"must be a whole number >= 1, got {inp.get(key)!r}")
+    for key, expected in (("name", "image"), ("dtype", "float32"), ("layout", "NCHW")):
+        if key in inp:
+            need(inp[key] == expected, f"input.{key}", f"must be {expected!r}, got {inp[key]!r}")
+    rule = manifest["mask_rule"]
+    need(rule.get("method", "multiotsu") == "multiotsu", "mask_rule.method",
+         f"is {rule.get('method')!r}, which this gpedge does not know (it knows 'multiotsu'); upgrade gpedge")
+    need(_is_number(rule.get("offset")), "mask_rule.offset", f"must be a finite number, got {rule.get('offset')!r}")
+    if need(isinstance(rule.get("rule"), str), "mask_rule.rule", f"must be a mask rule's name, got {rule.get('rule')!r}"):
+        try:
+            parse_mask_rule(rule["rule"])
+        except GpedgeError as exc:
+            need(False, "mask_rule.rule", f"is not a rule this gpedge knows ({exc})")
+    empty = rule.get("empty_for_class")
+    need(empty is None or (_is_int(empty) and isinstance(classes, list) and empty < len(classes)),
+         "mask_rule.empty_for_class", f"must be null or a class index below {len(classes)}, got {empty!r}")
+    for name, entry in manifest["files"].items():
+        inside = not (Path(name).is_absolute() or ".." in Path(name).parts)
+        need(inside, f"files.{name}", "must be a path inside the package")
+        if need(isinstance(entry, dict), f"files.{name}", f"must be an object with 'sha256', got {entry!r}"):
+            need(isinstance(entry.get("sha256"), str) and bool(_SHA256.match(entry["sha256"])), f"files.{name}.sha256",
+                 f"must be 64 lower-case hex digits, got {entry.get('sha256')!r}")
+    need(isinstance(manifest.get("engines", []), list), "engines", "must be a JSON array")
+    stats = manifest.get("input_statistics")
+    if stats is not None and need(isinstance(stats, dict), "input_statistics", "must be an object or null"):
+        features = stats.get("features")
+        need(_names(features, 1), "input_statistics.features", "must list the statistics' names")
+        shape = (len(inp.get("channels") or []), len(features) if isinstance(features, list) else 0)
+        need(stats.get("channels") == inp.get("channels"), "input_statistics.channels", "must equal input.channels")
+        for key in ("low", "high"):
+            value = stats.get(key)
+            ok = (isinstance(value, list) and len(value) == shape[0]
+                  and all(isinstance(row, list) and len(row) == shape[1] and all(map(_is_number, row)) for row in value))
+            need(ok, f"input_statistics.{key}", f"must be {shape[0]} x {shape[1]} finite numbers")
+    return problems
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -74,19 +154,9 @@ class ModelPackage:
                 f"{path}: unknown schema_version {version!r} (this gpedge reads {SCHEMA_VERSION}); "
                 "re-export the package with this gpedge version or upgrade gpedge"
             )
-        for key in ("model", "classes", "input", "mask_rule", "files"):
-            if key not in manifest:
-                raise PackageError(f"{path}: required field '{key}' is missing; re-export the package")
-        rule = manifest["mask_rule"]
-        if not isinstance(rule, dict) or "offset" not in rule or "rule" not in rule:
-            raise PackageError(f"{path}: 'mask_rule' needs 'rule' and 'offset'; re-export the package")
-        try:
-            parse_mask_rule(rule["rule"])
-            offset = float(rule["offset"])
-        except (GpedgeError, TypeError, ValueError) as exc:
-            raise PackageError(f"{path}: 'mask_rule' is invalid ({exc}); set it with 'gpedge evaluate' or re-export") from exc
-        if not math.isfinite(offset):
-            raise PackageError(f"{path}: 'mask_rule.offset' is {offset}; set a finite offset with 'gpedge evaluate' or re-export")
+        problems = manifest_problems(manifest)
+        if problems:
+            raise PackageError(f"{path}: {'; '.join(problems[:5])}; re-export the package (see docs/package-format.md)")
         return cls(root=root, manifest=manifest)
 
     def path(self, name: str) -> Path:

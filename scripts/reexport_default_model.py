@@ -5,10 +5,16 @@ bundled package's ``model.safetensors`` (checked against its manifest) and the m
 split its manifest records, exported with the same image size, max batch and mask offset, and
 swapped in for ``gpedge/assets/default_model``. Needs the ``[export]`` extra.
 
-    python scripts/reexport_default_model.py
+    python scripts/reexport_default_model.py [--data DIR]
+
+``--data``: where the training data set the manifest records lies on this machine (e.g. regenerated
+with the ``gpedge synth`` command of ``scripts/build_default_model.sh``); with it the package
+records the input statistics of its training slices (the runtime's out-of-distribution check)
+and the parity checks run on its test patients.
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import shutil
@@ -23,7 +29,13 @@ ASSET = Path(__file__).resolve().parents[1] / "gpedge" / "assets" / "default_mod
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, help="the training data set's folder on this machine")
+    args = parser.parse_args()
     manifest = json.loads((ASSET / "manifest.json").read_text())
+    dataset = dict(manifest["dataset"])
+    if args.data is not None:
+        dataset["path"] = str(args.data.resolve())
     weights = (ASSET / WEIGHTS).read_bytes()
     if hashlib.sha256(weights).hexdigest() != manifest["files"][WEIGHTS]["sha256"]:
         print(f"{ASSET / WEIGHTS} does not match its manifest; restore it from git first", file=sys.stderr)
@@ -40,7 +52,7 @@ def main() -> int:
             image_size=int(manifest["input"]["height"]),
             no_tumour_class=manifest["mask_rule"]["empty_for_class"],
             normalisation=manifest["normalisation"]["type"],
-            dataset=manifest["dataset"],
+            dataset=dataset,
             split=manifest["split"],
         ).save(run)
         options = ExportOptions(max_batch=int(manifest["input"]["max_batch"]), engine=False,

@@ -17,7 +17,7 @@ from gpedge.package import ModelPackage
 
 ROW_FIELDS = (
     "backend", "batch", "p50_ms", "p90_ms", "p99_ms", "throughput", "peak_mem_mb", "preprocess_ms",
-    "inference_ms", "postprocess_ms", "gflop", "tflops", "pid",
+    "inference_ms", "postprocess_ms", "gflop", "tflops", "pid", "cpu", "load",
 )
 ACCURACY_FIELDS = ("label_agreement", "max_prob_diff", "mask_dice", "accuracy_slices", "mask_slices")
 TINY = ["bench", "--arch", "gp-unet", "--width", "4", "--image-size", "32", "--channels", "1"]
@@ -67,7 +67,24 @@ def test_table_output_for_a_package(package, tmp_path):
                    "--accuracy-slices", "2", "--out", str(tmp_path / "rows.json"), cache=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "onnxruntime" in proc.stdout and "GFLOP" in proc.stdout
-    assert json.loads((tmp_path / "rows.json").read_text())[0]["backend"] == "onnxruntime"
+    row = json.loads((tmp_path / "rows.json").read_text())[0]
+    assert row["backend"] == "onnxruntime" and row["load"] == "idle"
+    assert row["cpu"] and row["cpu"].split(" (")[0] in Path("/proc/cpuinfo").read_text()
+    assert "spinning" not in row["description"]  # no busy-waiting pool threads by default
+
+
+def test_competing_process_rows(package, tmp_path):
+    """The row says it ran beside a competitor, and the competitor really used the CPUs meanwhile."""
+    from gpedge.bench.runner import competing_process
+
+    start = os.times()
+    with competing_process():
+        proc = _gpedge("bench", "--model", str(package), "--backend", "onnxruntime", "--iters", "2", "--warmup", "0",
+                       "--batch", "1", "--accuracy-slices", "2", "--competing-process", "--json", cache=tmp_path)
+    busy = os.times().children_user - start.children_user
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)[0]["load"].startswith("1 competing process")
+    assert busy > 0.5, f"the competitor used only {busy:.2f} s of CPU"
 
 
 @pytest.mark.parametrize("backend", ["tensorrt", "torch-fp16", "onnxruntime-cuda", "no-such-backend"])

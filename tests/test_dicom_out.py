@@ -189,9 +189,11 @@ def test_no_partial_set_when_a_write_fails(tmp_path: Path, predictor, volume) ->
     write_series(tmp_path / "in", data[..., 8:12], affine)
     out = tmp_path / "out"
     (out / f"{default_stem(read_study(tmp_path / 'in', predictor.channels))}_pmap.dcm").mkdir(parents=True)
-    with pytest.raises(GpedgeError, match="cannot write the DICOM results"):
+    with pytest.raises(GpedgeError, match="already exists and was not written by this call"):
         process_study(predictor, tmp_path / "in", out)
-    assert [p.name for p in out.iterdir() if p.is_file()] == []
+    with pytest.raises(GpedgeError, match="cannot write .*No output of this input was kept"):
+        process_study(predictor, tmp_path / "in", out, overwrite=True)
+    assert [p.name for p in out.iterdir()] == [f"{default_stem(read_study(tmp_path / 'in', predictor.channels))}_pmap.dcm"]
 
 
 def test_sources_without_type_2_patient_and_study_attributes(tmp_path: Path, predictor, volume) -> None:
@@ -211,8 +213,10 @@ def test_sources_without_type_2_patient_and_study_attributes(tmp_path: Path, pre
 
 
 def test_empty_mask_gives_valid_objects(tmp_path: Path, predictor) -> None:
-    """A blank series: empty mask (all SEG frames kept, empty) and a heatmap whose range is below 1."""
-    written = write_series(tmp_path / "in", np.zeros((64, 64, 4), np.int16), np.diag([-1.0, -1.0, 1.0, 1.0]))
+    """A series without tumour (a small bright disc): empty mask, all SEG frames kept, empty."""
+    yy, xx = np.mgrid[:64, :64]
+    disc = (((yy - 32) ** 2 + (xx - 32) ** 2) < 36).astype(np.int16) * 500
+    written = write_series(tmp_path / "in", np.repeat(disc[..., None], 4, axis=2), np.diag([-1.0, -1.0, 1.0, 1.0]))
     result = process_study(predictor, tmp_path / "in", tmp_path / "out")
     assert result.mask_volume_ml == 0, "this test needs a study without mask"
     assert len(predictor.predict(tmp_path / "in")) == 4  # the Predictor reads DICOM folders too
@@ -249,7 +253,7 @@ def test_infer_cli_dicom_folder_and_dicom_out(tmp_path: Path, volume) -> None:
     records = [json.loads(line) for line in done.stdout.splitlines()]
     series_records = [r for r in records if "AX T1 POST GD" in r["file"]]
     assert [r["slice"] for r in series_records] == list(range(6))
-    assert [r for r in records if r["file"].endswith("secondary.dcm")] != []  # classified, as stored
+    assert [r for r in records if r["file"].endswith("secondary.dcm")] == []  # its outputs failed: no partial result
     outputs = series_records[0]["outputs"]
     assert set(outputs) == {"dicom_seg", "dicom_pmap", "dicom_sr"}
     seg = pydicom.dcmread(outputs["dicom_seg"], stop_before_pixels=True)

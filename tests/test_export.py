@@ -18,8 +18,8 @@ from gpedge.export.fp16 import precision_summary
 from gpedge.export.parity import backend_outputs
 from gpedge.graph.contract import INPUTS
 from gpedge.package import ModelPackage, sha256_file
-from gpedge.postprocess import mask_from_heatmap, multiotsu_threshold
 from gpedge.runtime.backends.onnxruntime import OnnxRuntimeBackend
+from mask_reference import mask_from_heatmap, multiotsu_threshold
 
 OUTPUTS = {"logits": np.float32, "probs": np.float32, "label": np.int32, "heatmaps": np.float32,
            "threshold": np.float32, "mask": np.uint8}
@@ -286,3 +286,32 @@ def test_existing_package_needs_overwrite(tiny_run_dir: Path, tmp_path: Path) ->
     with pytest.raises(GpedgeError, match="--overwrite"):
         export_package(tiny_run_dir, out, ExportOptions(engine=False))
     assert (out / "keep.txt").is_file()
+
+
+def test_denormal_weights_are_flushed_to_zero(tiny_run_dir: Path, tmp_path: Path) -> None:
+    """Weights below the smallest normal float32 (slow on Intel cores) become zero in every exported file
+    (the flushed network is what the parity gate then checks the graph against)."""
+    from safetensors.numpy import load_file, save_file
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run_dir, run)
+    weights = load_file(str(run / "model.safetensors"))
+    planted = 0
+    for name, value in weights.items():
+        if value.dtype == np.float32 and value.ndim == 4 and value.size >= 64:
+            flat = value.reshape(-1).copy()
+            flat[::2] = np.float32(1e-40) * np.sign(flat[::2] + 1e-9)
+            planted += int((flat != 0).sum() - (np.abs(flat) >= np.finfo(np.float32).tiny).sum())
+            weights[name] = flat.reshape(value.shape)
+    save_file(weights, str(run / "model.safetensors"))
+    package = export_package(run, tmp_path / "pkg", ExportOptions(max_batch=2, fp16=False, engine=False, parity_samples=2))
+    manifest = ModelPackage.load(package).manifest
+    assert planted > 0 and manifest["model"]["denormal_weights_flushed"] == planted
+    tiny = np.finfo(np.float32).tiny
+    for init in onnx.load(str(package / "model.onnx")).graph.initializer:
+        value = numpy_helper.to_array(init)
+        if value.dtype == np.float32:
+            assert not ((value != 0) & (np.abs(value) < tiny)).any(), init.name
+    exported = load_file(str(package / "model.safetensors"))
+    assert all(not ((v != 0) & (np.abs(v) < tiny)).any() for v in exported.values() if v.dtype == np.float32)
+    assert manifest["parity"]["onnxruntime_fp32_vs_torch"]["label_agreement"] == 1.0

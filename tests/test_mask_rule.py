@@ -12,7 +12,7 @@ from conftest import TINY_SIZE, make_slices
 from gpedge.evaluate.metrics import dice_score
 from gpedge.evaluate.sweep import set_package_offset, sweep_offsets
 from gpedge.package import ModelPackage
-from gpedge.postprocess import mask_from_heatmap
+from mask_reference import mask_from_heatmap
 from gpedge.runtime.backends import create_backend
 from gpedge.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from gpedge.runtime.maps import to_input_resolution

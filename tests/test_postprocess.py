@@ -1,11 +1,16 @@
-"""Host mask rule (gpedge.postprocess) against scikit-image, and the mask clean-up."""
+"""The tests' mask-rule reference (tests/mask_reference.py) against scikit-image's multi-Otsu, and the
+OpenCV mask clean-up (gpedge.postprocess) against the scikit-image morphology it replaces."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
+from skimage import morphology
 from skimage.filters import threshold_multiotsu
+from skimage.measure import label as label_components
 
-from gpedge.postprocess import clean_mask, mask_from_heatmap, multiotsu_threshold
+from gpedge.postprocess import clean_mask
+from mask_reference import mask_from_heatmap, multiotsu_threshold
 
 
 def test_threshold_is_upper_multiotsu_minus_offset() -> None:
@@ -56,3 +61,32 @@ def test_clean_mask_removes_specks_fills_holes_keeps_largest() -> None:
 def test_clean_mask_rejects_wrong_rank() -> None:
     with pytest.raises(ValueError, match="2-D"):
         clean_mask(np.zeros((2, 8, 8)))
+
+
+def _skimage_clean(mask, min_object, max_hole, closing_radius, largest_component) -> np.ndarray:
+    """The clean-up as gpedge wrote it with scikit-image before the OpenCV port."""
+    binary = np.asarray(mask).astype(bool)
+    if min_object > 0:
+        binary = morphology.remove_small_objects(binary, max_size=min_object - 1)
+    if max_hole > 0:
+        binary = morphology.remove_small_holes(binary, max_size=max_hole - 1)
+    if closing_radius > 0:
+        binary = morphology.closing(binary, morphology.disk(closing_radius))
+    if largest_component and binary.any():
+        components = label_components(binary, connectivity=2)
+        sizes = np.bincount(components.ravel())
+        sizes[0] = 0
+        binary = components == int(np.argmax(sizes))
+    return binary.astype(np.uint8)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_clean_mask_equals_scikit_image(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    for _ in range(50):
+        height, width = rng.integers(16, 96, 2)
+        smooth = cv2.GaussianBlur(rng.random((height, width)), (0, 0), rng.uniform(0.5, 4.0))
+        mask = smooth > rng.uniform(0.3, 0.7)
+        options = dict(min_object=int(rng.integers(0, 100)), max_hole=int(rng.integers(0, 200)),
+                       closing_radius=int(rng.integers(0, 4)), largest_component=bool(rng.integers(0, 2)))
+        np.testing.assert_array_equal(clean_mask(mask, **options), _skimage_clean(mask, **options), err_msg=str(options))

@@ -105,3 +105,34 @@ def test_engine_metadata_mismatch_is_explained() -> None:
     assert engine_mismatch({**meta, "hardware_compatibility": "AMPERE_PLUS"}, orin, "10.13.0") is None
     turing = GpuInfo(0, "Tesla T4", "7.5")
     assert "Ampere" in engine_mismatch({**meta, "hardware_compatibility": "AMPERE_PLUS"}, turing, "10.13.0")
+
+
+def test_onnxruntime_builds_installed_together_are_named_with_the_fix(tmp_path, monkeypatch) -> None:
+    """A second ONNX Runtime distribution (here an onnxruntime-gpu dist-info beside the real onnxruntime)."""
+    from gpedge.runtime.backends.onnxruntime import install_conflict
+
+    info = tmp_path / "onnxruntime_gpu-1.31.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: onnxruntime-gpu\nVersion: 1.31.1\n")
+    install_conflict.cache_clear()
+    assert install_conflict() is None
+    monkeypatch.syspath_prepend(str(tmp_path))
+    install_conflict.cache_clear()
+    try:
+        message = install_conflict()
+    finally:
+        install_conflict.cache_clear()
+    assert "onnxruntime and onnxruntime-gpu are installed together" in message
+    assert "pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu" in message
+
+
+def test_opening_a_backend_leaves_the_callers_floating_point_mode_alone(tiny_package) -> None:
+    """ONNX Runtime's flush-to-zero mode (set_denormal_as_zero) stays in its own threads: the application's
+    thread still computes with denormal numbers afterwards."""
+    from gpedge.package import ModelPackage
+    from gpedge.runtime.backends.onnxruntime import OnnxRuntimeBackend
+
+    tiny = np.array([1e-40], np.float32)
+    with OnnxRuntimeBackend(ModelPackage.load(tiny_package), "cpu") as backend:
+        backend.run(np.ones((1, 1, 64, 64), np.float32))
+        assert (tiny * np.float32(1.0))[0] != 0.0

@@ -14,10 +14,10 @@ import pytest
 import gpedge
 from conftest import make_slices
 from gpedge.errors import GpedgeError, PackageError
-from gpedge.postprocess import multiotsu_threshold
 from gpedge.preprocess import resize_image
 from gpedge.runtime import predictor as predictor_module
 from gpedge.runtime.results import STAGES
+from mask_reference import multiotsu_threshold
 
 
 @pytest.fixture(scope="module")
@@ -219,3 +219,17 @@ def test_closed_predictor_and_bad_arguments(tiny_package: Path, slices) -> None:
         p.predict(slices[0])
     with pytest.raises(GpedgeError, match="batch_size"):
         gpedge.Predictor(tiny_package, batch_size=0)
+
+
+def test_threads_spinning_and_warmup(tiny_package: Path, slices) -> None:
+    """``Predictor(threads=...)`` reaches the session, pool threads do not busy-wait by default, and
+    ``warmup()`` runs the graph at batch 1 and at the batch size without changing any result."""
+    with gpedge.Predictor(tiny_package, backend="onnxruntime", threads=1, batch_size=3) as predictor:
+        assert predictor.backend.threads == 1 and "1 threads" in predictor.backend_description
+        assert not predictor.backend.spinning and "spinning" not in predictor.backend_description
+        before = predictor.predict(slices[0])[0]
+        predictor.warmup()
+        after = predictor.predict(slices[0])[0]
+    assert before.probabilities == after.probabilities and np.array_equal(before.mask, after.mask)
+    with pytest.raises(GpedgeError, match="threads must be at least 1"):
+        gpedge.Predictor(tiny_package, threads=0)

@@ -271,11 +271,19 @@ def test_deterministic_by_seed():
     assert np.array_equal(a.seg, b.seg) and not np.array_equal(a.seg, c.seg)
 
 
-def test_written_files_deterministic(tmp_path):
-    write_synthetic_brats(tmp_path / "a", 1, seed=9, size=32, slices=12)
-    write_synthetic_brats(tmp_path / "b", 1, seed=9, size=32, slices=12)
-    for file in (tmp_path / "a").rglob("*.*"):
+def test_written_files_deterministic_for_any_number_of_workers(tmp_path):
+    write_synthetic_brats(tmp_path / "a", 2, seed=9, size=32, slices=12)
+    write_synthetic_brats(tmp_path / "b", 2, seed=9, size=32, slices=12, workers=2)
+    files = sorted((tmp_path / "a").rglob("*.*"))
+    assert len(files) == 2 * 5 + 1
+    for file in files:
         assert file.read_bytes() == (tmp_path / "b" / file.relative_to(tmp_path / "a")).read_bytes()
+
+
+def test_min_lesion_size_raises_every_radius():
+    for seed in range(6):
+        patient = synthesise_patient(np.random.default_rng(seed), "LGG", SHAPE, min_lesion_mm=20.0)
+        assert patient.params["lesions"] and all(lesion["radius"] >= 20.0 for lesion in patient.params["lesions"])
 
 
 def test_refuses_non_empty_output_and_bad_arguments(tmp_path):

@@ -13,6 +13,9 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ import numpy as np
 
 from gpedge.bench.accuracy import compare
 from gpedge.bench.backends import available_backends, check_backends
+from gpedge.bench.machine import cpu_description
 from gpedge.errors import GpedgeError
 from gpedge.package import ModelPackage
 from gpedge.runtime.backends.onnxruntime import OPTIMIZATIONS
@@ -50,12 +54,16 @@ class BenchSettings:
     #: INT8 variant: per-channel weight scales and QDQ (or QOperator) format.
     int8_per_channel: bool = True
     int8_format: str = "qdq"
+    #: Time with a competing process keeping every CPU busy (:func:`competing_process`).
+    competing: bool = False
 
     def variant(self) -> dict[str, Any]:
-        """The settings that change what is timed (recorded in every row)."""
+        """The settings and machine that change what is timed (recorded in every row)."""
         return {
             "ort_optimization": self.ort_optimization,
             "int8": f"{self.int8_format}, {'per-channel' if self.int8_per_channel else 'per-tensor'} weights",
+            "cpu": cpu_description(),
+            "load": COMPETITION if self.competing else "idle",
         }
 
     def resolved_threads(self) -> int:
@@ -71,6 +79,33 @@ def realistic_slices(count: int, channels: int, size: tuple[int, int], num_class
     height, width = size
     images = synthetic_slices(count, channels=channels, size=max(height, width), num_classes=num_classes, seed=seed).images
     return np.ascontiguousarray(images[:, :, :height, :width])
+
+
+#: What ``competing=True`` runs beside each benchmark child (the row's ``load``).
+COMPETITION = "1 competing process: float32 matrix products on every CPU"
+_COMPETITOR = (
+    "import numpy as np\n"
+    "a = np.random.default_rng(0).random((384, 384), dtype=np.float32)\n"
+    "while True:\n"
+    "    a = (a @ a) / np.float32(384)\n"
+)
+
+
+@contextmanager
+def competing_process(enabled: bool = True) -> Iterator[None]:
+    """Keep every CPU busy with another process (BLAS threads on all CPUs) while the body runs."""
+    if not enabled:
+        yield
+        return
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    env = {**os.environ, **{var: str(cpus) for var in _THREAD_VARIABLES}}
+    proc = subprocess.Popen([sys.executable, "-c", _COMPETITOR], env=env)
+    try:
+        time.sleep(1.0)  # let it reach full load
+        yield
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def run_child(job: dict[str, Any], workdir: Path, threads: int) -> dict[str, Any]:
@@ -130,7 +165,8 @@ def benchmark_package(package_dir: str | os.PathLike, settings: BenchSettings) -
                 "int8_model": int8_model,
                 "accuracy_out": str(workdir / f"outputs-{backend}.npz"),
             }
-            rows.extend(run_child(job, workdir, threads)["rows"])
+            with competing_process(settings.competing):
+                rows.extend(run_child(job, workdir, threads)["rows"])
             outputs[backend] = Path(job["accuracy_out"])
         if REFERENCE_BACKEND not in outputs:
             job = {**common, "backend": REFERENCE_BACKEND, "batches": [], "warmup": 0, "iters": 0,
@@ -243,7 +279,10 @@ def benchmark_volume(
                 "int8_model": int8_model,
                 "ort_optimization": settings.ort_optimization,
             }
-            rows.extend(run_child(job, Path(tmp), threads)["rows"])
+            with competing_process(settings.competing):
+                rows.extend(run_child(job, Path(tmp), threads)["rows"])
+    for row in rows:
+        row.update(settings.variant())
     return rows
 
 

@@ -47,6 +47,7 @@ def rows_table(rows: Sequence[dict[str, Any]]) -> Table:
         title += f", {gflop:.2f} GFLOP/slice"
     if first:
         title += f", {first.get('threads')} threads, accuracy vs {first.get('accuracy_reference')} on {first.get('accuracy_slices')} slices"
+        title += f"\n{first.get('cpu', '')}, {first.get('load', 'idle')}"
     table = Table(title=title.strip(), caption=_CAPTION, box=box.SIMPLE_HEAD)
     on_device = any(row.get("device_mem_mb") is not None for row in rows)
     columns = [c for c in _COLUMNS if on_device or c[1] != "device_mem_mb"]
@@ -65,7 +66,8 @@ def volume_table(rows: Sequence[dict[str, Any]]) -> Table:
     first = rows[0] if rows else {}
     table = Table(
         box=box.SIMPLE_HEAD,
-        title=f"{first.get('volume', '')}: {first.get('slices', 0)} slices, batch {first.get('batch', '')}",
+        title=f"{first.get('volume', '')}: {first.get('slices', 0)} slices, batch {first.get('batch', '')}\n"
+              f"{first.get('cpu', '')}, {first.get('load', 'idle')}",
         caption="milliseconds per stage (preprocess and inference: median over the repeats)",
     )
     table.add_column("backend")

@@ -39,6 +39,7 @@ def main(
     int8_per_tensor: bool = typer.Option(False, "--int8-per-tensor", help="onnxruntime-int8: one weight scale per tensor instead of per channel."),
     volume: Optional[Path] = typer.Option(None, "--volume", help="Whole-volume mode: a NIfTI scan or BraTS patient folder to run end to end, the largest --batch at a time."),
     mask_out: Optional[Path] = typer.Option(None, "--mask-out", help="With --volume: mask NIfTI to write (default: a temporary file)."),
+    competing: bool = typer.Option(False, "--competing-process", help="Time with another process keeping every CPU busy (rows say load: competing)."),
     as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON instead of a table."),
     out: Optional[Path] = typer.Option(None, "--out", help="Also write the rows as JSON to this file."),
 ) -> None:
@@ -61,6 +62,7 @@ def main(
         ort_optimization=ort_optimization,
         int8_per_channel=not int8_per_tensor,
         int8_format=int8_format,
+        competing=competing,
     )
     if settings.backends:
         check_backends(settings.backends)  # before any export work

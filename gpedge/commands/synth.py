@@ -22,6 +22,7 @@ def main(
     lgg_fraction: float = typer.Option(0.5, "--lgg-fraction", min=0.0, max=1.0, help="brats: share of LGG patients; the rest are HGG."),
     channel: str = typer.Option("t1ce", "--channel", help="png: the contrast written (t1, t2, t1ce or flair)."),
     skull_fraction: float = typer.Option(0.3, "--skull-fraction", min=0.0, max=1.0, help="Share of patients keeping skull and scalp (0: all skull-stripped, as BraTS ships)."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Processes synthesising patients in parallel (same data for any number)."),
 ) -> None:
     """Write synthetic brain MRI with gliomas (T1, T2, T1CE, FLAIR + tumour segmentation)."""
     from rich.progress import track
@@ -37,12 +38,14 @@ def main(
     if format == "brats":
         depth = slices or 155
         ids = write_synthetic_brats(
-            out, patients, seed, size, depth, lgg_fraction=lgg_fraction, family=family, skull_fraction=skull_fraction, progress=progress
+            out, patients, seed, size, depth, lgg_fraction=lgg_fraction, family=family, skull_fraction=skull_fraction,
+            workers=workers, progress=progress,
         )
         typer.echo(f"wrote {len(ids)} {family}-family patients ({size}x{size}x{depth}) to {out}")
     else:
         depth = slices or 24
         paths = write_synthetic_pngs(
-            out, patients, seed, size, depth, family=family, channel=channel, skull_fraction=skull_fraction, progress=progress
+            out, patients, seed, size, depth, family=family, channel=channel, skull_fraction=skull_fraction,
+            workers=workers, progress=progress,
         )
         typer.echo(f"wrote {len(paths)} {family}-family {channel} slices ({size}x{size}) with masks to {out}")

@@ -1,51 +1,79 @@
 """Finding DICOM files: by the ``DICM`` preamble (any name) or a ``.dcm``/``.dicom`` suffix, folders recursively."""
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from gpedge.runtime.io import is_dicom_file
+from gpedge.errors import InputError
+from gpedge.runtime.io import is_dicom_file, reading
 
 
-def _walk(folder: Path) -> Iterable[Path]:
-    """Files under ``folder``, sorted, skipping hidden entries (temporary and system files)."""
-    for entry in sorted(folder.iterdir()):
+def _walk(folder: Path, on_error: Callable[[InputError], None]) -> Iterable[Path]:
+    """Files under ``folder``, sorted, skipping hidden entries (temporary and system files); a
+    sub-folder that cannot be listed goes to ``on_error``."""
+    try:
+        with reading(folder):
+            entries = sorted(folder.iterdir())
+    except InputError as exc:
+        on_error(exc)
+        return
+    for entry in entries:
         if entry.name.startswith("."):
             continue
         if entry.is_dir():
-            yield from _walk(entry)
+            yield from _walk(entry, on_error)
         elif entry.is_file():
             yield entry
 
 
-def dicom_files(paths: Sequence[str | Path]) -> list[Path]:
+def _raise(exc: InputError) -> None:
+    raise exc
+
+
+def dicom_files(paths: Sequence[str | Path], on_error: Callable[[InputError], None] | None = None) -> list[Path]:
     """The DICOM files among ``paths``: files given are kept when they look like DICOM, folders are
-    searched recursively. Order: as given, folders sorted; duplicates removed."""
+    searched recursively. Order: as given, folders sorted; duplicates removed. A path that cannot
+    be examined (a folder that cannot be listed, a name too long) raises :class:`InputError`, or
+    is passed to ``on_error`` and skipped."""
+    report = on_error or _raise
     seen: dict[Path, None] = {}
     for raw in paths:
         path = Path(raw)
-        candidates = _walk(path) if path.is_dir() else [path]
-        for candidate in candidates:
+        try:
+            with reading(path):
+                folder = path.is_dir()
+        except InputError as exc:
+            report(exc)
+            continue
+        for candidate in _walk(path, report) if folder else [path]:
             if is_dicom_file(candidate):
                 seen.setdefault(candidate, None)
     return list(seen)
 
 
-def split_inputs(paths: Sequence[str | Path]) -> tuple[list[Path], list[Path]]:
+def split_inputs(
+    paths: Sequence[str | Path], on_error: Callable[[InputError], None] | None = None
+) -> tuple[list[Path], list[Path]]:
     """Split command-line inputs into DICOM files (folders searched recursively) and everything else.
 
     Folders go to both lists: their DICOM files to the first, the folder itself to the second,
-    so that the other readers still find the images, volumes and patient folders in it.
+    so that the other readers still find the images, volumes and patient folders in it. A path
+    that cannot be examined raises :class:`InputError`, or is passed to ``on_error`` and dropped.
     """
     dicom: list[Path] = []
     other: list[Path] = []
     for raw in paths:
         path = Path(raw)
-        if path.is_dir():
-            dicom.extend(dicom_files([path]))
-            other.append(path)
-        elif is_dicom_file(path):
-            dicom.append(path)
-        else:
+        try:
+            with reading(path):
+                folder = path.is_dir()
+        except InputError as exc:
+            if on_error is None:
+                raise
+            on_error(exc)
+            continue
+        found = dicom_files([path], on_error) if folder else ([path] if is_dicom_file(path) else [])
+        dicom.extend(found)
+        if folder or not found:
             other.append(path)
     return list(dict.fromkeys(dicom)), other

@@ -29,6 +29,7 @@ from gpedge.dicom.discovery import dicom_files
 from gpedge.dicom.geometry import Grid, Reorientation
 from gpedge.dicom.pixels import decode
 from gpedge.errors import GpedgeError, InputError
+from gpedge.runtime.io import _first_line, reading
 
 log = logging.getLogger(__name__)
 
@@ -119,16 +120,15 @@ class DicomSeries:
         """Pixel data as (S, H, W) float32 scanner values in display orientation (see ``geometry``)."""
         stack = np.empty((len(self.frames), *self.frames[0].size), dtype=np.float32)
         for path, indices in self._frames_by_file().items():
-            try:
-                ds = pydicom.dcmread(path)
-            except Exception as exc:  # the header was read before; the file changed or is damaged
-                raise InputError(f"{path}: not a readable DICOM file ({exc})") from exc
-            pixels = decode(ds, path)
-            for k, number in indices:
-                frame = pixels[(number or 1) - 1]
-                if frame.shape != stack.shape[1:]:
-                    raise InputError(f"{path}: pixel data is {frame.shape}, the header says {stack.shape[1:]}")
-                stack[k] = frame
+            with reading(path, "DICOM file"):  # the header was read before: the file may have changed, or its pixel data be damaged
+                pixels = decode(pydicom.dcmread(path), path)
+                for k, number in indices:
+                    if not 0 < (number or 1) <= len(pixels):
+                        raise InputError(f"{path}: frame {number} is missing from the pixel data ({len(pixels)} frames)")
+                    frame = pixels[(number or 1) - 1]
+                    if frame.shape != stack.shape[1:]:
+                        raise InputError(f"{path}: pixel data is {frame.shape}, the header says {stack.shape[1:]}")
+                    stack[k] = frame
         return self.reorientation.to_display(stack)
 
     def to_source(self, display: np.ndarray) -> np.ndarray:
@@ -172,36 +172,60 @@ def scan_series(paths: Sequence[Path]) -> tuple[list[DicomSeries], list[InputErr
     problems: list[InputError] = []
     groups: dict[str, list[tuple[Path, Dataset]]] = {}
     named = {path for path in paths if not path.is_dir()}
-    for path in dicom_files(paths):
+    for path in dicom_files(paths, problems.append):
         try:
             ds = _read_header(path)
+            with reading(path, "DICOM file"):
+                reason = _skipped(ds)
+                key = str(ds.get("SeriesInstanceUID", "")) or f"file:{path}"
+                geometry = _has_geometry(ds)
         except InputError as exc:
             problems.append(exc)
             continue
-        if reason := _skipped(ds):
+        if reason:
             if path in named:
                 problems.append(InputError(f"{path}: {reason}, not an image to classify"))
             log.info("%s: skipped (%s)", path, reason)
             continue
-        key = str(ds.get("SeriesInstanceUID", "")) or f"file:{path}"
-        groups.setdefault(key, []).append((path, ds))
+        groups.setdefault(key, []).append((path, ds, geometry))
     series: list[DicomSeries] = []
     for uid, members in groups.items():
         for part in _split_geometry_less(members):
             try:
-                series.append(_build(uid, part))
+                with reading(part[0][0], "DICOM header"):
+                    series.append(_build(uid, part))
             except InputError as exc:
                 problems.append(exc)
-            except (ValueError, TypeError, AttributeError, KeyError, IndexError) as exc:
-                problems.append(InputError(f"{part[0][0]}: malformed DICOM header ({exc})"))
     return series, problems
 
 
 def _read_header(path: Path) -> Dataset:
+    """The header of ``path`` (no pixel data), every element parsed now: pydicom parses values lazily,
+    so that a damaged value would otherwise surface later, outside any check."""
     try:
-        return pydicom.dcmread(path, stop_before_pixels=True)
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
     except Exception as exc:  # pydicom raises many types for damaged files (InvalidDicomError, EOFError, struct.error...)
-        raise InputError(f"{path}: not a readable DICOM file ({exc})") from exc
+        raise InputError(f"{path}: not a readable DICOM file ({_first_line(exc)})") from exc
+    _parse_elements(ds, path)
+    return ds
+
+
+def _parse_elements(ds: Dataset, path: Path) -> None:
+    """Parse every element of ``ds`` (nested sequences too): a standard element that cannot be parsed
+    refuses the file; a private one is dropped (vendors' private data never feeds the model)."""
+    for tag in list(ds.keys()):
+        try:
+            element = ds[tag]
+            items = list(element.value) if element.VR == "SQ" else []
+        except Exception as exc:  # pydicom: NotImplementedError (unknown VR), BytesLengthException, ValueError...
+            if tag.is_private:
+                log.info("%s: private element %s dropped (%s)", path, tag, _first_line(exc))
+                del ds[tag]
+                continue
+            raise InputError(f"{path}: malformed DICOM header, element {tag} ({type(exc).__name__}: {_first_line(exc)})") from exc
+        for item in items:
+            if isinstance(item, Dataset):
+                _parse_elements(item, path)
 
 
 def _skipped(ds: Dataset) -> str | None:
@@ -215,10 +239,10 @@ def _skipped(ds: Dataset) -> str | None:
     return None
 
 
-def _split_geometry_less(members: list[tuple[Path, Dataset]]) -> list[list[tuple[Path, Dataset]]]:
+def _split_geometry_less(members: list[tuple[Path, Dataset, bool]]) -> list[list[tuple[Path, Dataset]]]:
     """Files without patient geometry form one series each (their order is unknown)."""
-    with_geometry = [m for m in members if _has_geometry(m[1])]
-    without = [[m] for m in members if not _has_geometry(m[1])]
+    with_geometry = [(path, ds) for path, ds, geometry in members if geometry]
+    without = [[(path, ds)] for path, ds, geometry in members if not geometry]
     return ([with_geometry] if with_geometry else []) + without
 
 

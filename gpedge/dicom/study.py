@@ -13,7 +13,7 @@ import numpy as np
 from gpedge.dicom.channels import assign, parse_rules
 from gpedge.dicom.series import DicomSeries, find_series
 from gpedge.errors import InputError
-from gpedge.runtime.io import Scan, _check_pixels
+from gpedge.runtime.io import DEFAULT_MAX_PIXELS, Scan, _check_pixels, check_size
 from gpedge.runtime.save import key_slice
 from gpedge.runtime.predictor import DISPLAY_CHANNELS
 from gpedge.runtime.results import Result
@@ -49,9 +49,14 @@ class DicomStudy:
         frames = self.reference.frames
         return len(frames) > 1 or frames[0].number is not None
 
-    def load(self) -> Scan:
-        """Read the pixel data of every channel: (S, C, H, W) float32 axial slices in display orientation."""
+    def load(self, max_pixels: int = DEFAULT_MAX_PIXELS) -> Scan:
+        """Read the pixel data of every channel: (S, C, H, W) float32 axial slices in display orientation.
+
+        The size is checked against ``max_pixels`` (per channel, see ``gpedge.runtime.io``) from the headers first.
+        """
         start = time.perf_counter()
+        for series in self.series.values():
+            check_size((len(series.frames), *series.frames[0].size), series, max_pixels)
         stacks = [series.read() for series in self.series.values()]
         images = _check_pixels(np.stack(stacks, axis=1), str(self))
         slices = list(range(images.shape[0])) if self.is_volume else None
@@ -169,6 +174,7 @@ def process_study(
     *,
     channel_rules: ChannelRules = None,
     dicom_out: bool = True,
+    overwrite: bool = False,
 ) -> StudyResult:
     """Classify one DICOM study and write its DICOM results.
 
@@ -176,15 +182,15 @@ def process_study(
     :func:`~gpedge.dicom.find_series`; they must hold exactly one input for the model (see
     ``gpedge.dicom.channels`` for how series are mapped to channels and ``channel_rules``).
     With ``dicom_out``, a Segmentation, a Parametric Map and a Comprehensive SR are written
-    into ``out_dir`` all together or not at all. Raises :class:`~gpedge.errors.GpedgeError`
-    subclasses with a clear message on bad input.
+    into ``out_dir`` all together or not at all, replacing existing files only with ``overwrite``.
+    Raises :class:`~gpedge.errors.GpedgeError` subclasses with a clear message on bad input.
     """
     study = read_study(paths_or_series, predictor.channels, channel_rules)
-    scan = study.load()
+    scan = predictor.read_scan(study)
     results = predictor.predict_scans([scan])[0]
     paths: dict[str, Path] = {}
     if dicom_out:
         from gpedge.dicom.writers import write_results
 
-        paths = write_results(study, results, predictor, out_dir)
+        paths = write_results(study, results, predictor, out_dir, overwrite=overwrite)
     return summarise(study, results, paths)

@@ -28,8 +28,8 @@ from pydicom.sr.codedict import codes
 from gpedge.dicom.identity import CLASS_SCHEME, ModelIdentity, require_highdicom
 from gpedge.dicom.series import DicomSeries
 from gpedge.dicom.study import DicomStudy, StudyResult, summarise
-from gpedge.errors import GpedgeError, InputError
-from gpedge.atomic import atomic_write
+from gpedge.atomic import OutputFiles
+from gpedge.errors import InputError
 from gpedge.runtime.results import Result
 
 #: Series numbers of the results: the source's plus these offsets.
@@ -44,9 +44,19 @@ def default_stem(study: DicomStudy) -> str:
 
 
 def write_results(
-    study: DicomStudy, results: Sequence[Result], predictor, out_dir: str | os.PathLike, stem: str | None = None
+    study: DicomStudy,
+    results: Sequence[Result],
+    predictor,
+    out_dir: str | os.PathLike,
+    stem: str | None = None,
+    files: OutputFiles | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Path]:
-    """Write ``<stem>_seg.dcm``, ``<stem>_pmap.dcm`` and ``<stem>_sr.dcm`` into ``out_dir``; all or nothing."""
+    """Write ``<stem>_seg.dcm``, ``<stem>_pmap.dcm`` and ``<stem>_sr.dcm`` into ``out_dir``; all or nothing.
+
+    ``files``: the caller's set of one input's outputs to stage them in (the caller commits it);
+    without it they are written as a set of their own, replacing existing files only with ``overwrite``.
+    """
     summary = summarise(study, results)
     try:
         datasets = build_results(study, summary, ModelIdentity.of(predictor))
@@ -54,7 +64,11 @@ def write_results(
         raise InputError(f"{study}: the DICOM results cannot be built from this series ({exc})") from exc
     stem = stem or default_stem(study)
     paths = {kind: Path(out_dir) / f"{stem}_{kind}.dcm" for kind in datasets}
-    _write_all({paths[kind]: _encode(ds) for kind, ds in datasets.items()})
+    if files is None:
+        with OutputFiles(overwrite) as own:
+            return write_results(study, results, predictor, out_dir, stem, own)
+    for kind, ds in datasets.items():
+        files.write_bytes(paths[kind], _encode(ds))
     return paths
 
 
@@ -261,18 +275,3 @@ def _encode(ds: Dataset) -> bytes:
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
-
-
-def _write_all(files: dict[Path, bytes]) -> None:
-    """Write every file atomically; if any write fails, remove those already written by this call."""
-    done: list[Path] = []
-    try:
-        for path, data in files.items():
-            atomic_write(path, lambda fh, data=data: fh.write(data))
-            done.append(path)
-    except BaseException as exc:
-        for path in done:
-            path.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise GpedgeError(f"{path}: cannot write the DICOM results ({exc}); no result of this study was kept") from exc
-        raise

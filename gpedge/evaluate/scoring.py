@@ -9,9 +9,9 @@ import numpy as np
 
 from gpedge.evaluate.bootstrap import median_ci
 from gpedge.evaluate.metrics import dice_score, healthy_fp_rate, iou_score, median_or_none, spearman
-from gpedge.runtime.maps import clean_up
+from gpedge.postprocess import clean_mask
 
-CLEANUP = "gpedge.runtime.maps.clean_up (drop objects < 64 px, fill holes < 128 px, closing disk r=2, largest component)"
+CLEANUP = "gpedge.postprocess.clean_mask (drop objects < 64 px, fill holes < 128 px, closing disk r=2, largest component)"
 
 
 @dataclass
@@ -58,7 +58,7 @@ def _outcome(index: int, sample: dict[str, Any], result: Any, label: int, no_tum
              classes: Sequence[str]) -> SliceOutcome:
     truth = sample["mask"]
     mask = np.asarray(result.mask, dtype=bool)
-    cleaned = clean_up(mask)
+    cleaned = clean_mask(mask).astype(bool) if mask.any() else mask
     outcome = SliceOutcome(
         index=index,
         patient=str(sample["patient"]),

@@ -7,7 +7,7 @@ graph's ``offset`` and ``mask_rule`` inputs (:mod:`gpedge.graph.contract`). Only
 TensorRT runs well: the histogram is built by comparisons and a MatMul of one-hot codes,
 cumulative sums are MatMuls with a triangular constant, the multi-Otsu search is an exhaustive
 max over all threshold pairs, erosion is a max pool (no CumSum, Loop, or INT64 outputs). The
-host reference the tests hold it to is :mod:`gpedge.postprocess`.
+host reference the tests hold it to (scikit-image's multi-Otsu) is ``tests/mask_reference.py``.
 """
 from __future__ import annotations
 

@@ -15,24 +15,33 @@ Every reader returns a :class:`Scan`: a stack of (C, H, W) float32 slices of raw
 - BraTS patient folder: ``<patient>_{t1,t2,t1ce,flair}.nii[.gz]``, stacked in the model's channel
   order; or an explicit mapping of contrast name to file.
 
-Any problem with an input raises :class:`gpedge.errors.InputError` naming the file.
+Any problem with an input raises :class:`gpedge.errors.InputError` naming the file: the readers'
+own exceptions never escape (:func:`reading`). The size of an input is read from its header before
+any pixel is decoded and refused above ``max_pixels`` (:data:`DEFAULT_MAX_PIXELS`; see
+:func:`check_size`).
 """
 from __future__ import annotations
 
 import gzip
 import re
-from collections.abc import Mapping, Sequence
+import struct
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from gpedge.errors import InputError
 from gpedge.atomic import atomic_write_bytes
+from gpedge.errors import GpedgeError, InputError
 
 #: Smallest accepted image side in pixels.
 MIN_SIZE = 16
+#: Most pixels one input may hold, over all its slices or frames and per channel (512 x 512 x 512).
+#: Peak memory is about ``4 * (channels + classes) + 2`` bytes per pixel; override with
+#: ``Predictor(max_pixels=...)`` or ``gpedge infer --max-pixels``.
+DEFAULT_MAX_PIXELS = 1 << 27
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 DICOM_SUFFIXES = (".dcm", ".dicom")
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -82,6 +91,107 @@ def _stem(path: Path) -> str:
     return path.stem
 
 
+@contextmanager
+def reading(where: str | Path, what: str = "file") -> Iterator[None]:
+    """Turn any exception of a third-party reader into an :class:`InputError` naming ``where``.
+
+    Floating-point warnings of numpy are silenced inside (damaged headers divide by zero); the
+    error says what was found, so nothing else needs to be printed.
+    """
+    try:
+        with np.errstate(all="ignore"):
+            yield
+    except GpedgeError:
+        raise
+    except MemoryError:
+        raise InputError(f"{where}: too large to read into memory") from None
+    except OSError as exc:
+        raise InputError(f"{where}: cannot be read ({exc.strerror or exc})") from exc
+    except Exception as exc:  # pydicom, nibabel and OpenCV raise many types for damaged files
+        raise InputError(f"{where}: damaged or not a valid {what} ({type(exc).__name__}: {_first_line(exc)})") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else "no details"
+
+
+def check_size(shape: Sequence[int], where: str | Path, max_pixels: int) -> None:
+    """Refuse an input whose ``shape`` (slices or frames, rows, columns; from its header) exceeds ``max_pixels``."""
+    pixels = int(np.prod([int(v) for v in shape], dtype=np.float64))
+    if pixels > max_pixels:
+        dims = " x ".join(str(int(v)) for v in shape)
+        raise InputError(
+            f"{where}: {dims} = {pixels:,} pixels, more than the limit of {max_pixels:,}; "
+            "raise it with --max-pixels (Predictor(max_pixels=...)) if this input is genuine"
+        )
+
+
+def image_header_size(data: bytes) -> tuple[int, int] | None:
+    """(height, width) of a PNG, JPEG or TIFF from its header, without decoding; None if not one of these."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 24:
+        width, height = struct.unpack(">II", data[16:24])
+        return height, width
+    if data[:2] == b"\xff\xd8":
+        return _jpeg_size(data)
+    if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return _tiff_size(data)
+    return None
+
+
+#: JPEG start-of-frame markers (baseline, extended, progressive, lossless; Huffman and arithmetic).
+_SOF_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:
+            pos += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD8)):
+            pos += 2
+            continue
+        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+        if marker in _SOF_MARKERS and pos + 9 <= len(data):
+            height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
+            return height, width
+        if marker in (0xD9, 0xDA) or length < 2:
+            return None
+        pos += 2 + length
+    return None
+
+
+def _tiff_size(data: bytes) -> tuple[int, int] | None:
+    """ImageLength and ImageWidth of the first directory of a classic or Big TIFF."""
+    order = "<" if data[:2] == b"II" else ">"
+    big = struct.unpack(order + "H", data[2:4])[0] == 43
+    try:
+        if big:
+            (offset,) = struct.unpack(order + "Q", data[8:16])
+            (count,) = struct.unpack(order + "Q", data[offset : offset + 8])
+            start, entry, value_at = offset + 8, 20, 12
+        else:
+            (offset,) = struct.unpack(order + "I", data[4:8])
+            (count,) = struct.unpack(order + "H", data[offset : offset + 2])
+            start, entry, value_at = offset + 2, 12, 8
+        found: dict[int, int] = {}
+        for i in range(min(count, 4096)):
+            at = start + i * entry
+            tag, kind = struct.unpack(order + "HH", data[at : at + 4])
+            if tag in (256, 257):
+                fmt = {3: "H", 4: "I", 16: "Q"}.get(kind)
+                if fmt is None:
+                    return None
+                (found[tag],) = struct.unpack(order + fmt, data[at + value_at : at + value_at + struct.calcsize(fmt)])
+        return (found[257], found[256]) if len(found) == 2 else None
+    except struct.error:
+        return None
+
+
 def _check_pixels(arr: np.ndarray, where: str) -> np.ndarray:
     if arr.shape[-1] < MIN_SIZE or arr.shape[-2] < MIN_SIZE:
         raise InputError(
@@ -100,26 +210,36 @@ def _to_grey(arr: np.ndarray) -> np.ndarray:
     return arr
 
 
-def read_image(path: Path) -> Scan:
-    """Read a PNG, JPEG or TIFF (8/16-bit or float, grey or colour) as one 1-channel slice."""
-    data = np.fromfile(path, dtype=np.uint8)
-    arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH) if data.size else None
-    if arr is None:
-        raise InputError(f"{path}: not a readable image (damaged, truncated or not a PNG/JPEG/TIFF file)")
-    if arr.ndim == 3 and arr.shape[2] == 1:
-        arr = arr[..., 0]
-    if arr.ndim == 3:
-        order = cv2.COLOR_BGRA2RGBA if arr.shape[2] == 4 else cv2.COLOR_BGR2RGB
-        arr = cv2.cvtColor(arr, order)
-    grey = _check_pixels(_to_grey(arr), str(path))
+def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Scan:
+    """Read a PNG, JPEG or TIFF (8/16-bit or float, grey or colour) as one 1-channel slice.
+
+    The size is read from the header and checked against ``max_pixels`` before decoding.
+    """
+    with reading(path, "PNG/JPEG/TIFF image"):
+        raw = path.read_bytes()
+        size = image_header_size(raw)
+        if size is None:
+            raise InputError(f"{path}: not a readable image (damaged, truncated or not a PNG/JPEG/TIFF file)")
+        check_size(size, path, max_pixels)
+        arr = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH)
+        if arr is None:
+            raise InputError(f"{path}: not a readable image (damaged, truncated or not a PNG/JPEG/TIFF file)")
+        if arr.ndim == 3 and arr.shape[2] == 1:
+            arr = arr[..., 0]
+        if arr.shape[:2] != size:
+            raise InputError(f"{path}: decoded {arr.shape[0]}x{arr.shape[1]} px, the header says {size[0]}x{size[1]}")
+        if arr.ndim == 3:
+            order = cv2.COLOR_BGRA2RGBA if arr.shape[2] == 4 else cv2.COLOR_BGR2RGB
+            arr = cv2.cvtColor(arr, order)
+        grey = _check_pixels(_to_grey(arr), str(path))
     return Scan(images=grey[None, None], path=path, name=_stem(path))
 
 
-def read_dicom(path: Path) -> Scan:
+def read_dicom(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Scan:
     """Read one DICOM file (single- or multi-frame) as a stack in display orientation (see ``gpedge.dicom``)."""
     from gpedge.dicom.study import read_series
 
-    return read_series([path]).load()
+    return read_series([path]).load(max_pixels)
 
 
 def _display_stack(volume: np.ndarray) -> np.ndarray:
@@ -132,47 +252,57 @@ def _from_display_stack(stack: np.ndarray) -> np.ndarray:
     return stack[:, ::-1, ::-1].transpose(2, 1, 0)
 
 
-def read_nifti(path: Path) -> Scan:
-    """Read a 3-D NIfTI volume as one slice per axial plane in radiological display orientation."""
+def read_nifti(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Scan:
+    """Read a 3-D NIfTI volume as one slice per axial plane in radiological display orientation.
+
+    The shape is read from the header and checked against ``max_pixels`` before the data.
+    """
     import nibabel as nib
     from nibabel.orientations import apply_orientation, axcodes2ornt, io_orientation, ornt_transform
 
-    try:
+    with reading(path, "NIfTI file"):
         img = nib.load(path)
-        data = np.asarray(img.dataobj, dtype=np.float32)
-    except Exception as exc:  # nibabel raises ImageFileError, EOFError, zlib errors, ValueError...
-        raise InputError(f"{path}: not a readable NIfTI file ({exc})") from exc
-    if data.ndim == 4 and data.shape[3] == 1:
-        data = data[..., 0]
-    if data.ndim != 3:
-        raise InputError(
-            f"{path}: NIfTI image has shape {data.shape}; a 3-D volume is needed "
-            "(pass one file per contrast with --t1/--t2/--t1ce/--flair)"
-        )
-    to_ras = ornt_transform(io_orientation(img.affine), axcodes2ornt("RAS"))
-    stack = _check_pixels(_display_stack(apply_orientation(data, to_ras)), str(path))
-    geometry = VolumeGeometry(affine=img.affine, header=img.header, shape=data.shape, to_ras=to_ras)
+        shape = tuple(int(v) for v in img.shape)
+        if len(shape) == 4 and shape[3] == 1:
+            shape = shape[:3]
+        if len(shape) != 3:
+            raise InputError(
+                f"{path}: NIfTI image has shape {shape}; a 3-D volume is needed "
+                "(pass one file per contrast with --t1/--t2/--t1ce/--flair)"
+            )
+        check_size(shape, path, max_pixels)
+        affine = np.asarray(img.affine, dtype=np.float64)
+        if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+            raise InputError(
+                f"{path}: the NIfTI header's affine (sform/qform) is degenerate (zero or not finite), so the "
+                "slice orientation is unknown; fix the header (e.g. nibabel or fslorient) and retry"
+            )
+        data = np.asarray(img.dataobj, dtype=np.float32).reshape(shape)
+        to_ras = ornt_transform(io_orientation(affine), axcodes2ornt("RAS"))
+        stack = _check_pixels(_display_stack(apply_orientation(data, to_ras)), str(path))
+    geometry = VolumeGeometry(affine=img.affine, header=img.header, shape=shape, to_ras=to_ras)
     return Scan(
         images=stack[:, None], path=path, name=_stem(path), slices=list(range(stack.shape[0])), volume=geometry
     )
 
 
-def read_file(path: str | Path) -> Scan:
+def read_file(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Scan:
     """Read one scan file (format from its name; DICOM also by its magic bytes)."""
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: no such file or folder")
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder, not a file")
-    if path.stat().st_size == 0:
-        raise InputError(f"{path}: file is empty")
+    with reading(path):
+        if not path.exists():
+            raise InputError(f"{path}: no such file or folder")
+        if path.is_dir():
+            raise InputError(f"{path}: is a folder, not a file")
+        if path.stat().st_size == 0:
+            raise InputError(f"{path}: file is empty")
     name = path.name.lower()
     if name.endswith(NIFTI_SUFFIXES):
-        return read_nifti(path)
+        return read_nifti(path, max_pixels)
     if is_dicom_file(path):
-        return read_dicom(path)
+        return read_dicom(path, max_pixels)
     if name.endswith(IMAGE_SUFFIXES):
-        return read_image(path)
+        return read_image(path, max_pixels)
     raise InputError(
         f"{path}: unsupported file type; use PNG, JPEG, TIFF, DICOM (.dcm) or NIfTI (.nii, .nii.gz)"
     )
@@ -180,11 +310,11 @@ def read_file(path: str | Path) -> Scan:
 
 def is_dicom_file(path: Path) -> bool:
     """Whether ``path`` is a file with a DICOM suffix or the DICOM preamble (``DICM`` at byte 128)."""
-    if not path.is_file():
-        return False
-    if path.name.lower().endswith(DICOM_SUFFIXES):
-        return True
     try:
+        if not path.is_file():
+            return False
+        if path.name.lower().endswith(DICOM_SUFFIXES):
+            return True
         with open(path, "rb") as fh:
             head = fh.read(132)
     except OSError:
@@ -207,7 +337,9 @@ def is_patient_folder(path: Path) -> bool:
     return path.is_dir() and bool(contrast_files(path))
 
 
-def read_contrasts(files: Mapping[str, str | Path], channels: Sequence[str], where: str | None = None) -> Scan:
+def read_contrasts(
+    files: Mapping[str, str | Path], channels: Sequence[str], where: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> Scan:
     """Read one file per contrast and stack them in ``channels`` order into one multi-channel scan."""
     files = {k.lower(): Path(v) for k, v in files.items() if v is not None}
     missing = [c for c in channels if c not in files]
@@ -217,7 +349,7 @@ def read_contrasts(files: Mapping[str, str | Path], channels: Sequence[str], whe
         raise InputError(
             f"{where}: the model needs the contrasts {', '.join(channels)}; missing {', '.join(missing)} (pass {flags})"
         )
-    scans = [read_file(files[c]) for c in channels]
+    scans = [read_file(files[c], max_pixels) for c in channels]
     first = scans[0]
     for contrast, scan in zip(channels, scans):
         if scan.images.shape != first.images.shape:
@@ -238,53 +370,61 @@ def _describe(scan: Scan) -> str:
     return f"{s} slice(s) of {h}x{w}"
 
 
-def read_patient_folder(folder: Path, channels: Sequence[str]) -> Scan:
+def read_patient_folder(folder: Path, channels: Sequence[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> Scan:
     """Read a BraTS patient folder, stacking the contrasts the model needs in its channel order."""
-    found = contrast_files(folder)
+    with reading(folder):
+        found = contrast_files(folder)
     missing = [c for c in channels if c not in found]
     if missing:
         raise InputError(
             f"{folder}: no {', '.join(missing)} file (expected <patient>_{missing[0]}.nii.gz); "
             f"the model needs {', '.join(channels)}"
         )
-    scan = read_contrasts({c: found[c] for c in channels}, channels, where=str(folder))
+    scan = read_contrasts({c: found[c] for c in channels}, channels, str(folder), max_pixels)
     scan.path, scan.name = folder, folder.name
     return scan
 
 
-def from_array(array: np.ndarray, name: str = "array") -> Scan:
+def from_array(array: np.ndarray, name: str = "array", max_pixels: int = DEFAULT_MAX_PIXELS) -> Scan:
     """Wrap an (H, W), (C, H, W) or (N, C, H, W) array of raw intensities."""
     arr = np.asarray(array)
     if arr.dtype == object or not np.issubdtype(arr.dtype, np.number) or arr.ndim not in (2, 3, 4):
         raise InputError(f"{name}: expected a numeric array of shape (H, W), (C, H, W) or (N, C, H, W), got {arr.shape}")
+    check_size((arr.shape[0] if arr.ndim == 4 else 1, *arr.shape[-2:]), name, max_pixels)
     arr = arr.astype(np.float32).reshape((1,) * (4 - arr.ndim) + arr.shape)
     _check_pixels(arr, name)
     slices = list(range(arr.shape[0])) if np.ndim(array) == 4 else None
     return Scan(images=arr, name=name, slices=slices)
 
 
-def load_input(item: object, channels: Sequence[str], name: str = "array") -> Scan:
-    """Read any supported input (array, file, patient folder, {contrast: file} mapping) for a model.
+def load_input(item: object, channels: Sequence[str], name: str = "array", max_pixels: int = DEFAULT_MAX_PIXELS) -> Scan:
+    """Read any supported input (array, file, patient folder, {contrast: file} mapping, DICOM study
+    from ``gpedge.dicom``) for a model.
 
-    Raises :class:`InputError` if the input cannot be read or its channel count does not
-    match the model's ``channels``.
+    Raises :class:`InputError` if the input cannot be read, holds more than ``max_pixels`` pixels
+    (per channel, over all slices) or its channel count does not match the model's ``channels``.
     """
+    from gpedge.dicom.study import DicomStudy, read_study
+
     if isinstance(item, Scan):
         scan = item
     elif isinstance(item, np.ndarray):
-        scan = from_array(item, name)
+        scan = from_array(item, name, max_pixels)
+    elif isinstance(item, DicomStudy):
+        scan = item.load(max_pixels)
     elif isinstance(item, Mapping):
-        scan = read_contrasts(item, channels)
+        scan = read_contrasts(item, channels, max_pixels=max_pixels)
     elif isinstance(item, (str, Path)):
         path = Path(item)
-        if path.is_dir() and is_patient_folder(path):
-            scan = read_patient_folder(path, channels)
-        elif path.is_dir() or is_dicom_file(path):
-            from gpedge.dicom.study import read_study
-
-            scan = read_study(path, channels).load()
+        with reading(path):
+            folder = path.is_dir()
+            patient = folder and is_patient_folder(path)
+        if patient:
+            scan = read_patient_folder(path, channels, max_pixels)
+        elif folder or is_dicom_file(path):
+            scan = read_study(path, channels).load(max_pixels)
         else:
-            scan = read_file(path)
+            scan = read_file(path, max_pixels)
     else:
         raise InputError(f"unsupported input of type {type(item).__name__}; pass an array, a path or a list of them")
     check_channels(scan, channels)
@@ -309,42 +449,62 @@ def check_channels(scan: Scan, channels: Sequence[str]) -> None:
     )
 
 
-def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
+def expand_paths(
+    paths: Sequence[str | Path], on_error: Callable[[InputError], None] | None = None
+) -> list[Path]:
     """Files and patient folders to process: folders that are not patient folders are expanded
     to their image and NIfTI files and patient sub-folders (sorted; ground-truth and output files
-    skipped). DICOM files in folders are left to ``gpedge.dicom``, which groups them into series."""
+    skipped). DICOM files in folders are left to ``gpedge.dicom``, which groups them into series.
+
+    A folder that cannot be listed raises :class:`InputError`, or is passed to ``on_error`` and
+    skipped. Files are not opened here: their readers report their problems.
+    """
     out: list[Path] = []
     for raw in paths:
         path = Path(raw)
-        if not path.is_dir() or is_patient_folder(path):
-            out.append(path)
-            continue
-        for entry in sorted(path.iterdir()):
-            lower = entry.name.lower()
-            if entry.is_dir():
-                if is_patient_folder(entry):
-                    out.append(entry)
-            elif lower.endswith(IMAGE_SUFFIXES + NIFTI_SUFFIXES) and not _stem(entry).lower().endswith(
-                _SKIP_STEMS
-            ):
+        try:
+            with reading(path):
+                out.extend(_expand(path))
+        except InputError as exc:
+            if on_error is None:
+                raise
+            on_error(exc)
+    return out
+
+
+def _expand(path: Path) -> list[Path]:
+    if not path.is_dir() or is_patient_folder(path):
+        return [path]
+    out: list[Path] = []
+    for entry in sorted(path.iterdir()):
+        lower = entry.name.lower()
+        if entry.is_dir():
+            if is_patient_folder(entry):
                 out.append(entry)
+        elif lower.endswith(IMAGE_SUFFIXES + NIFTI_SUFFIXES) and not _stem(entry).lower().endswith(_SKIP_STEMS):
+            out.append(entry)
     return out
 
 
 # -- writers -------------------------------------------------------------------------------------
-def write_png(path: str | Path, image: np.ndarray) -> None:
-    """Write a (H, W) grey or (H, W, 3) RGB uint8 image as PNG, atomically."""
+def png_bytes(image: np.ndarray, where: str | Path = "image") -> bytes:
+    """A (H, W) grey or (H, W, 3) RGB uint8 image encoded as PNG."""
     arr = np.ascontiguousarray(image)
     if arr.ndim == 3:
         arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
     ok, buf = cv2.imencode(".png", arr)
     if not ok:
-        raise OSError(f"could not encode {path} as PNG")
-    atomic_write_bytes(path, buf.tobytes())
+        raise OSError(f"could not encode {where} as PNG")
+    return buf.tobytes()
 
 
-def write_mask_nifti(path: str | Path, masks: np.ndarray, volume: VolumeGeometry) -> None:
-    """Write a (S, H, W) display-orientation mask stack as a uint8 NIfTI on the source grid, atomically."""
+def write_png(path: str | Path, image: np.ndarray) -> None:
+    """Write a (H, W) grey or (H, W, 3) RGB uint8 image as PNG, atomically."""
+    atomic_write_bytes(path, png_bytes(image, path))
+
+
+def mask_nifti_bytes(masks: np.ndarray, volume: VolumeGeometry, compress: bool = True) -> bytes:
+    """A (S, H, W) display-orientation mask stack as a uint8 NIfTI file on the source grid (gzipped when ``compress``)."""
     import nibabel as nib
     from nibabel.orientations import apply_orientation
 
@@ -355,7 +515,12 @@ def write_mask_nifti(path: str | Path, masks: np.ndarray, volume: VolumeGeometry
     img.set_data_dtype(np.uint8)
     img.header.set_slope_inter(1.0, 0.0)
     payload = img.to_bytes()
-    atomic_write_bytes(path, gzip.compress(payload) if str(path).endswith(".gz") else payload)
+    return gzip.compress(payload, compresslevel=6) if compress else payload
+
+
+def write_mask_nifti(path: str | Path, masks: np.ndarray, volume: VolumeGeometry) -> None:
+    """Write a (S, H, W) display-orientation mask stack as a uint8 NIfTI on the source grid, atomically."""
+    atomic_write_bytes(path, mask_nifti_bytes(masks, volume, str(path).endswith(".gz")))
 
 
 def _inverse(ornt: np.ndarray) -> np.ndarray:

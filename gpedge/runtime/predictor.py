@@ -4,17 +4,18 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from gpedge.errors import GpedgeError, PackageError
+from gpedge.errors import GpedgeError, InferenceError, InputError, PackageError
 from gpedge.graph.contract import MaskRule, parse_mask_rule
 from gpedge.package import ModelPackage
 from gpedge.preprocess import resize_image
+from gpedge.runtime import ood
 from gpedge.runtime.backends import Backend, create_backend
-from gpedge.runtime.io import Scan, load_input
+from gpedge.runtime.io import DEFAULT_MAX_PIXELS, Scan, load_input
 from gpedge.runtime.maps import to_input_resolution
 from gpedge.runtime.results import Result, Source
 
@@ -44,13 +45,18 @@ class Predictor:
     ``device``: ``None`` (backend's choice), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. ``mask_rule``
     and ``offset``: the mask rule (a name of :data:`gpedge.graph.contract.MASK_RULES`, optionally
     ``+clean``) and its parameter, overriding the package's (fed to the graph's ``mask_rule`` and
-    ``offset`` inputs).
-    ``batch_size``: slices per model call (capped at the package's ``max_batch``).
+    ``offset`` inputs). ``batch_size``: slices per model call (capped at the package's
+    ``max_batch``). ``threads``: CPU threads of the backend (default: the physical cores; ONNX
+    Runtime and torch on the CPU). ``max_pixels``: the largest input accepted, in pixels per
+    channel over all its slices, read from the header before decoding (``None``:
+    :data:`gpedge.runtime.io.DEFAULT_MAX_PIXELS`, 512^3).
 
     Masks follow one rule at every resolution: the graph thresholds the rule's map at the
     model's resolution, :func:`gpedge.runtime.maps.to_input_resolution` maps the result to the
-    input's (and applies the clean-up of ``+clean`` rules). ``predict`` may be called from several threads at once. Use as a context
-    manager or call ``close()`` to release device memory.
+    input's (and applies the clean-up of ``+clean`` rules). Blank images are refused and slices
+    far from the training data are flagged (:mod:`gpedge.runtime.ood`). ``predict`` may be called
+    from several threads at once. Use as a context manager or call ``close()`` to release device
+    memory.
     """
 
     def __init__(
@@ -60,28 +66,38 @@ class Predictor:
         device: str | int | None = None,
         offset: float | None = None,
         batch_size: int = 8,
+        threads: int | None = None,
+        max_pixels: int | None = None,
         mask_rule: str | None = None,
     ) -> None:
         if batch_size < 1:
             raise GpedgeError(f"batch_size must be at least 1, got {batch_size}")
+        if threads is not None and threads < 1:
+            raise GpedgeError(f"threads must be at least 1, got {threads}")
+        if max_pixels is not None and max_pixels < 1:
+            raise GpedgeError(f"max_pixels must be at least 1, got {max_pixels}")
+        self.max_pixels = DEFAULT_MAX_PIXELS if max_pixels is None else int(max_pixels)
         self._offset = None if offset is None else _check_offset(offset)
         self._mask_rule = None if mask_rule is None else parse_mask_rule(mask_rule).name
         if isinstance(backend, Backend):
             if model is not None and model is not backend.package:
                 raise GpedgeError("pass either model or an open backend (whose package is used), not both")
             self.package = backend.package
+            self.ood = _ood_check(self.package)
             self._backend: Backend | None = backend
         else:
             self.package = model if isinstance(model, ModelPackage) else ModelPackage.load(
                 default_model_path() if model is None else model
             )
-            self._backend = create_backend(backend, self.package, device)
+            self.ood = _ood_check(self.package)
+            self._backend = create_backend(backend, self.package, device, threads=threads)
         self.classes = self.package.classes
         self.channels = self.package.channels
         self.image_size = self.package.image_size
         self.no_tumour_class = self.package.no_tumour_class
         self.batch_size = min(batch_size, self._backend.max_batch)
         self.backend_name = self._backend.name
+        self.provider = self._backend.provider
 
     @property
     def offset(self) -> float:
@@ -117,23 +133,55 @@ class Predictor:
 
     # -- public API ------------------------------------------------------------------------
     def read_scan(self, item: object, name: str = "array") -> Scan:
-        """Read one input (array, path, patient folder, {contrast: path}) for this model, timing it."""
+        """Read one input (array, path, patient folder, {contrast: path}, DICOM study) for this model, timing it.
+
+        Raises :class:`~gpedge.errors.InputError` when it cannot be read, exceeds ``max_pixels``,
+        does not fit the model or is blank (a single image; blank slices of a stack are flagged).
+        """
         start = time.perf_counter()
-        scan = load_input(item, self.channels, name=name)
+        scan = load_input(item, self.channels, name=name, max_pixels=self.max_pixels)
+        where = str(scan.path) if scan.path else scan.name
+        blank = [ood.blank_reason(image) for image in scan.images]
+        if all(blank):
+            what = "every slice is blank" if scan.is_volume and len(blank) > 1 else blank[0]
+            raise InputError(f"{where}: {what}; there is nothing to classify")
         scan.load_ms = (time.perf_counter() - start) * 1e3
         return scan
 
-    def predict(self, x: object, offset: float | None = None, mask_rule: str | None = None) -> list[Result]:
+    def warmup(self, iterations: int = 2) -> None:
+        """Run the model a few times on a synthetic batch of ``batch_size`` slices (and of one), so that
+        the first scan does not pay for lazy initialisation (memory arenas, kernels, CUDA context)."""
+        height, width = self.image_size
+        rng = np.random.default_rng(0)
+        for n in dict.fromkeys((1, self.batch_size)):
+            batch = rng.uniform(0.0, 1000.0, size=(n, len(self.channels), height, width)).astype(np.float32)
+            for _ in range(iterations):
+                self.backend.run(batch, self.offset, self.mask_rule)
+
+    def predict(
+        self, x: object, offset: float | None = None, on_error: Callable[[GpedgeError], None] | None = None,
+        mask_rule: str | None = None,
+    ) -> list[Result]:
         """Predict on an array ((H, W), (C, H, W) or (N, C, H, W)), a path (image, DICOM, NIfTI,
         BraTS patient folder), a {contrast: path} mapping, or a list of these.
 
         Returns one :class:`Result` per image, frame or slice, in input order. ``offset`` and
-        ``mask_rule`` override :attr:`offset` and :attr:`mask_rule` for this call.
+        ``mask_rule`` override :attr:`offset` and :attr:`mask_rule` for this call. ``on_error``: when given, an input that cannot be
+        read or run is passed to it (a :class:`~gpedge.errors.GpedgeError` naming the input) and
+        skipped, and the other inputs are still predicted; otherwise the first problem is raised.
         """
         items = list(x) if isinstance(x, (list, tuple)) else [x]
         names = [f"array{i}" for i in range(len(items))] if len(items) > 1 else ["array"]
-        scans = [self.read_scan(item, name) for item, name in zip(items, names)]
-        return [r for group in self.predict_scans(scans, offset, mask_rule) for r in group]
+        if on_error is None:
+            scans = [self.read_scan(item, name) for item, name in zip(items, names)]
+            return [r for group in self.predict_scans(scans, offset, mask_rule) for r in group]
+        results: list[Result] = []
+        for item, name in zip(items, names):
+            try:
+                results.extend(self.predict_scans([self.read_scan(item, name)], offset, mask_rule)[0])
+            except GpedgeError as exc:
+                on_error(exc)
+        return results
 
     def predict_scans(self, scans: Sequence[Scan], offset: float | None = None,
                       mask_rule: str | None = None) -> list[list[Result]]:
@@ -153,10 +201,13 @@ class Predictor:
                        rule: MaskRule) -> list[Result]:
         t0 = time.perf_counter()
         batch = np.stack([resize_image(scans[s].images[i], self.image_size) for s, i in chunk])
+        values = ood.features(batch)
         t1 = time.perf_counter()
-        outputs = self.backend.run(batch, offset, rule.name)
+        outputs = self._run(batch, offset, rule.name, {_where(scans[s]) for s, _ in chunk})
         t2 = time.perf_counter()
         results = [self._postprocess(scans[s], i, outputs, row, rule.clean) for row, (s, i) in enumerate(chunk)]
+        for result, row_values, (s, i) in zip(results, values, chunk):
+            result.ood_reasons = self.ood.reasons(row_values, scans[s].images[i])
         t3 = time.perf_counter()
         n = len(chunk)
         for result, (s, _) in zip(results, chunk):
@@ -167,6 +218,19 @@ class Predictor:
                 postprocess=(t3 - t2) * 1e3 / n,
             )
         return results
+
+    def _run(self, batch: np.ndarray, offset: float, rule: str, where: set[str]) -> dict[str, np.ndarray]:
+        """The backend's outputs; its failures become an :class:`InferenceError` naming the inputs."""
+        try:
+            return self.backend.run(batch, offset, rule)
+        except GpedgeError:
+            raise
+        except Exception as exc:  # ONNX Runtime, TensorRT and torch raise their own types
+            text = str(exc).strip().splitlines()
+            raise InferenceError(
+                f"{', '.join(sorted(where))}: the {self.backend_name} backend failed on this input "
+                f"({type(exc).__name__}: {text[0][:300] if text else 'no details'})"
+            ) from exc
 
     def _postprocess(self, scan: Scan, i: int, outputs: dict[str, np.ndarray], row: int, clean: bool) -> Result:
         k = int(outputs["label"][row])
@@ -187,6 +251,7 @@ class Predictor:
             speed={},
             image=scan.images[i, self._display_channel(scan)],
             is_tumour=k != self.no_tumour_class,
+            provider=self.provider,
         )
 
     def _display_channel(self, scan: Scan) -> int:
@@ -195,6 +260,14 @@ class Predictor:
             if preferred in names:
                 return names.index(preferred)
         return 0
+
+
+def _ood_check(package: ModelPackage) -> ood.OutOfDistribution:
+    return ood.OutOfDistribution(package.manifest.get("input_statistics"), str(package.root / "manifest.json"))
+
+
+def _where(scan: Scan) -> str:
+    return str(scan.path) if scan.path else scan.name
 
 
 def _check_offset(offset: float) -> float:

@@ -7,7 +7,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from gpedge.atomic import atomic_write_json
 
 #: Stages reported in ``Result.speed`` (milliseconds per image).
 STAGES = ("load", "preprocess", "inference", "postprocess")
@@ -49,6 +48,15 @@ class Result:
     """(H, W) raw intensities of the channel shown in overlays."""
     is_tumour: bool = field(default=True, repr=False)
     """Whether the predicted class is a tumour class (False for the no-tumour class, whose map localises nothing)."""
+    ood_reasons: tuple[str, ...] = ()
+    """Why the input lies outside what the model was trained on (see ``gpedge.runtime.ood``); empty when it does not."""
+    provider: str = ""
+    """Where the graph ran: the backend and its execution provider (e.g. ``onnxruntime CPUExecutionProvider``)."""
+
+    @property
+    def out_of_distribution(self) -> bool:
+        """Whether the input is far from the training data: its label must not be shown as a diagnosis."""
+        return bool(self.ood_reasons)
 
     @property
     def mask_area_px(self) -> int:
@@ -63,9 +71,11 @@ class Result:
         """RGB uint8 overlay of scan, heatmap, mask outline and label (see ``gpedge.runtime.visualize``)."""
         from gpedge.runtime.visualize import overlay
 
-        title = f"{self.label}  p={self.probability:.2f}"
+        title = "NO RESULT: out of distribution" if self.out_of_distribution else f"{self.label}  p={self.probability:.2f}"
         if self.source.slice is not None:
             title += f"   slice {self.source.slice}"
+        if self.out_of_distribution:
+            return overlay(self.image, None, np.zeros_like(self.mask), title, {}, "; ".join(self.ood_reasons))
         heat = self.heatmap if self.is_tumour else None
         return overlay(self.image, heat, self.mask, title, self.probabilities)
 
@@ -83,27 +93,20 @@ class Result:
             height=int(self.mask.shape[0]),
             width=int(self.mask.shape[1]),
             speed_ms={k: round(float(v), 3) for k, v in self.speed.items()},
+            out_of_distribution=self.out_of_distribution,
+            ood_reasons=list(self.ood_reasons),
+            provider=self.provider,
         )
         return out
 
-    def save(self, directory: str | Path, stem: str | None = None) -> dict[str, str]:
+    def save(self, directory: str | Path, stem: str | None = None, overwrite: bool = False) -> dict[str, str]:
         """Write ``<stem>_mask.png``, ``<stem>_heatmap.png``, ``<stem>_overlay.png`` and ``<stem>.json``
-        into ``directory`` (each atomically) and return their paths by kind."""
-        from gpedge.runtime.io import write_png
-        from gpedge.runtime.visualize import heatmap_rgb
+        into ``directory`` (all or none) and return their paths by kind.
 
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        stem = stem or self.source.stem
-        paths = {
-            "mask": directory / f"{stem}_mask.png",
-            "heatmap": directory / f"{stem}_heatmap.png",
-            "overlay": directory / f"{stem}_overlay.png",
-            "json": directory / f"{stem}.json",
-        }
-        write_png(paths["mask"], self.mask.astype(np.uint8) * 255)
-        write_png(paths["heatmap"], heatmap_rgb(self.heatmap))
-        write_png(paths["overlay"], self.plot())
-        written = {k: str(v) for k, v in paths.items()}
-        atomic_write_json(paths["json"], {**self.to_dict(), "outputs": written})
-        return written
+        An existing file is replaced only with ``overwrite`` (otherwise :class:`~gpedge.errors.OutputError`).
+        """
+        from gpedge.atomic import OutputFiles
+        from gpedge.runtime.save import save_result
+
+        with OutputFiles(overwrite) as files:
+            return save_result(self, directory, stem or self.source.stem, files)

@@ -9,7 +9,8 @@ from gpedge.serve.worker import Processed
 
 class StudyProcessor:
     """Classify a study's received instances with ``predictor`` and write SEG, Parametric Map and
-    SR into the job's folder (``channel_rules``: see ``gpedge.dicom``); thread-safe."""
+    SR into the job's folder (``channel_rules``: see ``gpedge.dicom``; a study sent again replaces
+    its earlier results); thread-safe."""
 
     def __init__(self, predictor, channel_rules=None) -> None:
         self.predictor = predictor
@@ -18,5 +19,7 @@ class StudyProcessor:
     def __call__(self, files: Sequence[Path], out_dir: Path) -> Processed:
         from gpedge.dicom import process_study
 
-        study = process_study(self.predictor, list(files), out_dir, channel_rules=self.channel_rules, dicom_out=True)
+        study = process_study(
+            self.predictor, list(files), out_dir, channel_rules=self.channel_rules, dicom_out=True, overwrite=True
+        )
         return Processed(dicom_files=[Path(p) for p in study.paths.values()], summary=study.to_dict())

@@ -74,6 +74,14 @@ class EngineRunner:
         self._states: list[_ThreadState] = []
         self._lock = threading.Lock()
 
+    def io_specs(self) -> dict[str, tuple[str, tuple[int, ...]]]:
+        """numpy dtype name and engine shape (-1 for dynamic dimensions) of every I/O tensor."""
+        return {
+            name: (np.dtype(self._trt.nptype(self.engine.get_tensor_dtype(name))).name,
+                   tuple(self.engine.get_tensor_shape(name)))
+            for name in self.inputs + self.outputs
+        }
+
     def _max_shape(self, name: str) -> tuple[int, ...]:
         shape = tuple(self.engine.get_tensor_shape(name))
         if -1 not in shape:

@@ -51,15 +51,16 @@ def plan(
     site_wm: np.ndarray,
     site_depth: np.ndarray,
     voxel_mm: float = 1.0,
+    min_radius_mm: float = 0.0,
 ) -> list[Lesion]:
     """Draw the lesions of one patient.
 
     ``sites``: candidate centres (grid mm); ``site_wm``: their white-matter share; ``site_depth``: their
     distance to the brain's surface (mm). No lesion is smaller than 1.5 voxels of ``voxel_mm`` in radius
-    (a lesion the grid cannot show would only add label noise).
+    (a lesion the grid cannot show would only add label noise), nor than ``min_radius_mm``.
     """
     z = sites[:, 2]
-    smallest = max(1.5 * voxel_mm, 3.0)
+    smallest = max(1.5 * voxel_mm, 3.0, min_radius_mm)
     if model == "irregular":
         count = int(rng.choice([1, 2, 3], p=[0.5, 0.3, 0.2]))
         typical = rng.random() < 0.6  # a glioma of typical size, else any size down to a few voxels

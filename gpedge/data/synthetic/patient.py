@@ -83,12 +83,14 @@ def synthesise_patient(
     family_name: str = "train",
     skull_fraction: float = 0.3,
     skull: bool | None = None,
+    min_lesion_mm: float = 0.0,
 ) -> SyntheticPatient:
     """Simulate one patient on a grid of ``shape`` voxels over the BraTS field of view.
 
     ``grade`` is ``"HGG"``, ``"LGG"`` or None (no tumour); ``family_name`` picks the generator family;
     ``skull`` keeps skull and scalp (True) or strips them as BraTS does (False); None draws it with
-    probability ``skull_fraction``.
+    probability ``skull_fraction``; ``min_lesion_mm`` raises the smallest tumour radius (a data set
+    whose lesions stay visible at a coarse training size; 0 keeps the family's sizes).
     """
     from scipy import ndimage
 
@@ -131,7 +133,8 @@ def synthesise_patient(
         inside = np.all(np.abs(sites) < half - 4.0, axis=1)
         depth = source.site_depth * float(scale.min())
         planned = lesions.plan(
-            lesion_rng, grade, fam.lesions, sites[inside], source.site_wm[inside], depth[inside], float(spacing[:2].max())
+            lesion_rng, grade, fam.lesions, sites[inside], source.site_wm[inside], depth[inside], float(spacing[:2].max()),
+            min_lesion_mm,
         )
         for lesion in planned:
             if lesion.support > 2.0 * float(spacing.min()):

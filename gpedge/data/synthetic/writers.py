@@ -5,7 +5,9 @@ import csv
 import io
 import os
 from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -24,6 +26,7 @@ MAPPING_COLUMNS = (
 )
 PNG_CLASSES = (("Healthy", None), ("LGG", "LGG"), ("HGG", "HGG"))
 Progress = Callable[[Iterable], Iterable]
+T = TypeVar("T")
 
 
 def patient_id(number: int) -> str:
@@ -82,6 +85,8 @@ def write_synthetic_brats(
     lgg_fraction: float = 0.5,
     family: str = "train",
     skull_fraction: float = 0.3,
+    min_lesion_mm: float = 0.0,
+    workers: int = 1,
     progress: Progress | None = None,
 ) -> list[str]:
     """Write ``patients`` synthetic patients into ``out`` in the BraTS 2020 training layout.
@@ -91,8 +96,9 @@ def write_synthetic_brats(
     BraTS field of view. A share ``lgg_fraction`` of patients is LGG, the rest HGG; ``family`` is
     ``"train"`` or ``"heldout"``; a share ``skull_fraction`` of each grade keeps skull and scalp.
     Deterministic for a given ``seed`` (a patient depends only on the seed, its number and which
-    patients keep the skull); ``progress`` may wrap the patient loop (e.g. ``rich.progress.track``).
-    Returns the patient ids.
+    patients keep the skull); ``min_lesion_mm`` raises the smallest tumour radius (see
+    :func:`synthesise_patient`); ``workers`` > 1 synthesises patients in that many processes (same
+    data); ``progress`` may wrap the patient loop (e.g. ``rich.progress.track``). Returns the patient ids.
     """
     out = Path(out)
     grid = _grid(size, slices, shape)
@@ -102,14 +108,11 @@ def write_synthetic_brats(
     n_lgg = int(round(patients * lgg_fraction))
     grades = np.array(["LGG"] * n_lgg + ["HGG"] * (patients - n_lgg))
     np.random.default_rng([seed, 0]).shuffle(grades)
-    ids = []
-    numbered = list(zip(range(1, patients + 1), grades, _with_skull(seed, list(grades), skull_fraction)))
-    for number, grade, skull in progress(numbered) if progress else numbered:
-        pid = patient_id(number)
-        patient = synthesise_patient(np.random.default_rng([seed, number]), str(grade), grid, family, skull=skull)
-        for name, data in [*patient.volumes.items(), ("seg", patient.seg)]:
-            atomic_write_bytes(out / pid / f"{pid}_{name}.nii.gz", _nifti_bytes(data, patient.affine))
-        ids.append(pid)
+    jobs = [
+        partial(_write_patient, out, number, str(grade), seed, grid, family, skull, min_lesion_mm)
+        for number, grade, skull in zip(range(1, patients + 1), grades, _with_skull(seed, list(grades), skull_fraction))
+    ]
+    ids = _run_jobs(jobs, workers, progress)
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(MAPPING_COLUMNS)
@@ -117,6 +120,32 @@ def write_synthetic_brats(
         writer.writerow([grade, "NA", "NA", "NA", "NA", pid])
     atomic_write_bytes(out / "name_mapping.csv", text.getvalue().encode())
     return ids
+
+
+def _write_patient(out: Path, number: int, grade: str, seed: int, grid: tuple[int, int, int], family: str,
+                   skull: bool, min_lesion_mm: float) -> str:
+    pid = patient_id(number)
+    patient = synthesise_patient(np.random.default_rng([seed, number]), grade, grid, family, skull=skull, min_lesion_mm=min_lesion_mm)
+    for name, data in [*patient.volumes.items(), ("seg", patient.seg)]:
+        atomic_write_bytes(out / pid / f"{pid}_{name}.nii.gz", _nifti_bytes(data, patient.affine))
+    return pid
+
+
+def _run_jobs(jobs: list[Callable[[], T]], workers: int, progress: Progress | None) -> list[T]:
+    """Results of ``jobs`` in order, computed in this process or in ``workers`` processes."""
+    if workers < 1:
+        raise DataError(f"workers must be at least 1 (got {workers})")
+    if workers == 1 or len(jobs) == 1:
+        return [job() for job in (progress(jobs) if progress else jobs)]
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(min(workers, len(jobs))) as pool:
+        results = pool.map(_call, jobs)
+        return list(progress(results) if progress else results)
+
+
+def _call(job: Callable[[], T]) -> T:
+    return job()
 
 
 def display_slices(volume: np.ndarray) -> np.ndarray:
@@ -150,6 +179,7 @@ def write_synthetic_pngs(
     family: str = "heldout",
     channel: str = "t1ce",
     skull_fraction: float = 0.3,
+    workers: int = 1,
     progress: Progress | None = None,
 ) -> list[Path]:
     """Write single-slice 16-bit PNGs in the image-folder layout: ``out/{Healthy,LGG,HGG}/<name>.png`` + ``<name>_mask.png``.
@@ -158,32 +188,39 @@ def write_synthetic_pngs(
     240 mm field of view, slices ``155 / slices`` mm thick), from the middle of the head: tumour images
     show the tumour's largest section there, healthy images come from tumour-free patients at the same
     levels; a share ``skull_fraction`` of each class keeps skull and scalp. The mask is 0/255 (empty for
-    healthy images). Returns the image paths.
+    healthy images). ``workers`` > 1 synthesises the images in that many processes (same data).
+    Returns the image paths.
     """
-    from gpedge.runtime.io import write_png
-
     out = Path(out)
     if channel not in CONTRASTS:
         raise DataError(f"channel {channel!r} is unknown; use one of {', '.join(CONTRASTS)}")
     grid = _grid(size, slices, None)
     _check_common(out, per_class, skull_fraction, family)
-    jobs = [(k, name, grade, i) for k, (name, grade) in enumerate(PNG_CLASSES) for i in range(per_class)]
-    jobs = list(zip(jobs, _with_skull(seed, [job[0] for job in jobs], skull_fraction)))
-    written = []
-    for (k, name, grade, i), skull in progress(jobs) if progress else jobs:
-        for attempt in range(20):
-            rng = np.random.default_rng([seed, k, i, attempt])
-            patient = synthesise_patient(rng, grade, grid, family, skull=skull)
-            image = display_slices(patient.volumes[channel])
-            mask = display_slices(patient.seg) > 0
-            chosen = _pick_slice(rng, image, mask, grade is not None)
-            if chosen is not None:
-                break
-        else:
-            raise DataError(f"no usable slice for {name} image {i} after 20 patients; use more slices")
-        stem = f"{family}_{name.lower()}_{i:03d}"
-        path = out / name / f"{stem}.png"
-        write_png(path, np.clip(image[chosen], 0, 65535).astype(np.uint16))
-        write_png(out / name / f"{stem}_mask.png", (mask[chosen] * 255).astype(np.uint8))
-        written.append(path)
-    return written
+    items = [(k, name, grade, i) for k, (name, grade) in enumerate(PNG_CLASSES) for i in range(per_class)]
+    jobs = [
+        partial(_write_png_item, out, item, skull, seed, grid, family, channel)
+        for item, skull in zip(items, _with_skull(seed, [item[0] for item in items], skull_fraction))
+    ]
+    return _run_jobs(jobs, workers, progress)
+
+
+def _write_png_item(out: Path, item: tuple[int, str, str | None, int], skull: bool, seed: int,
+                    grid: tuple[int, int, int], family: str, channel: str) -> Path:
+    from gpedge.runtime.io import write_png
+
+    k, name, grade, i = item
+    for attempt in range(20):
+        rng = np.random.default_rng([seed, k, i, attempt])
+        patient = synthesise_patient(rng, grade, grid, family, skull=skull)
+        image = display_slices(patient.volumes[channel])
+        mask = display_slices(patient.seg) > 0
+        chosen = _pick_slice(rng, image, mask, grade is not None)
+        if chosen is not None:
+            break
+    else:
+        raise DataError(f"no usable slice for {name} image {i} after 20 patients; use more slices")
+    stem = f"{family}_{name.lower()}_{i:03d}"
+    path = out / name / f"{stem}.png"
+    write_png(path, np.clip(image[chosen], 0, 65535).astype(np.uint16))
+    write_png(out / name / f"{stem}_mask.png", (mask[chosen] * 255).astype(np.uint8))
+    return path

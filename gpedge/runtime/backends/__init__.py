@@ -31,18 +31,26 @@ def _backend_class(name: str) -> type[Backend]:
     return getattr(importlib.import_module(module), cls)
 
 
-def create_backend(name: str, package: ModelPackage, device: str | int | None = None) -> Backend:
-    """Open ``package`` on backend ``name`` (``auto`` or a key of ``BACKENDS``)."""
+def create_backend(
+    name: str, package: ModelPackage, device: str | int | None = None, threads: int | None = None
+) -> Backend:
+    """Open ``package`` on backend ``name`` (``auto`` or a key of ``BACKENDS``); ``threads``: CPU threads
+    of the ONNX Runtime and torch backends (default: the physical cores)."""
     if name == "auto":
-        return _auto(package, device)
+        return _auto(package, device, threads)
     if name not in BACKENDS:
         raise BackendUnavailable(f"unknown backend {name!r}; choose one of: auto, {', '.join(BACKENDS)}")
-    backend = _backend_class(name)(package, device)
+    backend = _open(name, package, device, threads)
     log.info("backend: %s", backend.description)
     return backend
 
 
-def _auto(package: ModelPackage, device: str | int | None) -> Backend:
+def _open(name: str, package: ModelPackage, device: str | int | None, threads: int | None) -> Backend:
+    cls = _backend_class(name)
+    return cls(package, device) if name == "tensorrt" else cls(package, device, threads=threads)
+
+
+def _auto(package: ModelPackage, device: str | int | None, threads: int | None) -> Backend:
     from gpedge.runtime.backends.onnxruntime import cuda_provider_available
 
     wants_cpu = device is not None and str(device) == "cpu"
@@ -50,10 +58,10 @@ def _auto(package: ModelPackage, device: str | int | None) -> Backend:
         from gpedge.tensorrt.cuda import tensorrt_available
 
         if tensorrt_available():
-            backend = _backend_class("tensorrt")(package, device)
+            backend = _open("tensorrt", package, device, threads)
             log.info("backend auto -> tensorrt: %s", backend.description)
             return backend
     ort_device = "cpu" if wants_cpu or not cuda_provider_available() else device
-    backend = _backend_class("onnxruntime")(package, ort_device)
+    backend = _open("onnxruntime", package, ort_device, threads)
     log.info("backend auto -> onnxruntime: %s", backend.description)
     return backend

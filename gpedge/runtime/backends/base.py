@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from gpedge.errors import PackageError
-from gpedge.graph.contract import INPUTS, MASK_RULE, OFFSET, OUTPUTS, parse_mask_rule
+from gpedge.graph.contract import BATCH, INPUT, INPUTS, MASK_RULE, OFFSET, OUTPUTS, input_specs, output_specs, parse_mask_rule
 from gpedge.package import ModelPackage
 
 
@@ -23,6 +23,41 @@ def check_io(inputs: Sequence[str], outputs: Sequence[str], where: str, fix: str
         raise PackageError(
             f"{where}: inputs {sorted(inputs)} and outputs {sorted(outputs)} do not follow the gpedge graph contract "
             f"(inputs {list(INPUTS)}, outputs {list(OUTPUTS)}); {fix}"
+        )
+
+
+def check_graph(
+    found: Mapping[str, tuple[str | None, Sequence[object] | None]], package: ModelPackage, where: str,
+    fix: str = "re-export the package",
+) -> None:
+    """Refuse a graph or engine whose tensors do not fit the manifest: ``found`` maps each tensor name
+    to its numpy dtype name and shape (``None`` where unknown; symbolic or -1 dimensions for the batch).
+
+    Checks the channels, height and width of ``image``, the class count of ``logits``, ``probs`` and
+    ``heatmaps``, the sizes of the maps and masks, and every dtype, against the manifest's
+    ``input`` and ``classes`` (:mod:`gpedge.graph.contract`).
+    """
+    height, width = package.image_size
+    expected = {**input_specs(len(package.channels), height, width), **output_specs(len(package.classes), height, width)}
+    problems = []
+    for name, spec in expected.items():
+        dtype, shape = found.get(name, (None, None))
+        if dtype is not None and dtype != spec["dtype"]:
+            problems.append(f"'{name}' is {dtype}, the contract says {spec['dtype']}")
+        if shape is None:
+            continue
+        fixed = [d if isinstance(d, int) and d >= 0 else None for d in shape]
+        want = [None if d == BATCH else d for d in spec["shape"]]
+        if len(fixed) != len(want) or any(w is not None and f is not None and f != w for f, w in zip(fixed, want)):
+            problems.append(f"'{name}' has shape {list(shape)}, the manifest implies {spec['shape']}")
+    batch = (found.get(INPUT, (None, None))[1] or [None])[0]
+    max_batch = int(package.manifest["input"]["max_batch"])
+    if isinstance(batch, int) and batch >= 0 and (batch != 1 or max_batch != 1):
+        problems.append(f"'{INPUT}' has a fixed batch of {batch}, but input.max_batch is {max_batch} (batches of 1..max_batch are run)")
+    if problems:
+        raise PackageError(
+            f"{where} does not fit {package.root / 'manifest.json'} (classes {package.classes}, channels "
+            f"{package.channels}, {height}x{width}): {'; '.join(problems)}; {fix}"
         )
 
 
@@ -46,6 +81,11 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def description(self) -> str:
         """Where and how the graph runs (device, providers, precision), for logs and reports."""
+
+    @property
+    def provider(self) -> str:
+        """The backend and the execution provider or device that runs the graph (reported in every result)."""
+        return f"{self.name} {getattr(self, 'device', '')}".strip()
 
     @abc.abstractmethod
     def run(self, batch: np.ndarray, offset: float | None = None, rule: str | None = None) -> dict[str, np.ndarray]:

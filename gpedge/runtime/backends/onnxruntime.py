@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from functools import lru_cache
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import numpy as np
 from gpedge.errors import BackendUnavailable, PackageError
 from gpedge.graph.contract import INPUT, OUTPUTS
 from gpedge.package import ModelPackage
-from gpedge.runtime.backends.base import Backend, check_io
+from gpedge.runtime.backends.base import Backend, check_graph, check_io
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +22,10 @@ FP32_GRAPH = "model.onnx"
 #: Graph optimisation levels by name -> ``onnxruntime.GraphOptimizationLevel`` member.
 OPTIMIZATIONS = {"disabled": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
                  "all": "ORT_ENABLE_ALL"}
+DEFAULT_OPTIMIZATION = "all"
+#: ONNX Runtime's tensor type names -> numpy dtype names.
+_ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int32)": "int32",
+              "tensor(int64)": "int64", "tensor(uint8)": "uint8", "tensor(bool)": "bool"}
 
 
 @lru_cache(maxsize=1)
@@ -41,11 +46,62 @@ def physical_cores() -> int:
     return max(1, len(cores) or len(allowed))
 
 
+#: Distributions that all install the ``onnxruntime`` module: only one may be installed at a time.
+ORT_DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml", "onnxruntime-qnn")
+
+
+@lru_cache(maxsize=1)
+def install_conflict() -> str | None:
+    """A sentence naming the ONNX Runtime builds installed side by side (they overwrite each other's
+    ``onnxruntime`` module, typically leaving the CPU build), or None when there is one."""
+    from importlib import metadata
+
+    found = []
+    for name in ORT_DISTRIBUTIONS:
+        try:
+            metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+        found.append(name)
+    if len(found) < 2:
+        return None
+    keep = next((name for name in found if name != "onnxruntime"), found[0])
+    return (
+        f"{' and '.join(found)} are installed together and share one 'onnxruntime' module, so the wrong build may "
+        f"run; keep one: pip uninstall -y {' '.join(found)} && pip install {keep}"
+    )
+
+
 def cuda_provider_available() -> bool:
     """Whether this onnxruntime build offers the CUDA execution provider."""
     import onnxruntime as ort
 
     return CUDA_EP in ort.get_available_providers()
+
+
+def _new_session(path: str, options, providers: list):
+    """An ``InferenceSession`` created on a short-lived helper thread.
+
+    With ``session.set_denormal_as_zero`` ONNX Runtime switches the thread that creates the session
+    (and its own pool threads) to flush-to-zero / denormals-are-zero; creating it elsewhere keeps
+    that floating-point mode out of the application's threads (a scanner's own numerics).
+    """
+    import onnxruntime as ort
+
+    made: dict[str, object] = {}
+
+    def create() -> None:
+        try:
+            made["session"] = ort.InferenceSession(path, sess_options=options, providers=providers)
+        except Exception as exc:  # re-raised on the caller's thread
+            made["error"] = exc
+
+    worker = threading.Thread(target=create, name="gpedge-onnxruntime-session")
+    worker.start()
+    worker.join()
+    if "error" in made:
+        raise made["error"]  # type: ignore[misc]
+    return made["session"]
 
 
 def _device_index(device: str | int | None) -> int:
@@ -63,6 +119,12 @@ class OnnxRuntimeBackend(Backend):
     ``"cuda"`` / ``"cuda:N"`` / an int (an error if the CUDA provider cannot be used).
     ``threads``: intra-op threads (default: the physical cores). ``optimization``: graph
     optimisation level, one of :data:`OPTIMIZATIONS` (``all`` adds the NCHWc layout transforms).
+    ``spinning``: whether idle pool threads busy-wait for work (ONNX Runtime's default; faster
+    by a fraction of a millisecond per call on an idle machine, but it takes CPU from everything
+    else on it, so off by default). Denormal activations are always flushed to zero
+    (``session.set_denormal_as_zero``) in ONNX Runtime's pool threads: they are numerically irrelevant
+    and slow on Intel cores. The session is created on a helper thread so that this mode does not
+    leak into the caller's thread (see :func:`_new_session`).
     ``graph``: ``None`` for the package's ``model.onnx``, the name of another graph the package
     lists (``model.fp16.onnx``; both sha256-checked), or the path of a graph derived from the
     package (the benchmark's INT8 copy).
@@ -76,7 +138,8 @@ class OnnxRuntimeBackend(Backend):
         device: str | int | None = None,
         *,
         threads: int | None = None,
-        optimization: str = "all",
+        optimization: str = DEFAULT_OPTIMIZATION,
+        spinning: bool = False,
         graph: str | os.PathLike | None = None,
     ) -> None:
         super().__init__(package)
@@ -85,11 +148,15 @@ class OnnxRuntimeBackend(Backend):
         wants_cuda = device is not None and (isinstance(device, int) or str(device).startswith("cuda"))
         if device is not None and not wants_cuda and str(device) != "cpu":
             raise BackendUnavailable(f"onnxruntime backend: unknown device {device!r}; use 'cpu', 'cuda' or 'cuda:N'")
+        conflict = install_conflict()
         if wants_cuda and not cuda_provider_available():
             raise BackendUnavailable(
                 "onnxruntime backend: device 'cuda' needs the CUDA execution provider, which this onnxruntime "
-                "build lacks; install 'onnxruntime-gpu' (matching your CUDA version) or use device='cpu'"
+                "build lacks; " + (conflict or "install it with pip install 'gpedge[gpu]' (after pip uninstall -y "
+                                   "onnxruntime) or use device='cpu'")
             )
+        if conflict:
+            log.warning("onnxruntime: %s", conflict)
         if optimization not in OPTIMIZATIONS:
             raise BackendUnavailable(f"onnxruntime backend: optimization {optimization!r} is not one of {', '.join(OPTIMIZATIONS)}")
         use_cuda = wants_cuda or (device is None and cuda_provider_available())
@@ -99,16 +166,21 @@ class OnnxRuntimeBackend(Backend):
 
         self.threads = threads or physical_cores()
         self.optimization = optimization
+        self.spinning = spinning
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPTIMIZATIONS[optimization])
         options.log_severity_level = 3  # errors only; provider fallbacks are checked and reported below
+        spin = "1" if spinning else "0"
+        options.add_session_config_entry("session.intra_op.allow_spinning", spin)
+        options.add_session_config_entry("session.inter_op.allow_spinning", spin)
+        options.add_session_config_entry("session.set_denormal_as_zero", "1")
         path = self._graph_path(graph)
         self.graph = path.name
         try:
-            self._session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+            self._session = _new_session(str(path), options, providers)
         except Exception as exc:  # onnxruntime raises its own exception types for damaged graphs
             raise PackageError(
                 f"{path} cannot be loaded by onnxruntime ({str(exc).splitlines()[0]}); re-export the package"
@@ -123,7 +195,9 @@ class OnnxRuntimeBackend(Backend):
             log.warning("onnxruntime: the CUDA execution provider failed to initialise; running on the CPU instead")
         self.providers = active
         self.device = "cuda" if CUDA_EP in active else "cpu"
+        tensors = self._session.get_inputs() + self._session.get_outputs()
         check_io([i.name for i in self._session.get_inputs()], [o.name for o in self._session.get_outputs()], str(path))
+        check_graph({t.name: (_ORT_TYPES.get(t.type, t.type), t.shape) for t in tensors}, package, str(path))
 
     def _graph_path(self, graph: str | os.PathLike | None) -> Path:
         if graph is None:
@@ -137,11 +211,15 @@ class OnnxRuntimeBackend(Backend):
 
     @property
     def description(self) -> str:
-        threads = f", {self.threads} threads" if self.device == "cpu" else ""
+        threads = f", {self.threads} threads{', spinning' if self.spinning else ''}" if self.device == "cpu" else ""
         return (
             f"onnxruntime {self._ort_version()} {self.graph} on {self.device} ({', '.join(self.providers)}{threads}, "
             f"optimization {self.optimization})"
         )
+
+    @property
+    def provider(self) -> str:
+        return f"onnxruntime {self.providers[0]}"
 
     @staticmethod
     def _ort_version() -> str:

@@ -7,7 +7,7 @@ import numpy as np
 from gpedge.errors import BackendUnavailable
 from gpedge.graph.contract import INPUT
 from gpedge.package import ModelPackage
-from gpedge.runtime.backends.base import Backend, check_io
+from gpedge.runtime.backends.base import Backend, check_graph, check_io
 from gpedge.tensorrt.cuda import cuda_check, gpu_info, import_tensorrt
 from gpedge.tensorrt.loader import package_engine
 from gpedge.tensorrt.runner import EngineRunner
@@ -39,7 +39,12 @@ class TensorRTBackend(Backend):
         engine, self.engine_path, self.engine_meta = package_engine(package, self.gpu, self.max_batch)
         self._runner = EngineRunner(engine, index)
         check_io(self._runner.inputs, self._runner.outputs, str(self.engine_path), "delete or rebuild the engine")
+        check_graph(self._runner.io_specs(), package, str(self.engine_path), "delete or rebuild the engine")
         self.max_batch = min(self.max_batch, int(self._runner.max_shapes[INPUT][0]))
+
+    @property
+    def provider(self) -> str:
+        return f"tensorrt {self.device}"
 
     @property
     def description(self) -> str:

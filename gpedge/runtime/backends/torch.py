@@ -53,7 +53,7 @@ class TorchBackend(Backend):
 
     name = "torch"
 
-    def __init__(self, package: ModelPackage, device: str | int | None = None) -> None:
+    def __init__(self, package: ModelPackage, device: str | int | None = None, *, threads: int | None = None) -> None:
         super().__init__(package)
         try:
             import safetensors  # noqa: F401
@@ -66,6 +66,8 @@ class TorchBackend(Backend):
         self.device = torch.device("cpu" if device is None else f"cuda:{device}" if isinstance(device, int) else device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise BackendUnavailable("torch backend: CUDA was requested but this torch build sees no GPU; use device='cpu'")
+        if threads is not None:
+            torch.set_num_threads(threads)  # process-wide in torch
         self._model = load_fused_model(package).to(self.device)
         self._lock = threading.Lock()
 

@@ -41,12 +41,19 @@ function bar(fraction, strong) {
 function show(answer, file, roundTripMs) {
   const results = answer.results;
   const key = results.find((r) => (r.slice ?? null) === answer.key_slice) || results[0];
-  $("label").textContent = key.label;
-  $("label").dataset.label = key.label;
   const probs = $("probabilities");
   probs.replaceChildren();
-  for (const [name, p] of Object.entries(key.probabilities)) {
-    probs.appendChild(row([name, bar(p, name === key.label), p.toFixed(3)]));
+  if (key.out_of_distribution) {
+    // blank or unlike the training data: no diagnosis is shown, only why
+    $("label").textContent = "Out of distribution: no diagnosis";
+    $("label").dataset.label = "out-of-distribution";
+    for (const reason of key.ood_reasons) probs.appendChild(row([reason]));
+  } else {
+    $("label").textContent = key.label;
+    $("label").dataset.label = key.label;
+    for (const [name, p] of Object.entries(key.probabilities)) {
+      probs.appendChild(row([name, bar(p, name === key.label), p.toFixed(3)]));
+    }
   }
   $("overlay").src = "data:image/png;base64," + answer.overlay_png;
   $("caption").textContent = results.length > 1

@@ -1,0 +1,139 @@
+"""Blank and out-of-distribution inputs get no diagnosis (``gpedge.runtime.ood``)."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+
+from gpedge.errors import InputError
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    from gpedge.runtime.predictor import Predictor
+
+    with Predictor(backend="onnxruntime") as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def brain() -> np.ndarray:
+    return cv2.imread(str(EXAMPLES / "hgg_t1ce.png"), cv2.IMREAD_UNCHANGED).astype(np.float32)
+
+
+def infer(*args: str | Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gpedge.cli", "infer", *map(str, args)], capture_output=True, text=True,
+                          timeout=180)
+
+
+def test_blank_images_are_refused(predictor, tmp_path: Path) -> None:
+    cv2.imwrite(str(tmp_path / "black.png"), np.zeros((240, 240), np.uint8))
+    cv2.imwrite(str(tmp_path / "negative.tif"), -np.random.default_rng(0).random((64, 64)).astype(np.float32) - 1)
+    ds = pydicom.dcmread(EXAMPLES / "hgg_t1ce.dcm")
+    ds.RescaleSlope, ds.RescaleIntercept = 0, 0
+    ds.save_as(tmp_path / "slope0.dcm")
+    for name, message in (("black.png", "blank image (every pixel is 0)"), ("negative.tif", "no positive intensity"),
+                          ("slope0.dcm", "blank image")):
+        with pytest.raises(InputError, match=re.escape(message)) as info:
+            predictor.predict(tmp_path / name)
+        assert name in str(info.value) and "nothing to classify" in str(info.value)
+    done = infer(tmp_path / "black.png", tmp_path / "slope0.dcm", tmp_path / "negative.tif", EXAMPLES / "hgg_t1ce.png", "--json")
+    assert done.returncode == 2
+    errors = done.stderr.strip().splitlines()
+    assert len(errors) == 3 and all("nothing to classify" in line for line in errors), done.stderr
+    assert len(done.stdout.splitlines()) == 1
+
+
+def test_blank_slices_of_a_volume_are_flagged_and_an_all_blank_volume_refused(predictor, brain, tmp_path: Path) -> None:
+    volume = np.zeros((240, 240, 3), np.float32)
+    volume[..., 1] = brain.T[:, ::-1]
+    nib.save(nib.Nifti1Image(volume, np.eye(4)), tmp_path / "vol.nii.gz")
+    results = predictor.predict(tmp_path / "vol.nii.gz")
+    assert [r.out_of_distribution for r in results] == [True, False, True]
+    assert results[0].ood_reasons == ("blank image (every pixel is 0)",)
+    nib.save(nib.Nifti1Image(np.zeros((64, 64, 3), np.float32), np.eye(4)), tmp_path / "empty.nii.gz")
+    with pytest.raises(InputError, match="every slice is blank"):
+        predictor.predict(tmp_path / "empty.nii.gz")
+
+
+def _non_brains(brain: np.ndarray) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[:240, :240].astype(np.float32)
+    return {
+        "uniform noise": rng.uniform(0, 1000, (240, 240)),
+        "inverted scan (MONOCHROME1 read as MONOCHROME2)": brain.max() - brain,
+        "gradient": xx + yy,
+        "checkerboard": ((xx // 30 + yy // 30) % 2) * 800 + 100,
+        "noise everywhere around a scan": brain + rng.uniform(0, brain.max(), brain.shape) * (brain == 0),
+    }
+
+
+def test_non_brain_images_are_flagged_and_the_examples_are_not(predictor, brain) -> None:
+    assert predictor.ood.available, "the bundled model must carry its training input statistics"
+    for name, image in _non_brains(brain).items():
+        result = predictor.predict(image)[0]
+        assert result.out_of_distribution, name
+        assert all("training range" in reason for reason in result.ood_reasons), result.ood_reasons
+    for path in ("hgg_t1ce.png", "lgg_t1ce.png", "healthy_t1ce.png", "hgg_t1ce.dcm"):
+        assert not predictor.predict(EXAMPLES / path)[0].out_of_distribution, path
+    volume = predictor.predict(EXAMPLES / "lgg_t1ce.nii.gz")
+    assert not any(r.out_of_distribution for r in volume)
+
+
+def test_another_synthetic_family_is_in_distribution(predictor) -> None:
+    """Slices from a different generator (``gpedge.data.samples``: other head shapes, sizes and contrasts)
+    than the training data (``gpedge synth``) are not flagged: the check must not refuse ordinary head slices."""
+    from gpedge.data.samples import synthetic_slices
+
+    slices = synthetic_slices(96, channels=1, size=160, num_classes=3, seed=11).images
+    flagged = [r for r in predictor.predict(slices) if r.out_of_distribution]
+    assert len(flagged) <= 0.05 * len(slices), flagged[0].ood_reasons if flagged else None
+
+
+def test_noise_added_to_a_scan_is_not_flagged(predictor, brain) -> None:
+    """Real scans have noise in the background (Rician, a few percent of the maximum)."""
+    noisy = brain + np.abs(np.random.default_rng(4).normal(0, 0.03 * brain.max(), brain.shape))
+    assert not predictor.predict(noisy)[0].out_of_distribution
+
+
+def test_the_flag_is_in_the_result_json_cli_and_overlay(predictor, brain, tmp_path: Path) -> None:
+    noise = np.random.default_rng(3).uniform(0, 60000, (240, 240)).astype(np.uint16)
+    cv2.imwrite(str(tmp_path / "noise.png"), noise)
+    result = predictor.predict(tmp_path / "noise.png")[0]
+    record = result.to_dict()
+    assert record["out_of_distribution"] is True and record["ood_reasons"] == list(result.ood_reasons)
+    assert record["provider"] == "onnxruntime CPUExecutionProvider"
+    done = infer(tmp_path / "noise.png", "--json", "--out", tmp_path / "out")
+    assert done.returncode == 0, done.stderr
+    line = json.loads(done.stdout)
+    assert line["out_of_distribution"] is True and line["ood_reasons"]
+    assert json.loads((tmp_path / "out" / "noise.json").read_text())["out_of_distribution"] is True
+    table = infer(tmp_path / "noise.png", EXAMPLES / "hgg_t1ce.png")
+    assert table.returncode == 0
+    rows = [line for line in table.stdout.splitlines() if line.count("│") > 3 and line.split("│")[3].strip()]
+    assert len(rows) == 2, table.stdout
+    assert "out of distribution" in rows[0] and "no diagnosis" in rows[0] and not re.search("Healthy|LGG|HGG", rows[0])
+    assert "out of distribution" not in rows[1] and "HGG" in rows[1]
+    assert "noise.png: 1 image(s)/slice(s) out of distribution, no diagnosis (fraction of head pixels" in table.stdout
+    banner = result.plot()[:40]
+    assert banner.shape[1] >= 512
+
+
+def test_a_package_without_statistics_only_checks_for_blank_images(tiny_package: Path, synthetic_batch) -> None:
+    from gpedge.runtime.predictor import Predictor
+
+    with Predictor(tiny_package, backend="onnxruntime") as predictor:
+        assert not predictor.ood.available
+        assert not predictor.predict(np.random.default_rng(0).uniform(0, 1, (64, 64)))[0].out_of_distribution
+        with pytest.raises(InputError, match="blank"):
+            predictor.predict(np.zeros((64, 64)))
