@@ -93,7 +93,7 @@ def _write_package(run_dir: Path, root: Path, options: ExportOptions) -> None:
     save_file({k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}, str(root / WEIGHTS))
     manifest = build_manifest(
         config=config, model_config=network.config, num_params=sum(p.numel() for p in network.parameters()),
-        height=size, width=size, max_batch=options.max_batch, rule=options.mask_rule, offset=options.offset, opset=options.opset,
+        height=size, width=size, max_batch=options.max_batch, rule=options.mask_rule, offset=options.rule_offset(), opset=options.opset,
         files={name: file_entry(root / name, "float32") for name in (FP32_ONNX, WEIGHTS)},
         engines=[], engine_build={"status": "not requested"}, parity={},
     )
@@ -104,7 +104,7 @@ def _write_package(run_dir: Path, root: Path, options: ExportOptions) -> None:
     package = ModelPackage(root=root, manifest=manifest)
 
     images, source = parity.reference_images(config, options.parity_samples)
-    reference = parity.torch_outputs(fused, images, options.offset, options.mask_rule)
+    reference = parity.torch_outputs(fused, images, options.rule_offset(), options.mask_rule)
     fp32_outputs = parity.backend_outputs(OnnxRuntimeBackend(package, "cpu"), images)
     results: dict[str, Any] = {"inputs": {"samples": len(images), "source": source}}
     results["onnxruntime_fp32_vs_torch"] = parity.compare(reference, fp32_outputs)

@@ -1,7 +1,6 @@
 """What ``gpedge export`` is asked to do (torch-free, so the CLI can build it before importing torch)."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -9,7 +8,6 @@ from gpedge.errors import GpedgeError
 from gpedge.graph.contract import DEFAULT_MASK_RULE, parse_mask_rule
 from gpedge.tensorrt.engines import HARDWARE_LEVELS
 
-DEFAULT_OFFSET = 0.5
 DEFAULT_MAX_BATCH = 32
 DEFAULT_OPSET = 18
 
@@ -19,7 +17,8 @@ class ExportOptions:
     """Options of one export (the ``gpedge export`` flags).
 
     ``engine``: ``"auto"`` builds a TensorRT engine when TensorRT and a GPU are present, ``True``
-    requires one, ``False`` skips it. ``mask_rule`` and ``offset``: the mask rule and parameter the package starts with.
+    requires one, ``False`` skips it. ``mask_rule`` and ``offset``: the mask rule and parameter the package
+    starts with (``offset`` None: the rule's default, :data:`gpedge.graph.contract.DEFAULT_OFFSETS`).
     ``parity_samples``: slices the parity checks run on.
     """
 
@@ -32,17 +31,20 @@ class ExportOptions:
     version_compatible: bool = False
     hardware_compatibility: str = "NONE"
     mask_rule: str = DEFAULT_MASK_RULE
-    offset: float = DEFAULT_OFFSET
+    offset: float | None = None
     parity_samples: int = 8
     overwrite: bool = False
+
+    def rule_offset(self) -> float:
+        """The package's starting mask-rule parameter; a clear error for an unknown rule or an offset out of its range."""
+        rule = parse_mask_rule(self.mask_rule)
+        return rule.check_offset(rule.default_offset if self.offset is None else self.offset)
 
     def check(self) -> None:
         """Raise ``GpedgeError`` naming the first option out of range."""
         if self.max_batch < 1:
             raise GpedgeError(f"--max-batch must be >= 1, got {self.max_batch}")
-        parse_mask_rule(self.mask_rule)
-        if not math.isfinite(self.offset):
-            raise GpedgeError(f"--offset must be a finite number, got {self.offset}")
+        self.rule_offset()
         if self.parity_samples < 1:
             raise GpedgeError(f"--parity-samples must be >= 1, got {self.parity_samples}")
         if self.hardware_compatibility.upper() not in HARDWARE_LEVELS:

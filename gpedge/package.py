@@ -219,6 +219,12 @@ class ModelPackage:
         """The mask rule's parameter to use (``gpedge evaluate --offsets`` may change it after export)."""
         return float(self.manifest["mask_rule"]["offset"])
 
+    def offset_for(self, rule: str) -> float:
+        """The parameter of mask rule ``rule`` when none is given: :attr:`offset` when ``rule`` thresholds as
+        :attr:`mask_rule` does (both absolute or both relative), else that rule's default."""
+        wanted = parse_mask_rule(rule)
+        return self.offset if parse_mask_rule(self.mask_rule).threshold == wanted.threshold else wanted.default_offset
+
     @property
     def mask_rule(self) -> str:
         """The mask rule's name (``gpedge evaluate --mask-rules`` may change it after export)."""

@@ -56,11 +56,12 @@ def main() -> int:
             split=manifest["split"],
         ).save(run)
         options = ExportOptions(max_batch=int(manifest["input"]["max_batch"]), engine=False,
+                                mask_rule=manifest["mask_rule"].get("rule", DEFAULT_MASK_RULE),
                                 offset=float(manifest["mask_rule"]["offset"]))
         package = export_package(run, Path(tmp) / "package", options)
         shutil.rmtree(ASSET)
         shutil.copytree(package, ASSET)
-    print(f"re-exported {ASSET} (offset {options.offset}, max batch {options.max_batch})")
+    print(f"re-exported {ASSET} (mask rule {options.mask_rule}, offset {options.offset}, max batch {options.max_batch})")
     return 0
 
 

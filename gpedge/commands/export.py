@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from gpedge.errors import GpedgeError
+from gpedge.graph.contract import DEFAULT_MASK_RULE
 
 
 def main(
@@ -25,8 +26,15 @@ def main(
     hardware_compatibility: str = typer.Option(
         "NONE", "--hardware-compatibility", help="NONE, AMPERE_PLUS or SAME_COMPUTE_CAPABILITY."
     ),
-    mask_rule: str = typer.Option("paper", "--mask-rule", help="Mask rule the package starts with: paper, relative, contrast, head, contrast-head (+clean)."),
-    offset: float = typer.Option(0.5, "--offset", help="The rule's parameter (paper: absolute offset below the upper multi-Otsu threshold; others: a fraction in [-1, 1])."),
+    mask_rule: str = typer.Option(
+        DEFAULT_MASK_RULE, "--mask-rule",
+        help="Mask rule the package starts with: paper, relative, contrast, head or contrast-head, optionally +clean.",
+    ),
+    offset: Optional[float] = typer.Option(
+        None, "--offset",
+        help="The rule's parameter (paper: absolute offset below the upper multi-Otsu threshold, default 0.5; "
+        "the others: a fraction in [-1, 1], default 0).",
+    ),
     parity_samples: int = typer.Option(8, "--parity-samples", help="Slices used for the parity checks."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing package folder."),
 ) -> None:

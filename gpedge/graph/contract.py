@@ -6,6 +6,7 @@ benchmarks. Shapes use :data:`BATCH` for the dynamic batch axis.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +71,23 @@ class MaskRule:
     def scale_free(self) -> bool:
         return self.threshold == "relative"
 
+    @property
+    def default_offset(self) -> float:
+        """The parameter used when none is given (:data:`DEFAULT_OFFSETS`)."""
+        return DEFAULT_OFFSETS[self.threshold]
+
+    def check_offset(self, offset: float) -> float:
+        """``offset`` as a float when this rule accepts it (finite; in [-1, 1] for relative rules), else a clear error."""
+        value = float(offset)
+        if not math.isfinite(value):
+            raise GpedgeError(f"the offset of mask rule {self.name!r} must be a finite number, got {offset}")
+        if self.scale_free and not -1.0 <= value <= 1.0:
+            raise GpedgeError(
+                f"the offset of mask rule {self.name!r} is a fraction in [-1, 1] (0: the upper multi-Otsu threshold, "
+                f"1: the lower one, -1: the map's maximum), got {offset}"
+            )
+        return value
+
 
 #: The named rules (each may take the ``+clean`` suffix). ``paper`` is the published rule.
 MASK_RULES = {
@@ -80,6 +98,8 @@ MASK_RULES = {
     "contrast-head": MaskRule("contrast-head", "contrast", "relative", "head"),
 }
 DEFAULT_MASK_RULE = "paper"
+#: The parameter a rule starts with when none is given: the paper's offset 0.5, the upper Otsu threshold itself.
+DEFAULT_OFFSETS = {"absolute": 0.5, "relative": 0.0}
 
 
 def parse_mask_rule(name: str) -> MaskRule:

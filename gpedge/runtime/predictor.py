@@ -77,20 +77,21 @@ class Predictor:
         if max_pixels is not None and max_pixels < 1:
             raise GpedgeError(f"max_pixels must be at least 1, got {max_pixels}")
         self.max_pixels = DEFAULT_MAX_PIXELS if max_pixels is None else int(max_pixels)
-        self._offset = None if offset is None else _check_offset(offset)
+        self._offset = None if offset is None else float(offset)
         self._mask_rule = None if mask_rule is None else parse_mask_rule(mask_rule).name
         if isinstance(backend, Backend):
             if model is not None and model is not backend.package:
                 raise GpedgeError("pass either model or an open backend (whose package is used), not both")
             self.package = backend.package
-            self.ood = _ood_check(self.package)
-            self._backend: Backend | None = backend
         else:
             self.package = model if isinstance(model, ModelPackage) else ModelPackage.load(
                 default_model_path() if model is None else model
             )
-            self.ood = _ood_check(self.package)
-            self._backend = create_backend(backend, self.package, device, threads=threads)
+        parse_mask_rule(self.mask_rule).check_offset(self.offset)
+        self.ood = _ood_check(self.package)
+        self._backend: Backend | None = backend if isinstance(backend, Backend) else create_backend(
+            backend, self.package, device, threads=threads
+        )
         self.classes = self.package.classes
         self.channels = self.package.channels
         self.image_size = self.package.image_size
@@ -101,8 +102,11 @@ class Predictor:
 
     @property
     def offset(self) -> float:
-        """The mask offset of predictions: the constructor's, else the package manifest's (as ``gpedge evaluate --offsets`` tunes it)."""
-        return self.package.offset if self._offset is None else self._offset
+        """The mask rule's parameter: the constructor's, else the package manifest's (as ``gpedge evaluate`` tunes
+        it) when :attr:`mask_rule` thresholds as the package's rule does (absolute or relative), else the rule's default."""
+        if self._offset is not None:
+            return self._offset
+        return self.package.offset_for(self.mask_rule)
 
     @property
     def mask_rule(self) -> str:
@@ -186,8 +190,10 @@ class Predictor:
     def predict_scans(self, scans: Sequence[Scan], offset: float | None = None,
                       mask_rule: str | None = None) -> list[list[Result]]:
         """Predict on already read scans; slices of all scans share batches. One list per scan."""
-        offset = self.offset if offset is None else _check_offset(offset)
         rule = parse_mask_rule(self.mask_rule if mask_rule is None else mask_rule)
+        if offset is None:
+            offset = self.offset if mask_rule is None or rule.name == self.mask_rule else self.package.offset_for(rule.name)
+        offset = rule.check_offset(offset)
         index = [(s, i) for s, scan in enumerate(scans) for i in range(scan.images.shape[0])]
         results: list[list[Result]] = [[] for _ in scans]
         for start in range(0, len(index), self.batch_size):
@@ -268,9 +274,3 @@ def _ood_check(package: ModelPackage) -> ood.OutOfDistribution:
 
 def _where(scan: Scan) -> str:
     return str(scan.path) if scan.path else scan.name
-
-
-def _check_offset(offset: float) -> float:
-    if not np.isfinite(offset):
-        raise GpedgeError(f"offset must be a finite number, got {offset}")
-    return float(offset)

@@ -7,7 +7,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from gpedge.errors import PackageError
-from gpedge.graph.contract import BATCH, INPUT, INPUTS, MASK_RULE, OFFSET, OUTPUTS, input_specs, output_specs, parse_mask_rule
+from gpedge.graph.contract import (
+    BATCH, INPUT, INPUTS, MASK_RULE, OFFSET, OUTPUTS, input_specs, output_specs, parse_mask_rule,
+)
 from gpedge.package import ModelPackage
 
 
@@ -96,8 +98,10 @@ class Backend(abc.ABC):
         """
 
     def rule_inputs(self, offset: float | None, rule: str | None) -> dict[str, np.ndarray]:
-        """The graph's mask-rule inputs: the caller's offset and rule, else the package manifest's."""
-        return rule_inputs(self.package.offset if offset is None else offset, self.package.mask_rule if rule is None else rule)
+        """The graph's mask-rule inputs: the caller's offset and rule, else the package manifest's
+        (:meth:`~gpedge.package.ModelPackage.offset_for` the rule when only the rule is given)."""
+        rule = self.package.mask_rule if rule is None else rule
+        return rule_inputs(self.package.offset_for(rule) if offset is None else offset, rule)
 
     def close(self) -> None:
         """Release device memory and sessions; the backend is unusable afterwards."""
