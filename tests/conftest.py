@@ -7,6 +7,8 @@ heatmaps are real model outputs. ``tiny_package``: that run exported with ``gped
 """
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +94,21 @@ def tiny_package(tiny_run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
 
     out = tmp_path_factory.mktemp("tiny_package") / "pkg"
     return export_package(tiny_run_dir, out, ExportOptions(max_batch=4, engine="auto", parity_samples=6))
+
+
+@pytest.fixture(scope="session")
+def every_class_package(tiny_run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``tiny_run_dir`` exported without a no-tumour class: every slice gets a mask whichever class the barely
+    trained tiny model predicts, so that mask rules and offsets change the masks of every slice."""
+    import shutil
+
+    from gpedge.export import ExportOptions, export_package
+
+    run = Path(shutil.copytree(tiny_run_dir, tmp_path_factory.mktemp("every_class_run") / "run"))
+    config = json.loads((run / "config.json").read_text())
+    config["no_tumour_class"] = None
+    (run / "config.json").write_text(json.dumps(config))
+    return export_package(run, tmp_path_factory.mktemp("every_class_package") / "pkg", ExportOptions(max_batch=4, parity_samples=2))
 
 
 @pytest.fixture()

@@ -120,36 +120,36 @@ def test_graph_mask_matches_scikit_image_on_model_heatmaps(tiny_package: Path, o
 
 @pytest.mark.parametrize("rule", list(MASK_RULES))
 @pytest.mark.parametrize("offset", [-0.5, 0.0, 0.4])
-def test_every_rule_in_the_graph_matches_the_host_reference(tiny_package: Path, rule: str, offset: float) -> None:
+def test_every_rule_in_the_graph_matches_the_host_reference(every_class_package: Path, rule: str, offset: float) -> None:
     """Each named rule computed by the exported graph (score, threshold, mask) against numpy/SciPy/scikit-image."""
     images = make_slices(12, seed=5).images
     images[3, :, :6] = 0.0  # a dark band at the border: the head region must cut it away
-    out = _run(tiny_package, images, offset, rule=rule)
+    out = _run(every_class_package, images, offset, rule=rule)
     erosion = head_erosion_px(64, 64)
     masks_agree, thresholds_agree = [], []
     for row in range(len(images)):
         label = int(out["label"][row])
-        score, threshold, mask = reference_rule(out["heatmaps"][row], label, images[row], offset, rule, 0, erosion)
+        score, threshold, mask = reference_rule(out["heatmaps"][row], label, images[row], offset, rule, None, erosion)
         np.testing.assert_allclose(out["score"][row], score, atol=1e-6, err_msg=f"{rule} row {row}")
         thresholds_agree.append(np.isclose(out["threshold"][row], threshold, atol=1e-5))
         masks_agree.append((out["mask"][row].astype(bool) == mask).mean())
     assert np.mean(thresholds_agree) >= 0.9 and np.mean(masks_agree) >= 0.99
-    tumour = out["label"] != 0
-    assert tumour.any() and not out["mask"][~tumour].any()
+    if offset >= 0:
+        assert out["mask"].any()
 
 
-def test_rules_differ_where_they_should(tiny_package: Path) -> None:
+def test_rules_differ_where_they_should(every_class_package: Path) -> None:
     """The rule input is honoured: contrast maps differ from class maps, head rules zero the border, and a
     relative offset of 1 moves the threshold to the lower multi-Otsu threshold."""
     images = make_slices(8, seed=13).images
-    out = {rule: _run(tiny_package, images, 0.0, rule=rule) for rule in MASK_RULES}
+    out = {rule: _run(every_class_package, images, 0.0, rule=rule) for rule in MASK_RULES}
     assert not np.array_equal(out["paper"]["score"], out["contrast"]["score"])
     np.testing.assert_array_equal(out["paper"]["score"], out["relative"]["score"])
     np.testing.assert_array_equal(out["paper"]["threshold"], out["relative"]["threshold"])  # offset 0: both the upper threshold
     border = head_erosion_px(64, 64)
     assert not np.array_equal(out["head"]["score"], out["relative"]["score"])
     assert not out["head"]["score"][:, :border].any() and not out["contrast-head"]["score"][:, :, -border:].any()
-    lower = _run(tiny_package, images, 1.0, rule="relative")
+    lower = _run(every_class_package, images, 1.0, rule="relative")
     assert (lower["threshold"] <= out["relative"]["threshold"]).all()
     assert (lower["threshold"] < out["relative"]["threshold"]).any()
 

@@ -2,7 +2,6 @@
 for bit, the rule ``gpedge infer`` then applies, on every backend, with data at another resolution than the model's."""
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -51,19 +50,6 @@ def _backend(name: str, package: ModelPackage):
 
 
 @pytest.fixture(scope="module")
-def package(tiny_run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny run exported without a no-tumour class: every slice gets a mask, whichever class the barely
-    trained tiny model predicts, so that the rules and offsets change the masks of every tumour slice."""
-    from gpedge.export import ExportOptions, export_package
-
-    run = Path(shutil.copytree(tiny_run_dir, tmp_path_factory.mktemp("run") / "run"))
-    config = json.loads((run / "config.json").read_text())
-    config["no_tumour_class"] = None
-    (run / "config.json").write_text(json.dumps(config))
-    return export_package(run, tmp_path_factory.mktemp("pkg") / "pkg", ExportOptions(max_batch=4, parity_samples=2))
-
-
-@pytest.fixture(scope="module")
 def samples() -> list[dict]:
     data = make_slices(12, seed=21, size=DATA_SIZE)
     assert DATA_SIZE != TINY_SIZE
@@ -75,8 +61,8 @@ def _median_dice(results, samples) -> float:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_tuned_rule_is_the_rule_infer_applies(package: Path, tmp_path: Path, samples, backend: str) -> None:
-    package_dir = Path(shutil.copytree(package, tmp_path / "pkg"))
+def test_tuned_rule_is_the_rule_infer_applies(every_class_package: Path, tmp_path: Path, samples, backend: str) -> None:
+    package_dir = Path(shutil.copytree(every_class_package, tmp_path / "pkg"))
     loaded = ModelPackage.load(package_dir)
     with Predictor(backend=_backend(backend, loaded), batch_size=4) as predictor:
         sweep = sweep_rules(predictor, samples, np.arange(3), PAIRS)
@@ -102,10 +88,10 @@ def test_tuned_rule_is_the_rule_infer_applies(package: Path, tmp_path: Path, sam
     assert differs, "at another resolution than the model's, the two rules should disagree somewhere"
 
 
-def test_infer_cli_applies_the_stored_rule(package: Path, tmp_path: Path, samples) -> None:
+def test_infer_cli_applies_the_stored_rule(every_class_package: Path, tmp_path: Path, samples) -> None:
     """``gpedge infer`` (a subprocess, at the data's resolution) writes the mask the Predictor gives with the stored rule;
     ``--mask-rule`` overrides it; an unknown rule is one clear error line."""
-    package_dir = Path(shutil.copytree(package, tmp_path / "pkg"))
+    package_dir = Path(shutil.copytree(every_class_package, tmp_path / "pkg"))
     set_package_rule(ModelPackage.load(package_dir), "contrast+clean", 0.5)
     image = samples[1]["image"][0]
     assert samples[1]["mask"].any()

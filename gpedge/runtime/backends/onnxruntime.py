@@ -152,8 +152,8 @@ class OnnxRuntimeBackend(Backend):
         if wants_cuda and not cuda_provider_available():
             raise BackendUnavailable(
                 "onnxruntime backend: device 'cuda' needs the CUDA execution provider, which this onnxruntime "
-                "build lacks; " + (conflict or "install it with pip install 'gpedge[gpu]' (after pip uninstall -y "
-                                   "onnxruntime) or use device='cpu'")
+                "build lacks; " + (conflict or "install it with pip install 'gpedge[gpu]' (onnxruntime-gpu; after pip "
+                                   "uninstall -y onnxruntime) or use device='cpu'")
             )
         if conflict:
             log.warning("onnxruntime: %s", conflict)
