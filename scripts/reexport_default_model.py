@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 from gpedge.export import ExportOptions, export_package
+from gpedge.graph.contract import DEFAULT_MASK_RULE
 from gpedge.runs import WEIGHTS, RunConfig
 
 ASSET = Path(__file__).resolve().parents[1] / "gpedge" / "assets" / "default_model"
