@@ -170,9 +170,11 @@ class Predictor:
         BraTS patient folder), a {contrast: path} mapping, or a list of these.
 
         Returns one :class:`Result` per image, frame or slice, in input order. ``offset`` and
-        ``mask_rule`` override :attr:`offset` and :attr:`mask_rule` for this call. ``on_error``: when given, an input that cannot be
-        read or run is passed to it (a :class:`~gpedge.errors.GpedgeError` naming the input) and
-        skipped, and the other inputs are still predicted; otherwise the first problem is raised.
+        ``mask_rule`` override :attr:`offset` and :attr:`mask_rule` for this call (a rule without an
+        offset gets the package's offset when it thresholds as the package's rule does, else its
+        default). ``on_error``: when given, an input that cannot be read or run is passed to it (a
+        :class:`~gpedge.errors.GpedgeError` naming the input) and skipped, and the other inputs are
+        still predicted; otherwise the first problem is raised.
         """
         items = list(x) if isinstance(x, (list, tuple)) else [x]
         names = [f"array{i}" for i in range(len(items))] if len(items) > 1 else ["array"]
