@@ -31,7 +31,8 @@ MASK_BINS = 256
 HEAD_FRACTION = 0.05
 #: ... eroded by a square of side 2r+1, r = this fraction of the model's smaller side (at least 1 px).
 HEAD_EROSION = 0.03
-#: Suffix of a rule name that adds the host-side clean-up (:func:`gpedge.runtime.maps.clean_up`).
+#: Suffix of a rule name that adds the host-side clean-up (:func:`gpedge.postprocess.clean_mask` with
+#: :data:`CLEAN_UP`, applied by :func:`gpedge.runtime.maps.to_input_resolution`).
 CLEAN_SUFFIX = "+clean"
 #: Clean-up parameters at the input's resolution (pixels): objects and holes below these sizes, closing radius.
 CLEAN_UP = {"min_object": 64, "max_hole": 128, "closing_radius": 2, "largest_component": True}
