@@ -90,11 +90,12 @@ def variant_gate(package_dir: Path, calibration: Path, settings, gate_images: np
 
     from gpedge.export.int8 import quantize_int8
     from gpedge.export.parity import compare
+    from gpedge.runtime.backends.base import rule_inputs
 
     quantize_int8(package_dir / "model.onnx", out, np.load(calibration), settings)
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
-    parts = [dict(zip(names, session.run(names, {"image": gate_images[i : i + 8], "offset": np.array([offset], np.float32)})))
+    parts = [dict(zip(names, session.run(names, {"image": gate_images[i : i + 8], **rule_inputs(offset, "paper")})))
              for i in range(0, len(gate_images), 8)]
     result = compare(fp32, {k: np.concatenate([p[k] for p in parts]) for k in names})
     return {k: result[k] for k in ("label_agreement", "mask_dice", "mask_slices")}

@@ -20,11 +20,12 @@ from typing import Any
 
 import numpy as np
 
+from gpedge.graph.contract import CLEAN_SUFFIX
 from gpedge.preprocess import resize_image
 from gpedge.runtime.io import Scan, load_input, write_png
 from gpedge.runtime.maps import to_input_resolution
 
-OUTPUTS = ("label", "probs", "heatmaps", "threshold", "mask")
+OUTPUTS = ("label", "probs", "heatmaps", "score", "threshold", "mask")
 PORTS = {"http": 8000, "grpc": 8001}
 
 
@@ -40,6 +41,10 @@ class ModelInfo:
     channels: list[str]
     classes: list[str]
     offset: float
+    rule: np.ndarray | None
+    """The ``mask_rule`` input to send (a tensorrt_plan model); None where the served graph fixes the rule."""
+    clean: bool
+    """Whether the package's rule ends in ``+clean`` (a clean-up the client applies at the scan's resolution)."""
 
 
 def model_info(config: dict[str, Any]) -> ModelInfo:
@@ -56,6 +61,9 @@ def model_info(config: dict[str, Any]) -> ModelInfo:
         channels=parameters["gpedge_channels"].split(","),
         classes=parameters["gpedge_classes"].split(","),
         offset=float(parameters["gpedge_mask_offset"]),
+        rule=np.array([int(c) for c in parameters["gpedge_mask_rule_code"].split(",")], np.int32)
+        if any(t["name"] == "mask_rule" for t in config["input"]) else None,
+        clean=parameters["gpedge_mask_rule"].endswith(CLEAN_SUFFIX),
     )
 
 
@@ -65,7 +73,8 @@ def request_arrays(images: np.ndarray, info: ModelInfo, offset: float | None = N
     batch = np.stack([resize_image(image, info.size) for image in images]).astype(np.float32)
     value = info.offset if offset is None else offset
     shape = (len(batch), 1) if info.batching else (1,)
-    return {"image": batch, "offset": np.full(shape, value, dtype=np.float32)}
+    arrays = {"image": batch, "offset": np.full(shape, value, dtype=np.float32)}
+    return arrays if info.rule is None else {**arrays, "mask_rule": info.rule}
 
 
 def results(scan: Scan, outputs: dict[str, np.ndarray], info: ModelInfo) -> list[dict[str, Any]]:
@@ -74,7 +83,8 @@ def results(scan: Scan, outputs: dict[str, np.ndarray], info: ModelInfo) -> list
     for row in range(len(outputs["label"])):
         k = int(np.asarray(outputs["label"]).reshape(-1)[row])
         threshold = float(np.asarray(outputs["threshold"]).reshape(-1)[row])
-        _, mask = to_input_resolution(outputs["heatmaps"][row], k, threshold, outputs["mask"][row], scan.images.shape[-2:])
+        _, mask = to_input_resolution(outputs["heatmaps"][row], outputs["score"][row], threshold, outputs["mask"][row],
+                                      scan.images.shape[-2:], clean=info.clean)
         found.append({"label": info.classes[k], "probabilities": dict(zip(info.classes, map(float, outputs["probs"][row]))),
                       "mask": mask})
     return found

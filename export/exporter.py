@@ -17,13 +17,13 @@ from typing import Any
 import numpy as np
 
 from gpedge.atomic import atomic_write_json
+from gpedge.data.samples import synthetic_slices
 from gpedge.errors import GpedgeError
 from gpedge.export import parity
 from gpedge.export.manifest import build_manifest, file_entry
 from gpedge.export.options import ExportOptions
 from gpedge.export.statistics import flush_denormal_weights, training_statistics
-from gpedge.graph.contract import INPUT, OFFSET
-from gpedge.data.samples import synthetic_slices
+from gpedge.graph.contract import INPUT
 from gpedge.package import GRAPHS, MANIFEST, ModelPackage
 from gpedge.tensorrt.cuda import INSTALL_HINT, unavailable_reason
 
@@ -88,7 +88,7 @@ def _write_package(run_dir: Path, root: Path, options: ExportOptions) -> None:
     multiple = int(getattr(network, "input_multiple", 1))
     if size % multiple:
         raise GpedgeError(f"--image-size {size} must be a multiple of {multiple} for {config.arch}")
-    fused = FusedModel(network, config.no_tumour_class).eval()
+    fused = FusedModel(network, config.no_tumour_class, (size, size)).eval()
     metadata = {"gpedge.classes": ",".join(config.class_names), "gpedge.channels": ",".join(config.channels)}
     log.info("exporting %s (%s) at %dx%d", run_dir, config.arch, size, size)
     fp32_model = export_fused(fused, root / FP32_ONNX, channels=config.in_channels, height=size, width=size,
@@ -96,7 +96,7 @@ def _write_package(run_dir: Path, root: Path, options: ExportOptions) -> None:
     save_file({k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}, str(root / WEIGHTS))
     manifest = build_manifest(
         config=config, model_config=network.config, num_params=sum(p.numel() for p in network.parameters()),
-        height=size, width=size, max_batch=options.max_batch, offset=options.offset, opset=options.opset,
+        height=size, width=size, max_batch=options.max_batch, rule=options.mask_rule, offset=options.rule_offset(), opset=options.opset,
         files={name: file_entry(root / name, "float32") for name in (FP32_ONNX, WEIGHTS)},
         engines=[], engine_build={"status": "not requested"}, parity={},
     )
@@ -107,8 +107,8 @@ def _write_package(run_dir: Path, root: Path, options: ExportOptions) -> None:
     package = ModelPackage(root=root, manifest=manifest)
 
     images, source = parity.reference_images(config, options.parity_samples)
-    reference = parity.torch_outputs(fused, images, options.offset)
-    fp32_outputs = parity.backend_outputs(OnnxRuntimeBackend(package, "cpu"), images, options.offset)
+    reference = parity.torch_outputs(fused, images, options.rule_offset(), options.mask_rule)
+    fp32_outputs = parity.backend_outputs(OnnxRuntimeBackend(package, "cpu"), images)
     results: dict[str, Any] = {"inputs": {"samples": len(images), "source": source}}
     results["onnxruntime_fp32_vs_torch"] = parity.compare(reference, fp32_outputs)
     parity.check_fp32(results["onnxruntime_fp32_vs_torch"], str(run_dir))
@@ -121,7 +121,7 @@ def _write_package(run_dir: Path, root: Path, options: ExportOptions) -> None:
         half = to_fp16(fp32_model)
         onnx.save(half, str(root / FP16_ONNX))
         manifest["files"][FP16_ONNX] = file_entry(root / FP16_ONNX, "float16")
-        fp16_outputs, runner = _run_fp16(package, images, options.offset)
+        fp16_outputs, runner = _run_fp16(package, images)
         count = len(fp16_outputs["label"])
         results["fp16_vs_fp32"] = {**parity.compare({k: v[:count] for k, v in fp32_outputs.items()}, fp16_outputs),
                                    "runner": runner}
@@ -148,13 +148,13 @@ def _write_int8(package: ModelPackage, config: Any, options: ExportOptions, resu
     record["calibration"]["source"] = calibration_source
     package.manifest["files"][INT8_ONNX] = file_entry(package.root / INT8_ONNX, "int8")
     images, source = _gate_slices(config, options)
-    outputs = {precision: parity.backend_outputs(OnnxRuntimeBackend(package, "cpu", precision=precision), images, options.offset)
+    outputs = {precision: parity.backend_outputs(OnnxRuntimeBackend(package, "cpu", precision=precision), images)
                for precision in ("fp32", "int8")}
     agreement = parity.compare(outputs["fp32"], outputs["int8"])
     results["int8_vs_fp32"] = agreement
     failures = gate_failures(agreement)
     record["gate"] = {"label_agreement_min": GATE_LABEL_AGREEMENT, "mask_dice_min": GATE_MASK_DICE,
-                      "slices": len(images), "source": source, "offset": options.offset,
+                      "slices": len(images), "source": source, "mask_rule": package.mask_rule, "offset": package.offset,
                       "label_agreement": agreement["label_agreement"], "mask_dice": agreement["mask_dice"],
                       "mask_slices": agreement["mask_slices"], "passed": not failures,
                       "enforced": options.enforce_int8_gate}
@@ -182,20 +182,21 @@ def _gate_slices(config: Any, options: ExportOptions) -> tuple[np.ndarray, str]:
     return data.images, "synthetic slices (gpedge.data.samples; gate not enforced)"
 
 
-def _run_fp16(package: ModelPackage, images: np.ndarray, offset: float) -> tuple[dict, str]:
+def _run_fp16(package: ModelPackage, images: np.ndarray) -> tuple[dict, str]:
     """FP16 graph outputs on the CPU: the ONNX Runtime backend, else the ONNX reference evaluator on two slices."""
+    from gpedge.runtime.backends.base import rule_inputs
     from gpedge.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
     try:
         backend = OnnxRuntimeBackend(package, "cpu", precision="fp16")
-        return parity.backend_outputs(backend, images, offset), "onnxruntime-cpu"
+        return parity.backend_outputs(backend, images), "onnxruntime-cpu"
     except Exception as exc:  # an ORT build without some FP16 CPU kernel
         log.warning("onnxruntime cannot run %s (%s); using the ONNX reference evaluator", FP16_ONNX, exc)
     from onnx.reference import ReferenceEvaluator
 
     evaluator = ReferenceEvaluator(str(package.file(FP16_ONNX)))
     names = list(evaluator.output_names)
-    feeds = {INPUT: images[:2], OFFSET: np.array([offset], np.float32)}
+    feeds = {INPUT: images[:2], **rule_inputs(package.offset, package.mask_rule)}
     return dict(zip(names, evaluator.run(names, feeds))), "onnx-reference-evaluator"
 
 
@@ -232,7 +233,7 @@ def _maybe_engine(package: ModelPackage, options: ExportOptions, images: np.ndar
     package.manifest["engines"].append(meta)
     package.manifest["files"][name] = file_entry(package.root / name, "float16")
     with TensorRTBackend(package) as backend:
-        trt_outputs = parity.backend_outputs(backend, images, options.offset)
+        trt_outputs = parity.backend_outputs(backend, images)
     results["tensorrt_vs_fp32"] = parity.compare(fp32_outputs, trt_outputs)
     return {"status": "built"}
 

@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from gpedge.errors import GpedgeError
-from gpedge.graph.contract import INPUT, OFFSET
+from gpedge.graph.contract import DEFAULT_MASK_RULE, INPUT
+from gpedge.runtime.backends.base import rule_inputs
 
 QUANTIZED_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
 QUANT_FORMATS = ("qdq", "qoperator")
@@ -129,8 +130,8 @@ class _SliceReader:
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         index = next(self._iter, None)
-        # the offset only feeds the mask rule, which stays FP32: any value calibrates the same ranges
-        return None if index is None else {INPUT: self._slices[index : index + 1], OFFSET: np.array([0.5], np.float32)}
+        # the rule inputs only feed the mask rule, which stays FP32: any value calibrates the same ranges
+        return None if index is None else {INPUT: self._slices[index : index + 1], **rule_inputs(0.5, DEFAULT_MASK_RULE)}
 
     def rewind(self) -> None:
         self._iter = iter(range(len(self._slices)))

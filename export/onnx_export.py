@@ -31,23 +31,24 @@ def export_fused(
 ) -> onnx.ModelProto:
     """Export ``fused`` (a ``FusedModel`` in eval mode) to ``path`` with a dynamic batch axis.
 
-    The inputs ``image`` and ``offset`` are both true graph inputs (:mod:`gpedge.graph.contract`):
-    every caller feeds the offset. Raises ``GpedgeError`` when the exported graph breaks the
+    The inputs ``image``, ``offset`` and ``mask_rule`` are true graph inputs
+    (:mod:`gpedge.graph.contract`): every caller feeds the mask rule's parameter and code. Raises ``GpedgeError`` when the exported graph breaks the
     I/O contract.
     """
     import torch
 
     sample = torch.rand(2, channels, height, width, generator=torch.Generator().manual_seed(0)) * 1000.0
     offset_value = torch.tensor([0.5], dtype=torch.float32)
+    rule_code = torch.tensor([1, 1, 1], dtype=torch.int32)
     batch = torch.export.Dim("batch", min=1, max=max(max_batch, 2))
     with _quiet_exporter(), torch.no_grad():
         program = torch.onnx.export(
             fused,
-            (sample, offset_value),
+            (sample, offset_value, rule_code),
             dynamo=True,
             input_names=list(INPUTS),
             output_names=list(OUTPUTS),
-            dynamic_shapes=({0: batch}, None),
+            dynamic_shapes=({0: batch}, None, None),
             opset_version=opset,
             optimize=True,
             verbose=False,

@@ -7,9 +7,9 @@ from typing import Literal
 
 from gpedge.errors import GpedgeError
 from gpedge.export.int8 import Int8Settings
+from gpedge.graph.contract import DEFAULT_MASK_RULE, parse_mask_rule
 from gpedge.tensorrt.engines import HARDWARE_LEVELS
 
-DEFAULT_OFFSET = 0.5
 DEFAULT_MAX_BATCH = 32
 DEFAULT_OPSET = 18
 
@@ -19,7 +19,8 @@ class ExportOptions:
     """Options of one export (the ``gpedge export`` flags).
 
     ``engine``: ``"auto"`` builds a TensorRT engine when TensorRT and a GPU are present, ``True``
-    requires one, ``False`` skips it. ``offset``: the mask-rule offset the package starts with.
+    requires one, ``False`` skips it. ``mask_rule`` and ``offset``: the mask rule and parameter the package
+    starts with (``offset`` None: the rule's default, :data:`gpedge.graph.contract.DEFAULT_OFFSETS`).
     ``parity_samples``: slices the parity checks run on. ``int8``: also write ``model.int8.onnx``,
     calibrated on ``calibration_slices`` slices of ``calibration`` (a data-set folder or ``.npy``; default
     the run's training patients) and gated on ``gate_slices`` slices of the run's validation patients;
@@ -34,7 +35,8 @@ class ExportOptions:
     workspace_gb: float = 4.0
     version_compatible: bool = False
     hardware_compatibility: str = "NONE"
-    offset: float = DEFAULT_OFFSET
+    mask_rule: str = DEFAULT_MASK_RULE
+    offset: float | None = None
     parity_samples: int = 8
     overwrite: bool = False
     int8: bool = False
@@ -44,12 +46,16 @@ class ExportOptions:
     enforce_int8_gate: bool = True
     int8_settings: Int8Settings = field(default_factory=Int8Settings)
 
+    def rule_offset(self) -> float:
+        """The package's starting mask-rule parameter; a clear error for an unknown rule or an offset out of its range."""
+        rule = parse_mask_rule(self.mask_rule)
+        return rule.check_offset(rule.default_offset if self.offset is None else self.offset)
+
     def check(self) -> None:
         """Raise ``GpedgeError`` naming the first option out of range."""
         if self.max_batch < 1:
             raise GpedgeError(f"--max-batch must be >= 1, got {self.max_batch}")
-        if not self.offset >= 0:
-            raise GpedgeError(f"--offset must be >= 0, got {self.offset}")
+        self.rule_offset()
         if self.parity_samples < 1:
             raise GpedgeError(f"--parity-samples must be >= 1, got {self.parity_samples}")
         if self.hardware_compatibility.upper() not in HARDWARE_LEVELS:

@@ -111,18 +111,22 @@ def compare(reference: dict[str, np.ndarray], other: dict[str, np.ndarray]) -> d
     }
 
 
-def backend_outputs(backend: Any, images: np.ndarray, offset: float) -> dict[str, np.ndarray]:
-    """Run a runtime backend (:class:`gpedge.runtime.backends.Backend`) over ``images``, ``max_batch`` at a time."""
-    parts = [backend.run(images[i : i + backend.max_batch], offset) for i in range(0, len(images), backend.max_batch)]
+def backend_outputs(backend: Any, images: np.ndarray, offset: float | None = None, rule: str | None = None) -> dict[str, np.ndarray]:
+    """Run a runtime backend (:class:`gpedge.runtime.backends.Backend`) over ``images``, ``max_batch`` at a
+    time, with the mask rule ``rule`` and parameter ``offset`` (the package's when None)."""
+    parts = [backend.run(images[i : i + backend.max_batch], offset, rule) for i in range(0, len(images), backend.max_batch)]
     return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
 
-def torch_outputs(fused: Any, images: np.ndarray, offset: float) -> dict[str, np.ndarray]:
-    """Run the fused torch module (the reference)."""
+def torch_outputs(fused: Any, images: np.ndarray, offset: float, rule: str) -> dict[str, np.ndarray]:
+    """Run the fused torch module (the reference) with mask rule ``rule`` and parameter ``offset``."""
     import torch
 
+    from gpedge.runtime.backends.base import rule_inputs
+
+    inputs = [torch.from_numpy(v) for v in rule_inputs(offset, rule).values()]
     with torch.no_grad():
-        out = fused(torch.from_numpy(np.ascontiguousarray(images, np.float32)), torch.tensor([offset], dtype=torch.float32))
+        out = fused(torch.from_numpy(np.ascontiguousarray(images, np.float32)), *inputs)
     return {name: value.numpy() for name, value in out._asdict().items()}
 
 

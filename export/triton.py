@@ -13,7 +13,8 @@ The offset is a required input, one value per sample (:func:`gpedge.graph.contra
 Triton's dynamic batcher concatenates every input of the requests it merges along the batch axis,
 and its onnxruntime backend refuses optional inputs on models that batch, so an offset with a
 default cannot exist there. The model config carries the package's offset as the parameter
-``gpedge_mask_offset`` for clients to send. The packaged engines were built with one offset per
+``gpedge_mask_offset`` for clients to send. The mask rule is the package's, fixed in the served
+graph (``gpedge_mask_rule``; the host-side clean-up of a ``+clean`` rule is the client's to apply). The packaged engines were built with one offset per
 call (the package's own contract): their model has ``max_batch_size: 0`` (the client sends whole
 batches; Triton does not merge requests for it).
 
@@ -36,7 +37,9 @@ from typing import Any
 import numpy as np
 
 from gpedge.errors import GpedgeError
-from gpedge.graph.contract import BATCH, INPUT, OFFSET, batched_input_specs, input_specs, output_specs
+from gpedge.graph.contract import (
+    BATCH, INPUT, MASK_RULE, OFFSET, batched_input_specs, input_specs, output_specs, parse_mask_rule,
+)
 from gpedge.package import GRAPHS, MANIFEST, ModelPackage
 
 log = logging.getLogger(__name__)
@@ -175,7 +178,7 @@ def _onnx_model(package: ModelPackage, folder: Path, name: str, options: TritonO
 
     precision = _precision(package, options)
     source = GRAPHS[precision]
-    graph = per_sample_offset_graph(onnx.load(str(package.file(source))))
+    graph = per_sample_offset_graph(onnx.load(str(package.file(source))), parse_mask_rule(package.mask_rule).code)
     height, width = package.image_size
     channels, classes = len(package.channels), len(package.classes)
     check_contract(graph, channels, height, width, classes, inputs=batched_input_specs(channels, height, width))
@@ -246,6 +249,8 @@ def _probs_labels(config: Any) -> None:
 def _parameters(config: Any, package: ModelPackage, extra: dict[str, str]) -> None:
     values = {
         "gpedge_mask_offset": repr(package.offset),
+        "gpedge_mask_rule": package.mask_rule,
+        "gpedge_mask_rule_code": ",".join(str(c) for c in parse_mask_rule(package.mask_rule).code),
         "gpedge_classes": ",".join(package.classes),
         "gpedge_channels": ",".join(package.channels),
         "gpedge_arch": str(package.manifest["model"].get("arch")),
@@ -263,13 +268,16 @@ def _write_common(package: ModelPackage, folder: Path, config: Any, text_format:
     shutil.copyfile(package.root / MANIFEST, folder / MANIFEST)
 
 
-def per_sample_offset_graph(model: Any) -> Any:
-    """The fused graph with ``offset`` as (N, 1), N the image's batch axis (see the module docstring)."""
+def per_sample_offset_graph(model: Any, rule: tuple[int, int, int]) -> Any:
+    """The fused graph with ``offset`` as (N, 1), N the image's batch axis, and ``mask_rule`` fixed to the
+    ``rule`` codes (an initializer; see the module docstring)."""
     import onnx
+    from onnx import numpy_helper
 
     inputs = {value.name: value for value in model.graph.input}
-    if set(inputs) != {INPUT, OFFSET}:
-        raise GpedgeError(f"graph inputs {sorted(inputs)} are not the gpedge contract's {[INPUT, OFFSET]}; re-export the package")
+    if set(inputs) != {INPUT, OFFSET, MASK_RULE}:
+        raise GpedgeError(f"graph inputs {sorted(inputs)} are not the gpedge contract's {[INPUT, OFFSET, MASK_RULE]}; "
+                          "re-export the package")
     batch = inputs[INPUT].type.tensor_type.shape.dim[0]
     if not batch.dim_param:
         raise GpedgeError("the graph's image input has a fixed batch size; re-export the package")
@@ -279,6 +287,8 @@ def per_sample_offset_graph(model: Any) -> Any:
     offset.type.tensor_type.shape.ClearField("dim")
     offset.type.tensor_type.shape.dim.add().dim_param = batch.dim_param
     offset.type.tensor_type.shape.dim.add().dim_value = 1
+    converted.graph.input.remove(next(v for v in converted.graph.input if v.name == MASK_RULE))
+    converted.graph.initializer.append(numpy_helper.from_array(np.array(rule, dtype=np.int32), MASK_RULE))
     return converted
 
 
@@ -298,9 +308,11 @@ def check_against_package(package: ModelPackage, source: str, converted: Path, s
     served = ort.InferenceSession(str(converted), options, providers=["CPUExecutionProvider"])
     original = ort.InferenceSession(str(package.file(source)), options, providers=["CPUExecutionProvider"])
     names = [o.name for o in original.get_outputs()]
+    rule = np.array(parse_mask_rule(package.mask_rule).code, np.int32)
     batched = dict(zip(names, served.run(names, {INPUT: images, OFFSET: offsets[:, None]})))
     for i, offset in enumerate(offsets):
-        single = dict(zip(names, original.run(names, {INPUT: images[i : i + 1], OFFSET: np.array([offset], np.float32)})))
+        feeds = {INPUT: images[i : i + 1], OFFSET: np.array([offset], np.float32), MASK_RULE: rule}
+        single = dict(zip(names, original.run(names, feeds)))
         same = all(np.array_equal(single[k][0], batched[k][i]) for k in ("label", "mask"))
         close = np.allclose(single["probs"][0], batched["probs"][i], atol=1e-5)
         if not (same and close):

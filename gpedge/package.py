@@ -14,10 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gpedge.errors import PackageError
+from gpedge.errors import GpedgeError, PackageError
+from gpedge.graph.contract import parse_mask_rule
 
-#: 2: the mask offset is a true graph input (``mask_rule.inputs``); 1 had it as an overridable initializer.
-SCHEMA_VERSION = 2
+#: 3: named mask rules chosen by the graph inputs ``offset`` and ``mask_rule``, a ``score`` output;
+#: 2: the paper's rule only, the offset a graph input; 1: the offset an overridable initializer.
+SCHEMA_VERSION = 3
+#: What each older schema lacks, for the message that asks to re-export.
+_OLD_SCHEMAS = {
+    1: "its mask offset is baked into the graph",
+    2: "its graph has only the paper's mask rule (no 'mask_rule' input, no 'score' output)",
+}
 MANIFEST = "manifest.json"
 #: The fused graphs a package may hold, by the precision of the network's compute.
 GRAPHS = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
@@ -73,6 +80,11 @@ def manifest_problems(manifest: dict[str, Any]) -> list[str]:
     need(rule.get("method", "multiotsu") == "multiotsu", "mask_rule.method",
          f"is {rule.get('method')!r}, which this gpedge does not know (it knows 'multiotsu'); upgrade gpedge")
     need(_is_number(rule.get("offset")), "mask_rule.offset", f"must be a finite number, got {rule.get('offset')!r}")
+    if need(isinstance(rule.get("rule"), str), "mask_rule.rule", f"must be a mask rule's name, got {rule.get('rule')!r}"):
+        try:
+            parse_mask_rule(rule["rule"])
+        except GpedgeError as exc:
+            need(False, "mask_rule.rule", f"is not a rule this gpedge knows ({exc})")
     empty = rule.get("empty_for_class")
     need(empty is None or (_is_int(empty) and isinstance(classes, list) and empty < len(classes)),
          "mask_rule.empty_for_class", f"must be null or a class index below {len(classes)}, got {empty!r}")
@@ -135,7 +147,9 @@ class ModelPackage:
         if isinstance(version, int) and version < SCHEMA_VERSION:
             raise PackageError(
                 f"{path}: the package was written by an older gpedge (schema_version {version}; this gpedge reads "
-                f"{SCHEMA_VERSION}); re-export it from its run folder with 'gpedge export'"
+                f"{SCHEMA_VERSION}): {_OLD_SCHEMAS.get(version, 'its graph contract has changed')}; "
+                "re-export it from its run folder with 'gpedge export' (the mask offset an earlier "
+                "'gpedge evaluate --offsets' chose is then set again with 'gpedge export --offset')"
             )
         if version != SCHEMA_VERSION:
             raise PackageError(
@@ -204,5 +218,16 @@ class ModelPackage:
 
     @property
     def offset(self) -> float:
-        """The mask-rule offset to use (``gpedge evaluate --offsets`` may change it after export)."""
+        """The mask rule's parameter to use (``gpedge evaluate --offsets`` may change it after export)."""
         return float(self.manifest["mask_rule"]["offset"])
+
+    def offset_for(self, rule: str) -> float:
+        """The parameter of mask rule ``rule`` when none is given: :attr:`offset` when ``rule`` thresholds as
+        :attr:`mask_rule` does (both absolute or both relative), else that rule's default."""
+        wanted = parse_mask_rule(rule)
+        return self.offset if parse_mask_rule(self.mask_rule).threshold == wanted.threshold else wanted.default_offset
+
+    @property
+    def mask_rule(self) -> str:
+        """The mask rule's name (``gpedge evaluate --mask-rules`` may change it after export)."""
+        return str(self.manifest["mask_rule"]["rule"])

@@ -1,9 +1,9 @@
-"""The paper's mask clean-up (numpy + OpenCV): an optional post-processing step scored by ``gpedge evaluate``.
+"""The paper's mask clean-up (numpy + OpenCV), the host-side last step of the ``...+clean`` mask rules.
 
-The mask rule itself runs inside the fused graph (:mod:`gpedge.graph.mask`) and
-:mod:`gpedge.runtime.maps` maps its result to the input's resolution; nothing here is needed to
-produce a mask. ``tests/test_postprocess.py`` holds :func:`clean_mask` to scikit-image's
-morphology, which it replaces.
+The mask rule itself runs inside the fused graph (:mod:`gpedge.graph.mask`);
+:mod:`gpedge.runtime.maps` maps its result to the input's resolution and, for rules named
+``...+clean``, applies :func:`clean_mask` there with :data:`gpedge.graph.contract.CLEAN_UP`.
+``tests/test_postprocess.py`` holds :func:`clean_mask` to scikit-image's morphology, which it replaces.
 """
 from __future__ import annotations
 

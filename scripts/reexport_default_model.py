@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 from gpedge.export import ExportOptions, export_package
+from gpedge.graph.contract import DEFAULT_MASK_RULE
 from gpedge.runs import WEIGHTS, RunConfig
 
 ASSET = Path(__file__).resolve().parents[1] / "gpedge" / "assets" / "default_model"
@@ -56,11 +57,12 @@ def main() -> int:
             split=manifest["split"],
         ).save(run)
         options = ExportOptions(max_batch=int(manifest["input"]["max_batch"]), engine=False,
+                                mask_rule=manifest["mask_rule"].get("rule", DEFAULT_MASK_RULE),
                                 offset=float(manifest["mask_rule"]["offset"]))
         package = export_package(run, Path(tmp) / "package", options)
         shutil.rmtree(ASSET)
         shutil.copytree(package, ASSET)
-    print(f"re-exported {ASSET} (offset {options.offset}, max batch {options.max_batch})")
+    print(f"re-exported {ASSET} (mask rule {options.mask_rule}, offset {options.offset}, max batch {options.max_batch})")
     return 0
 
 

@@ -9,6 +9,8 @@ weights as a run of new slices of its training distribution (``tiny_folder``) wi
 """
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 
 import numpy as np
@@ -147,6 +149,21 @@ def int8_package(int8_run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
     options = ExportOptions(max_batch=4, fp16=False, engine=False, parity_samples=2, int8=True, calibration_slices=32,
                             gate_slices=64)
     return export_package(int8_run_dir, out, options)
+
+
+@pytest.fixture(scope="session")
+def every_class_package(tiny_run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``tiny_run_dir`` exported without a no-tumour class: every slice gets a mask whichever class the tiny
+    model predicts, so that mask rules and offsets change the masks of every slice."""
+    import shutil
+
+    from gpedge.export import ExportOptions, export_package
+
+    run = Path(shutil.copytree(tiny_run_dir, tmp_path_factory.mktemp("every_class_run") / "run"))
+    config = json.loads((run / "config.json").read_text())
+    config["no_tumour_class"] = None
+    (run / "config.json").write_text(json.dumps(config))
+    return export_package(run, tmp_path_factory.mktemp("every_class_package") / "pkg", ExportOptions(max_batch=4, parity_samples=2))
 
 
 @pytest.fixture()

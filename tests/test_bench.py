@@ -110,12 +110,13 @@ def test_flop_count_matches_torch_flop_counter(package):
     from torch.utils.flop_counter import FlopCounterMode
 
     from gpedge.bench.flops import gflop_per_slice
+    from gpedge.runtime.backends.base import rule_inputs
     from gpedge.runtime.backends.torch import load_fused_model
 
     pkg = ModelPackage.load(package)
     model = load_fused_model(pkg)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(torch.rand(1, 1, 32, 32) * 1000.0, torch.tensor(pkg.offset))
+        model(torch.rand(1, 1, 32, 32) * 1000.0, *(torch.from_numpy(v) for v in rule_inputs(pkg.offset, pkg.mask_rule).values()))
     assert gflop_per_slice(pkg.file("model.onnx")) == pytest.approx(counter.get_total_flops() / 1e9, rel=1e-9)
 
 

@@ -24,7 +24,7 @@ def test_every_list_of_graph_names_is_the_contract(tiny_package: Path) -> None:
     manifest = json.loads((tiny_package / "manifest.json").read_text())
     assert manifest["outputs"] == output_specs(3, 64, 64)
     assert manifest["input"]["name"] == INPUTS[0]
-    assert manifest["mask_rule"]["inputs"] == {INPUTS[1]: input_specs(1, 64, 64)[INPUTS[1]]}
+    assert manifest["mask_rule"]["inputs"] == {name: input_specs(1, 64, 64)[name] for name in INPUTS[1:]}
     assert set(EXPECTED_IO) == set(INPUTS) | set(OUTPUTS)
 
 

@@ -135,7 +135,8 @@ def test_evaluate_brats_with_offset_sweep(brats_root: Path, brats_package: Path,
     out = tmp_path / "report"
     code, output = _evaluate(
         "--model", str(brats_package), "--data", str(brats_root), "--out", str(out),
-        "--offsets", "0,0.5,1", "--bootstrap", "50", "--seed", "3", "--backend", "onnxruntime",
+        "--mask-rules", "paper,relative", "--offsets", "0,0.5,1", "--bootstrap", "50", "--seed", "3",
+        "--backend", "onnxruntime",
     )
     assert code == 0, output
     metrics = json.loads((out / "metrics.json").read_text())
@@ -145,11 +146,20 @@ def test_evaluate_brats_with_offset_sweep(brats_root: Path, brats_package: Path,
     assert sum(map(sum, metrics["confusion_matrix"])) == 8
     assert (metrics["tumour_slices"], metrics["healthy_slices"]) == (4, 4)
     sweep = metrics["offset_sweep"]
-    assert sweep["split"] == "val" and [r["offset"] for r in sweep["table"]] == [0.0, 0.5, 1.0]
+    assert sweep["split"] == "val"
+    assert [(r["rule"], r["offset"]) for r in sweep["table"]] == [(rule, o) for rule in ("paper", "relative") for o in (0.0, 0.5, 1.0)]
     assert all(r["tumour_slices"] == 2 and r["healthy_slices"] == 2 for r in sweep["table"])
     best = max(sweep["table"], key=lambda r: r["dice_median"])["dice_median"]
-    assert next(r for r in sweep["table"] if r["offset"] == sweep["best_offset"])["dice_median"] == best
-    assert ModelPackage.load(brats_package).offset == sweep["best_offset"] == metrics["offset"]
+    rows = {(r["rule"], r["offset"]): r for r in sweep["table"]}
+    assert rows[(sweep["best_rule"], sweep["best_offset"])]["dice_median"] == best
+    for rule, summary in sweep["per_rule"].items():  # each rule at its own best offset, with its healthy FP rate
+        row = rows[(rule, summary["offset"])]
+        assert summary["dice_median"] == max(r["dice_median"] for r in sweep["table"] if r["rule"] == rule) == row["dice_median"]
+        assert summary["healthy_fp_rate"] == row["healthy_fp_rate"]
+    assert (sweep["previous_rule"], sweep["previous_offset"]) == ("paper", 0.5)
+    stored = ModelPackage.load(brats_package)
+    assert (stored.mask_rule, stored.offset) == (sweep["best_rule"], sweep["best_offset"]) == (metrics["mask_rule"], metrics["offset"])
+    assert "Mask-rule sweep" in (out / "report.md").read_text()
     low, high = metrics["dice_ci95"]
     assert low <= metrics["dice_median"] <= high
     assert "over patients" in metrics["dice_ci_method"]

@@ -1,4 +1,4 @@
-"""Offset sweep scoring on constructed masks, Grad-CAM / Grad-CAM++ on hand-checkable and tiny GP networks."""
+"""Mask-rule sweep scoring on constructed masks, Grad-CAM / Grad-CAM++ on hand-checkable and tiny GP networks."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,7 +8,7 @@ from torch import nn
 
 from gpedge.errors import GpedgeError
 from gpedge.evaluate.posthoc import explain
-from gpedge.evaluate.sweep import OffsetSweep, parse_offsets
+from gpedge.evaluate.sweep import DEFAULT_SWEEP, RuleSweep, candidates, parse_offsets, parse_rules
 from gpedge.models import GPNetwork, create_model
 
 
@@ -21,16 +21,20 @@ def _core_and_ring() -> tuple[np.ndarray, np.ndarray]:
     return core, ring
 
 
+def _sweep(offsets, rule: str = "paper") -> RuleSweep:
+    return RuleSweep([(rule, o) for o in offsets])
+
+
 def test_sweep_picks_the_offset_whose_masks_match_the_ground_truth():
     core, core_and_ring = _core_and_ring()
     # the masks a predictor returned: offset 0 keeps the core, offset 1 core and ring
-    wide = OffsetSweep([0.0, 1.0])
-    wide.add(0.0, core, core_and_ring, healthy=False)
-    wide.add(1.0, core_and_ring, core_and_ring, healthy=False)
-    assert wide.best_offset() == 1.0
-    narrow = OffsetSweep([0.0, 1.0])
-    narrow.add(0.0, core, core, healthy=False)
-    narrow.add(1.0, core_and_ring, core, healthy=False)
+    wide = _sweep([0.0, 1.0])
+    wide.add("paper", 0.0, core, core_and_ring, healthy=False)
+    wide.add("paper", 1.0, core_and_ring, core_and_ring, healthy=False)
+    assert wide.best() == ("paper", 1.0)
+    narrow = _sweep([0.0, 1.0])
+    narrow.add("paper", 0.0, core, core, healthy=False)
+    narrow.add("paper", 1.0, core_and_ring, core, healthy=False)
     assert narrow.best_offset() == 0.0
     rows = {r["offset"]: r for r in narrow.table()}
     assert rows[0.0]["dice_median"] == 1.0
@@ -39,35 +43,64 @@ def test_sweep_picks_the_offset_whose_masks_match_the_ground_truth():
 
 def test_sweep_tie_goes_to_fewer_false_positives_then_smaller_offset():
     _, core_and_ring = _core_and_ring()
-    sweep = OffsetSweep([0.9, 1.0])
+    sweep = _sweep([0.9, 1.0])
     for offset in (0.9, 1.0):
-        sweep.add(offset, core_and_ring, core_and_ring, healthy=False)
+        sweep.add("paper", offset, core_and_ring, core_and_ring, healthy=False)
     assert sweep.best_offset() == 0.9
     speck = np.zeros((32, 32), np.uint8)
     speck[0:2, 0:2] = 1
     empty = np.zeros((32, 32), np.uint8)
-    sweep.add(0.9, speck, empty, healthy=True)
-    sweep.add(0.9, empty, empty, healthy=True)
-    sweep.add(1.0, speck, empty, healthy=True)
-    sweep.add(1.0, speck, empty, healthy=True)
+    sweep.add("paper", 0.9, speck, empty, healthy=True)
+    sweep.add("paper", 0.9, empty, empty, healthy=True)
+    sweep.add("paper", 1.0, speck, empty, healthy=True)
+    sweep.add("paper", 1.0, speck, empty, healthy=True)
     rows = sweep.table()
     assert [r["healthy_slices"] for r in rows] == [2, 2]
     assert [r["healthy_fp_rate"] for r in rows] == [0.5, 1.0]
     assert sweep.best_offset() == 0.9
 
 
+def test_sweep_over_rules_picks_the_best_pair_and_reports_each_rule():
+    core, core_and_ring = _core_and_ring()
+    sweep = RuleSweep([("paper", 0.0), ("paper", 1.0), ("relative", 0.0), ("relative", 0.5)])
+    masks = {("paper", 0.0): core, ("paper", 1.0): np.ones_like(core), ("relative", 0.0): core, ("relative", 0.5): core_and_ring}
+    for (rule, offset), mask in masks.items():
+        sweep.add(rule, offset, mask, core_and_ring, healthy=False)
+        sweep.add(rule, offset, mask if rule == "paper" else np.zeros_like(core), np.zeros_like(core), healthy=True)
+    assert sweep.best() == ("relative", 0.5)
+    per_rule = sweep.per_rule()
+    assert list(per_rule) == ["paper", "relative"]
+    assert per_rule["paper"]["offset"] == 0.0 and per_rule["paper"]["healthy_fp_rate"] == 1.0  # 129/321 > 513/1281
+    assert per_rule["relative"] == {"offset": 0.5, "dice_median": 1.0, "iou_median": 1.0, "healthy_fp_rate": 0.0}
+    assert {r["rule"] for r in sweep.table()} == {"paper", "relative"}
+
+
 def test_sweep_without_tumour_slices_is_a_clear_error():
-    sweep = OffsetSweep([0.5])
-    sweep.add(0.5, np.ones((4, 4)), np.zeros((4, 4)), healthy=True)
+    sweep = _sweep([0.5])
+    sweep.add("paper", 0.5, np.ones((4, 4)), np.zeros((4, 4)), healthy=True)
     with pytest.raises(GpedgeError, match="no slice with a ground-truth tumour mask"):
         sweep.best_offset()
 
 
 def test_parse_offsets():
     assert parse_offsets("1,0.5, 0,0.5") == [0.0, 0.5, 1.0]
-    for bad in ("a,b", "", "-0.1", "nan"):
+    assert parse_offsets("-0.25,0") == [-0.25, 0.0]
+    for bad in ("a,b", "", "nan", "0,inf"):
         with pytest.raises(GpedgeError, match="--offsets"):
             parse_offsets(bad)
+
+
+def test_parse_rules_and_candidates():
+    assert parse_rules("paper, relative+clean,paper") == ["paper", "relative+clean"]
+    for bad in ("", "paper,otsu", "relative+cleaned"):
+        with pytest.raises(GpedgeError, match="mask rule|--mask-rules"):
+            parse_rules(bad)
+    pairs = candidates(["paper", "contrast"], None)
+    assert pairs == [("paper", o) for o in DEFAULT_SWEEP["absolute"]] + [("contrast", o) for o in DEFAULT_SWEEP["relative"]]
+    assert candidates(["paper", "head"], [0.0, 0.5]) == [("paper", 0.0), ("paper", 0.5), ("head", 0.0), ("head", 0.5)]
+    with pytest.raises(GpedgeError, match=r"fraction in \[-1, 1\]"):
+        candidates(["relative"], [0.0, 2.0])
+    assert candidates(["paper"], [2.0]) == [("paper", 2.0)]  # the paper's offset is absolute: any finite value
 
 
 def _identity_gp(weight: np.ndarray, bias: np.ndarray) -> GPNetwork:

@@ -16,22 +16,35 @@ from gpedge.errors import GpedgeError, PackageError
 from gpedge.export import ExportOptions, export_package
 from gpedge.export.fp16 import precision_summary
 from gpedge.export.parity import backend_outputs
-from gpedge.graph.contract import INPUTS
+from gpedge.graph.contract import INPUTS, MASK_RULES, head_erosion_px, input_specs
 from gpedge.package import ModelPackage, sha256_file
+from gpedge.runtime.backends.base import rule_inputs
 from gpedge.runtime.backends.onnxruntime import OnnxRuntimeBackend
-from mask_reference import mask_from_heatmap, multiotsu_threshold
+from mask_reference import mask_from_heatmap, multiotsu_threshold, reference_rule, rule_threshold
 
 OUTPUTS = {"logits": np.float32, "probs": np.float32, "label": np.int32, "heatmaps": np.float32,
-           "threshold": np.float32, "mask": np.uint8}
+           "score": np.float32, "threshold": np.float32, "mask": np.uint8}
 
 
 def _session(path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
-def _run(package: Path, images: np.ndarray, offset: float = 0.5, precision: str = "fp32") -> dict[str, np.ndarray]:
+def _run(package: Path, images: np.ndarray, offset: float = 0.5, precision: str = "fp32",
+         rule: str = "paper") -> dict[str, np.ndarray]:
     """A package's graph on the runtime's ONNX Runtime backend (CPU)."""
-    return backend_outputs(OnnxRuntimeBackend(ModelPackage.load(package), "cpu", precision=precision), images, offset)
+    return backend_outputs(OnnxRuntimeBackend(ModelPackage.load(package), "cpu", precision=precision), images, offset, rule)
+
+
+def _fused(network, empty_for_class: int | None, images: np.ndarray, offset: float, rule: str = "paper"):
+    """The fused torch module's outputs (the export's reference)."""
+    import torch
+
+    from gpedge.graph.fused import FusedModel
+
+    inputs = [torch.from_numpy(v) for v in rule_inputs(offset, rule).values()]
+    with torch.no_grad():
+        return FusedModel(network, empty_for_class, images.shape[-2:]).eval()(torch.from_numpy(images), *inputs)
 
 
 @pytest.mark.parametrize("batch", [1, 3])
@@ -81,15 +94,11 @@ def test_manifest_fields_and_checksums(tiny_package: Path, tiny_run_dir: Path) -
 
 
 def test_fp32_parity_with_pytorch(tiny_package: Path, tiny_run_dir: Path) -> None:
-    import torch
-
-    from gpedge.graph.fused import FusedModel
     from gpedge.runs import load_run
 
     network, _ = load_run(tiny_run_dir)
     images = make_slices(6, seed=11).images
-    with torch.no_grad():
-        reference = FusedModel(network, 0).eval()(torch.from_numpy(images), torch.tensor([0.5]))
+    reference = _fused(network, 0, images, 0.5)
     out = _run(tiny_package, images)
     assert np.abs(out["probs"] - reference.probs.numpy()).max() <= 1e-4
     np.testing.assert_array_equal(out["label"], reference.label.numpy())
@@ -109,28 +118,68 @@ def test_graph_mask_matches_scikit_image_on_model_heatmaps(tiny_package: Path, o
     assert np.isclose(out["threshold"], host_thresholds, atol=1e-5).mean() >= 0.9
 
 
+@pytest.mark.parametrize("rule", list(MASK_RULES))
+@pytest.mark.parametrize("offset", [-0.5, 0.0, 0.4])
+def test_every_rule_in_the_graph_matches_the_host_reference(every_class_package: Path, rule: str, offset: float) -> None:
+    """Each named rule computed by the exported graph (score, threshold, mask) against numpy/SciPy/scikit-image."""
+    images = make_slices(12, seed=5).images
+    images[3, :, :6] = 0.0  # a dark band at the border: the head region must cut it away
+    out = _run(every_class_package, images, offset, rule=rule)
+    erosion = head_erosion_px(64, 64)
+    masks_agree, thresholds_agree = [], []
+    for row in range(len(images)):
+        label = int(out["label"][row])
+        score, threshold, mask = reference_rule(out["heatmaps"][row], label, images[row], offset, rule, None, erosion)
+        np.testing.assert_allclose(out["score"][row], score, atol=1e-6, err_msg=f"{rule} row {row}")
+        thresholds_agree.append(np.isclose(out["threshold"][row], threshold, atol=1e-5))
+        masks_agree.append((out["mask"][row].astype(bool) == mask).mean())
+    assert np.mean(thresholds_agree) >= 0.9 and np.mean(masks_agree) >= 0.99
+    if offset >= 0:
+        assert out["mask"].any()
+
+
+def test_rules_differ_where_they_should(every_class_package: Path) -> None:
+    """The rule input is honoured: contrast maps differ from class maps, head rules zero the border, and a
+    relative offset of 1 moves the threshold to the lower multi-Otsu threshold."""
+    images = make_slices(8, seed=13).images
+    out = {rule: _run(every_class_package, images, 0.0, rule=rule) for rule in MASK_RULES}
+    assert not np.array_equal(out["paper"]["score"], out["contrast"]["score"])
+    np.testing.assert_array_equal(out["paper"]["score"], out["relative"]["score"])
+    np.testing.assert_array_equal(out["paper"]["threshold"], out["relative"]["threshold"])  # offset 0: both the upper threshold
+    border = head_erosion_px(64, 64)
+    assert not np.array_equal(out["head"]["score"], out["relative"]["score"])
+    assert not out["head"]["score"][:, :border].any() and not out["contrast-head"]["score"][:, :, -border:].any()
+    lower = _run(every_class_package, images, 1.0, rule="relative")
+    assert (lower["threshold"] <= out["relative"]["threshold"]).all()
+    assert (lower["threshold"] < out["relative"]["threshold"]).any()
+
+
 @pytest.mark.parametrize(("graph", "precision"), [("model.onnx", "fp32"), ("model.fp16.onnx", "fp16")])
-def test_offset_is_a_true_graph_input(tiny_package: Path, graph: str, precision: str) -> None:
-    """No initializer stands in for the offset: a caller that does not feed it gets an error, not a default."""
+def test_offset_and_rule_are_true_graph_inputs(tiny_package: Path, graph: str, precision: str) -> None:
+    """No initializer stands in for the offset or the rule: a caller that does not feed them gets an error, not a default."""
     model = onnx.load(str(tiny_package / graph))
-    assert "offset" not in {t.name for t in model.graph.initializer}
+    assert not {"offset", "mask_rule"} & {t.name for t in model.graph.initializer}
     session = _session(tiny_package / graph)
     assert [i.name for i in session.get_inputs()] == list(INPUTS)
     assert not session.get_overridable_initializers()
     images = make_slices(4, seed=6).images
+    feeds = rule_inputs(0.5, "paper")
     with pytest.raises(Exception, match="offset"):
-        session.run(None, {"image": images})
+        session.run(None, {"image": images, "mask_rule": feeds["mask_rule"]})
+    with pytest.raises(Exception, match="mask_rule"):
+        session.run(None, {"image": images, "offset": feeds["offset"]})
     default = _run(tiny_package, images, 0.5, precision)
     lower = _run(tiny_package, images, 0.0, precision)
     assert (lower["threshold"] >= default["threshold"]).all()
     assert (lower["threshold"] > default["threshold"]).any()
 
 
-def test_in_graph_rule_on_degenerate_and_random_maps() -> None:
+@pytest.mark.parametrize("rule", ["paper", "relative"])
+def test_in_graph_rule_on_degenerate_and_random_maps(rule: str) -> None:
     """The mask module alone, exported to ONNX, against scikit-image on hand-made maps."""
     import torch
 
-    from gpedge.graph.mask import MultiOtsuMask
+    from gpedge.graph.mask import MaskRule
 
     rng = np.random.default_rng(0)
     maps = [
@@ -144,17 +193,22 @@ def test_in_graph_rule_on_degenerate_and_random_maps() -> None:
     class Wrapper(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.rule = MultiOtsuMask()
+            self.rule = MaskRule(None, 1)
 
-        def forward(self, maps: torch.Tensor, offset: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            threshold, mask = self.rule(maps, offset, torch.ones(maps.shape[0], dtype=torch.bool))
+        def forward(self, maps: torch.Tensor, offset: torch.Tensor, code: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            n = maps.shape[0]
+            label = torch.zeros(n, dtype=torch.int64)
+            _, threshold, mask = self.rule(maps[:, None], label, torch.ones_like(maps)[:, None], offset, code,
+                                           torch.ones(n, dtype=torch.bool))
             return threshold, mask.to(torch.uint8)
 
-    program = torch.onnx.export(Wrapper().eval(), (torch.from_numpy(maps), torch.tensor([0.25])), dynamo=True,
-                                input_names=["maps", "offset"], output_names=["threshold", "mask"], verbose=False)
+    feeds = rule_inputs(0.25, rule)
+    program = torch.onnx.export(Wrapper().eval(), (torch.from_numpy(maps), *(torch.from_numpy(v) for v in feeds.values())),
+                                dynamo=True, input_names=["maps", "offset", "mask_rule"], output_names=["threshold", "mask"],
+                                verbose=False)
     session = ort.InferenceSession(program.model_proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    threshold, mask = session.run(None, {"maps": maps, "offset": np.array([0.25], np.float32)})
-    expected = np.array([multiotsu_threshold(m, 0.25) for m in maps], np.float32)
+    threshold, mask = session.run(None, {"maps": maps, **feeds})
+    expected = np.array([rule_threshold(m, 0.25, MASK_RULES[rule].threshold) for m in maps], np.float32)
     np.testing.assert_allclose(threshold, expected, atol=1e-6)
     for i, m in enumerate(maps):
         np.testing.assert_array_equal(mask[i], (np.maximum(m, 0) > expected[i]).astype(np.uint8))
@@ -164,16 +218,13 @@ def test_in_graph_rule_on_degenerate_and_random_maps() -> None:
 def test_no_tumour_class_gives_empty_mask(tiny_run_dir: Path) -> None:
     import torch
 
-    from gpedge.graph.fused import FusedModel
     from gpedge.runs import load_run
 
     network, _ = load_run(tiny_run_dir)
-    images = torch.from_numpy(make_slices(6, seed=8).images)
-    offset = torch.tensor([0.0])
-    with torch.no_grad():
-        full = FusedModel(network, None).eval()(images, offset)
-        predicted = int(full.label[int(full.mask.sum(dim=(1, 2)).argmax())])
-        empty = FusedModel(network, predicted).eval()(images, offset)
+    images = make_slices(6, seed=8).images
+    full = _fused(network, None, images, 0.0)
+    predicted = int(full.label[int(full.mask.sum(dim=(1, 2)).argmax())])
+    empty = _fused(network, predicted, images, 0.0)
     chosen = full.label == predicted
     assert full.mask[chosen].sum() > 0
     assert empty.mask[chosen].sum() == 0
@@ -185,7 +236,7 @@ def test_fp16_graph_value_types(tiny_package: Path) -> None:
     summary = precision_summary(model)
     assert set(summary["network_compute"]) == {"float16"}
     assert set(summary["head_compute"]) == {"float32"}
-    assert summary["inputs"] == {name: "float32" for name in INPUTS}
+    assert summary["inputs"] == {name: spec["dtype"] for name, spec in input_specs(1, 64, 64).items()}
     assert summary["outputs"] == {n: np.dtype(t).name for n, t in OUTPUTS.items()}
     weights = {t.name: t for t in model.graph.initializer}
     conv_weights = [weights[n.input[1]] for n in model.graph.node if n.op_type == "Conv" and n.input[1] in weights]

@@ -161,8 +161,8 @@ def test_backend_failure_on_one_input_spares_the_others(tiny_package: Path, synt
     from gpedge.runtime.predictor import Predictor
 
     class RefusesWideInputs(OnnxRuntimeBackend):
-        def run(self, batch, offset=None):
-            return super().run(batch[..., :-1] if batch.mean() > threshold else batch, offset)
+        def run(self, batch, offset=None, rule=None):
+            return super().run(batch[..., :-1] if batch.mean() > threshold else batch, offset, rule)
 
     threshold = 2 * max(float(image.mean()) for image in synthetic_batch[1:3])
     bright = synthetic_batch[0] * (2 * threshold / float(synthetic_batch[0].mean()))

@@ -1,26 +1,34 @@
-"""One mask rule at every resolution: the offset ``gpedge evaluate --offsets`` tunes is, bit for bit,
-the rule ``gpedge infer`` then applies, on every backend, with data at another resolution than the model's."""
+"""One mask rule at every resolution: the (rule, offset) ``gpedge evaluate --mask-rules/--offsets`` tunes is, bit
+for bit, the rule ``gpedge infer`` then applies, on every backend, with data at another resolution than the model's."""
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
 from conftest import TINY_SIZE, make_slices
 from gpedge.evaluate.metrics import dice_score
-from gpedge.evaluate.sweep import set_package_offset, sweep_offsets
+from gpedge.evaluate.sweep import candidates, set_package_rule, sweep_rules
+from gpedge.errors import GpedgeError
+from gpedge.graph.contract import CLEAN_UP
 from gpedge.package import ModelPackage
-from mask_reference import mask_from_heatmap
+from gpedge.postprocess import clean_mask
 from gpedge.runtime.backends import create_backend
 from gpedge.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from gpedge.runtime.maps import to_input_resolution
 from gpedge.runtime.predictor import Predictor
 from gpedge.tensorrt.cuda import unavailable_reason
+from mask_reference import mask_from_heatmap
 
 DATA_SIZE = 120  # the tiny model runs at 64 px: a 1.875x resolution change, not a whole multiple
 OFFSETS = [0.0, 0.01, 0.02, 0.04, 0.08]  # the tiny model's heatmaps peak near 0.1
+FRACTIONS = [-0.5, 0.0, 0.5, 1.0]
+PAIRS = candidates(["paper"], OFFSETS) + candidates(["relative", "contrast-head", "contrast+clean"], FRACTIONS)
 BACKENDS = [
     "onnxruntime",
     "onnxruntime-fp16",
@@ -28,6 +36,11 @@ BACKENDS = [
     pytest.param("tensorrt", marks=[pytest.mark.tensorrt, pytest.mark.skipif(
         unavailable_reason() is not None, reason=f"needs TensorRT and a CUDA GPU: {unavailable_reason()}")]),
 ]
+
+
+def _infer(*args: str | Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gpedge.cli", "infer", *map(str, args)], capture_output=True, text=True,
+                          timeout=180)
 
 
 def _backend(name: str, package: ModelPackage):
@@ -48,46 +61,107 @@ def _median_dice(results, samples) -> float:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_tuned_offset_is_the_rule_infer_applies(tiny_package: Path, tmp_path: Path, samples, backend: str) -> None:
-    package_dir = Path(shutil.copytree(tiny_package, tmp_path / "pkg"))
-    package = ModelPackage.load(package_dir)
-    with Predictor(backend=_backend(backend, package), batch_size=4) as predictor:
-        sweep = sweep_offsets(predictor, samples, np.arange(3), OFFSETS)
-    best = sweep.best_offset()
-    set_package_offset(package, best)  # what `gpedge evaluate --offsets` stores
-    table = {row["offset"]: row["dice_median"] for row in sweep.table()}
-    assert len(set(table.values())) > 1, "the offsets should make a difference on these slices"
+def test_tuned_rule_is_the_rule_infer_applies(every_class_package: Path, tmp_path: Path, samples, backend: str) -> None:
+    package_dir = Path(shutil.copytree(every_class_package, tmp_path / "pkg"))
+    loaded = ModelPackage.load(package_dir)
+    with Predictor(backend=_backend(backend, loaded), batch_size=4) as predictor:
+        sweep = sweep_rules(predictor, samples, np.arange(3), PAIRS)
+    best = sweep.best()
+    set_package_rule(loaded, *best)  # what `gpedge evaluate --mask-rules ... --offsets ...` stores
+    table = {(row["rule"], row["offset"]): row["dice_median"] for row in sweep.table()}
+    assert len(set(table.values())) > 2, "the rules and offsets should make a difference on these slices"
+    for rule in sweep.rules:
+        assert len({table[(rule, o)] for o in (OFFSETS if rule == "paper" else FRACTIONS)}) > 1, rule
 
     with Predictor(backend=_backend(backend, ModelPackage.load(package_dir))) as deployed:  # as `gpedge infer` opens it
-        assert deployed.offset == best
+        assert (deployed.mask_rule, deployed.offset) == best
         results = deployed.predict([s["image"] for s in samples])
         assert all(r.mask.shape == (DATA_SIZE, DATA_SIZE) for r in results)
         assert _median_dice(results, samples) == table[best]
         differs = False
-        for offset in OFFSETS:  # every row of the sweep is what infer returns with that offset
-            results = deployed.predict([s["image"] for s in samples], offset=offset)
-            assert _median_dice(results, samples) == table[offset]
-            # ... and not scikit-image's multi-Otsu recomputed at the data's resolution (what the sweep used to score)
-            recomputed = [mask_from_heatmap(r.heatmap, offset, empty=not r.is_tumour).astype(bool) for r in results]
-            differs |= any(not np.array_equal(a, r.mask) for a, r in zip(recomputed, results))
+        for rule, offset in PAIRS:  # every row of the sweep is what infer returns with that rule and offset
+            results = deployed.predict([s["image"] for s in samples], offset=offset, mask_rule=rule)
+            assert _median_dice(results, samples) == table[(rule, offset)], (rule, offset)
+            if rule == "paper":  # ... and not scikit-image's multi-Otsu recomputed at the data's resolution
+                recomputed = [mask_from_heatmap(r.heatmap, offset, empty=not r.is_tumour).astype(bool) for r in results]
+                differs |= any(not np.array_equal(a, r.mask) for a, r in zip(recomputed, results))
     assert differs, "at another resolution than the model's, the two rules should disagree somewhere"
+
+
+def test_infer_cli_applies_the_stored_rule(every_class_package: Path, tmp_path: Path, samples) -> None:
+    """``gpedge infer`` (a subprocess, at the data's resolution) writes the mask the Predictor gives with the stored rule;
+    ``--mask-rule`` overrides it; an unknown rule is one clear error line."""
+    package_dir = Path(shutil.copytree(every_class_package, tmp_path / "pkg"))
+    set_package_rule(ModelPackage.load(package_dir), "contrast+clean", 0.5)
+    image = samples[1]["image"][0]
+    assert samples[1]["mask"].any()
+    png = tmp_path / "scan.png"
+    cv2.imwrite(str(png), np.round(image / image.max() * 65535).astype(np.uint16))
+    masks = {}
+    for rule in (None, "paper"):
+        out = tmp_path / f"out-{rule}"
+        done = _infer(png, "--model", package_dir, "--backend", "onnxruntime", "--out", out,
+                      *(() if rule is None else ("--mask-rule", rule)))
+        assert done.returncode == 0, done.stderr
+        masks[rule] = cv2.imread(str(out / "scan_mask.png"), cv2.IMREAD_UNCHANGED) > 0
+    with Predictor(package_dir, backend="onnxruntime") as predictor:
+        stored = predictor.predict(png)[0].mask
+        paper = predictor.predict(png, mask_rule="paper")[0].mask
+    assert masks[None].shape == (DATA_SIZE, DATA_SIZE) and masks[None].any()
+    np.testing.assert_array_equal(masks[None], stored)
+    np.testing.assert_array_equal(masks["paper"], paper)
+    assert not np.array_equal(stored, paper)
+    done = _infer(png, "--model", package_dir, "--mask-rule", "otsu")
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "unknown mask rule 'otsu'" in done.stderr and "contrast-head" in done.stderr
+
+
+def test_rule_offsets_are_checked(tiny_package: Path) -> None:
+    with pytest.raises(GpedgeError, match="unknown mask rule"):
+        Predictor(tiny_package, backend="onnxruntime", mask_rule="relative+tidy")
+    with pytest.raises(GpedgeError, match=r"fraction in \[-1, 1\]"):
+        Predictor(tiny_package, backend="onnxruntime", mask_rule="relative", offset=1.5)
+    with Predictor(tiny_package, backend="onnxruntime") as predictor:
+        assert (predictor.mask_rule, predictor.offset) == ("paper", 0.5)
+        image = make_slices(1, seed=4).images[0]
+        with pytest.raises(GpedgeError, match="finite"):
+            predictor.predict(image, offset=float("nan"))
+        with pytest.raises(GpedgeError, match=r"fraction in \[-1, 1\]"):
+            predictor.predict(image, mask_rule="head", offset=-2.0)
+    # the package's offset (absolute) is not carried over to a relative rule: that rule's default is used
+    with Predictor(tiny_package, backend="onnxruntime", mask_rule="relative") as predictor:
+        assert predictor.offset == 0.0
 
 
 def test_rule_at_the_model_resolution_is_the_graph_mask(tiny_package: Path) -> None:
     package = ModelPackage.load(tiny_package)
-    outputs = create_backend("onnxruntime", package, "cpu").run(make_slices(6, seed=2).images, 0.25)
-    for row in range(6):
-        maps, mask = to_input_resolution(outputs["heatmaps"][row], int(outputs["label"][row]),
-                                         float(outputs["threshold"][row]), outputs["mask"][row], (TINY_SIZE, TINY_SIZE))
-        np.testing.assert_array_equal(maps, outputs["heatmaps"][row])
-        np.testing.assert_array_equal(mask, outputs["mask"][row].astype(bool))
+    for rule in ("paper", "contrast-head"):
+        outputs = create_backend("onnxruntime", package, "cpu").run(make_slices(6, seed=2).images, 0.25, rule)
+        for row in range(6):
+            maps, mask = to_input_resolution(outputs["heatmaps"][row], outputs["score"][row], float(outputs["threshold"][row]),
+                                             outputs["mask"][row], (TINY_SIZE, TINY_SIZE))
+            np.testing.assert_array_equal(maps, outputs["heatmaps"][row])
+            np.testing.assert_array_equal(mask, outputs["mask"][row].astype(bool))
 
 
 def test_empty_graph_mask_stays_empty_at_any_resolution() -> None:
     """A map without a multi-Otsu split (threshold = its maximum) or the no-tumour class gives no mask."""
     maps = np.zeros((3, 8, 8), np.float32)
     maps[1, 2:6, 2:6] = 1.0
-    _, mask = to_input_resolution(maps, 1, 1.0, np.zeros((8, 8), np.uint8), (21, 13))
+    _, mask = to_input_resolution(maps, maps[1], 1.0, np.zeros((8, 8), np.uint8), (21, 13))
     assert mask.shape == (21, 13) and not mask.any()
-    _, mask = to_input_resolution(maps, 1, 0.5, (maps[1] > 0.5).astype(np.uint8), (21, 13))
+    _, mask = to_input_resolution(maps, maps[1], 0.5, (maps[1] > 0.5).astype(np.uint8), (21, 13))
     assert mask.any()
+
+
+def test_clean_up_runs_at_the_input_resolution() -> None:
+    """``+clean`` rules: the thresholded, resized map cleaned by gpedge.postprocess.clean_mask at the input's resolution."""
+    score = np.zeros((16, 16), np.float32)
+    score[2:10, 2:10] = 1.0
+    score[13, 13] = 1.0  # a speck: its own component, dropped by the clean-up
+    graph_mask = (score > 0.5).astype(np.uint8)
+    maps = score[None]
+    _, raw = to_input_resolution(maps, score, 0.5, graph_mask, (48, 48))
+    _, cleaned = to_input_resolution(maps, score, 0.5, graph_mask, (48, 48), clean=True)
+    np.testing.assert_array_equal(cleaned, clean_mask(raw, **CLEAN_UP).astype(bool))
+    assert raw[40, 40] and not cleaned[40, 40] and cleaned[15, 15]

@@ -21,8 +21,8 @@ from mask_reference import multiotsu_threshold
 
 
 @pytest.fixture(scope="module")
-def predictor(tiny_package: Path):
-    with gpedge.Predictor(tiny_package, backend="onnxruntime", batch_size=4) as p:
+def predictor(every_class_package: Path):
+    with gpedge.Predictor(every_class_package, backend="onnxruntime", batch_size=4) as p:
         yield p
 
 
@@ -86,10 +86,10 @@ def test_geometry_maps_back_to_input_size(predictor, slices) -> None:
     assert tumour_masks > 0, "the tiny model should localise something on the tumour slices"
 
 
-def test_offset_override(tiny_package: Path, predictor, slices) -> None:
+def test_offset_override(every_class_package: Path, predictor, slices) -> None:
     base = predictor.predict(slices)
     offset = predictor.offset - 0.3
-    with gpedge.Predictor(tiny_package, backend="onnxruntime", offset=offset) as other:
+    with gpedge.Predictor(every_class_package, backend="onnxruntime", offset=offset) as other:
         assert other.offset == offset
         changed = other.predict(slices)
     maps = predictor.backend.run(slices)["heatmaps"]
@@ -105,10 +105,10 @@ def test_offset_override(tiny_package: Path, predictor, slices) -> None:
 
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
-def test_manifest_offset_rules_after_it_changes(tiny_package: Path, tmp_path: Path, slices, backend: str) -> None:
+def test_manifest_offset_rules_after_it_changes(every_class_package: Path, tmp_path: Path, slices, backend: str) -> None:
     """``gpedge evaluate --offsets`` rewrites the manifest's offset after export: every backend feeds it to the graph."""
     package = tmp_path / "package"
-    shutil.copytree(tiny_package, package)
+    shutil.copytree(every_class_package, package)
     manifest = json.loads((package / "manifest.json").read_text())
     exported = manifest["mask_rule"]["offset"]
     manifest["mask_rule"]["offset"] = exported + 0.3
@@ -193,9 +193,9 @@ def test_save_and_plot(predictor, slices, tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(Path(p).name for p in written.values())
 
 
-def test_damaged_package(tiny_package: Path, tmp_path: Path) -> None:
+def test_damaged_package(every_class_package: Path, tmp_path: Path) -> None:
     broken = tmp_path / "pkg"
-    shutil.copytree(tiny_package, broken)
+    shutil.copytree(every_class_package, broken)
     data = bytearray((broken / "model.onnx").read_bytes())
     data[len(data) // 2] ^= 0xFF
     (broken / "model.onnx").write_bytes(bytes(data))
@@ -212,19 +212,19 @@ def test_missing_default_model_is_a_clear_error(monkeypatch, tmp_path: Path) -> 
         gpedge.Predictor()
 
 
-def test_closed_predictor_and_bad_arguments(tiny_package: Path, slices) -> None:
-    p = gpedge.Predictor(tiny_package, backend="onnxruntime")
+def test_closed_predictor_and_bad_arguments(every_class_package: Path, slices) -> None:
+    p = gpedge.Predictor(every_class_package, backend="onnxruntime")
     p.close()
     with pytest.raises(GpedgeError, match="closed"):
         p.predict(slices[0])
     with pytest.raises(GpedgeError, match="batch_size"):
-        gpedge.Predictor(tiny_package, batch_size=0)
+        gpedge.Predictor(every_class_package, batch_size=0)
 
 
-def test_threads_spinning_and_warmup(tiny_package: Path, slices) -> None:
+def test_threads_spinning_and_warmup(every_class_package: Path, slices) -> None:
     """``Predictor(threads=...)`` reaches the session, pool threads do not busy-wait by default, and
     ``warmup()`` runs the graph at batch 1 and at the batch size without changing any result."""
-    with gpedge.Predictor(tiny_package, backend="onnxruntime", threads=1, batch_size=3) as predictor:
+    with gpedge.Predictor(every_class_package, backend="onnxruntime", threads=1, batch_size=3) as predictor:
         assert predictor.backend.threads == 1 and "1 threads" in predictor.backend_description
         assert not predictor.backend.spinning and "spinning" not in predictor.backend_description
         before = predictor.predict(slices[0])[0]
@@ -232,4 +232,4 @@ def test_threads_spinning_and_warmup(tiny_package: Path, slices) -> None:
         after = predictor.predict(slices[0])[0]
     assert before.probabilities == after.probabilities and np.array_equal(before.mask, after.mask)
     with pytest.raises(GpedgeError, match="threads must be at least 1"):
-        gpedge.Predictor(tiny_package, threads=0)
+        gpedge.Predictor(every_class_package, threads=0)

@@ -10,6 +10,7 @@ import pytest
 from conftest import make_slices
 from gpedge.export.parity import backend_outputs, compare
 from gpedge.package import ModelPackage
+from gpedge.runtime.backends.base import rule_inputs
 from gpedge.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from gpedge.tensorrt.cuda import unavailable_reason
 
@@ -48,7 +49,7 @@ def test_built_engine_matches_onnxruntime_fp32(tiny_package: Path, tmp_path: Pat
     images = make_slices(3, seed=4).images
     runner = EngineRunner(deserialize(engine.read_bytes(), version_compatible=False, source=str(engine)))
     for offset in (0.0, 0.5):
-        trt_out = runner.run({"image": images, "offset": np.array([offset], np.float32)})
+        trt_out = runner.run({"image": images, **rule_inputs(offset, "paper")})
         reference = backend_outputs(OnnxRuntimeBackend(ModelPackage.load(tiny_package), "cpu"), images, offset)
         assert trt_out["label"].dtype == np.int32 and trt_out["mask"].dtype == np.uint8
         assert trt_out["heatmaps"].shape == (3, 3, 64, 64)

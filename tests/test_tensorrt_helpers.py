@@ -85,6 +85,7 @@ def test_engine_name_profile_and_target_command() -> None:
     assert set(shapes) == set(INPUTS)
     assert shapes["image"] == ((1, 1, 128, 128), (8, 1, 128, 128), (16, 1, 128, 128))
     assert shapes["offset"] == ((1,), (1,), (1,))
+    assert shapes["mask_rule"] == ((3,), (3,), (3,))
 
 
 def test_build_without_tensorrt_says_what_to_install() -> None:

@@ -28,7 +28,7 @@ from tritonclient.grpc import model_config_pb2 as mc  # noqa: E402
 
 from gpedge.errors import GpedgeError  # noqa: E402
 from gpedge.export.triton import TritonOptions, write_repository  # noqa: E402
-from gpedge.graph.contract import INPUTS, OUTPUTS  # noqa: E402
+from gpedge.graph.contract import OUTPUTS, batched_input_specs  # noqa: E402
 from gpedge.package import ModelPackage  # noqa: E402
 from gpedge.runtime.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
 
@@ -73,12 +73,15 @@ def test_onnx_model_config_matches_the_onnx_model_exactly(repo: Path, tiny_packa
             per_sample = list(tensor.reshape.shape) if tensor.HasField("reshape") else list(tensor.dims)
             assert [-1, *per_sample] == _shape(value), tensor.name
             assert tensor.data_type == ONNX_TO_TRITON[value.type.tensor_type.elem_type], tensor.name
-    assert [t.name for t in config.input] == list(INPUTS) and [t.name for t in config.output] == list(OUTPUTS)
+    # the served graph fixes the package's mask rule: only the image and the per-sample offset are inputs
+    assert [t.name for t in config.input] == list(batched_input_specs(1, 64, 64)) == ["image", "offset"]
+    assert [t.name for t in config.output] == list(OUTPUTS)
     assert (folder / "labels.txt").read_text().split() == ["Healthy", "LGG", "HGG"]
     assert next(t for t in config.output if t.name == "probs").label_filename == "labels.txt"
     assert (folder / "manifest.json").read_bytes() == (tiny_package / "manifest.json").read_bytes()
     parameters = {k: v.string_value for k, v in config.parameters.items()}
     assert float(parameters["gpedge_mask_offset"]) == ModelPackage.load(tiny_package).offset
+    assert parameters["gpedge_mask_rule"] == ModelPackage.load(tiny_package).mask_rule
     assert parameters["gpedge_source_sha256"] == hashlib.sha256((tiny_package / "model.onnx").read_bytes()).hexdigest()
 
 
@@ -138,8 +141,9 @@ def test_packaged_engines_become_a_tensorrt_plan_model(tiny_package: Path, tmp_p
         assert (tmp_path / "models" / "m-tensorrt" / "1" / name).read_bytes() == (package / "engines" / name).read_bytes()
     assert [g.kind for g in config.instance_group] == [mc.ModelInstanceGroup.KIND_GPU]
     dims = {t.name: list(t.dims) for t in [*config.input, *config.output]}
-    assert dims == {"image": [-1, 1, 64, 64], "offset": [1], "logits": [-1, 3], "probs": [-1, 3], "label": [-1],
-                    "heatmaps": [-1, 3, 64, 64], "threshold": [-1], "mask": [-1, 64, 64]}
+    assert dims == {"image": [-1, 1, 64, 64], "offset": [1], "mask_rule": [3], "logits": [-1, 3], "probs": [-1, 3],
+                    "label": [-1], "heatmaps": [-1, 3, 64, 64], "score": [-1, 64, 64], "threshold": [-1],
+                    "mask": [-1, 64, 64]}
     assert _parse(tmp_path / "models" / "m").instance_group[0].kind == mc.ModelInstanceGroup.KIND_AUTO
 
 

@@ -48,11 +48,11 @@ class TorchEager(TorchBackend):
     def description(self) -> str:
         return self._description
 
-    def _forward(self, image: torch.Tensor, offset: torch.Tensor):
+    def _forward(self, image: torch.Tensor, offset: torch.Tensor, rule: torch.Tensor):
         if self.device.type == "cpu":
-            return super()._forward(image, offset)
+            return super()._forward(image, offset, rule)
         with _DeviceTimer(self):
-            return super()._forward(image, offset)
+            return super()._forward(image, offset, rule)
 
 
 class _DeviceTimer:
@@ -86,7 +86,7 @@ class _HalfChannelsLast(nn.Module):
 class TorchFp16Graph(Backend):
     """FP16 channels-last network on CUDA, captured once per batch size in a CUDA graph.
 
-    ``run`` copies the host batch and offset into the graph's static inputs (pinned memory),
+    ``run`` copies the host batch and mask-rule inputs into the graph's static inputs (pinned memory),
     replays the graph, copies every output back and synchronises: the latency is end to end.
     Not thread-safe (one static buffer set per batch size): a benchmark runs one thread.
     """
@@ -102,6 +102,7 @@ class TorchFp16Graph(Backend):
         self.device = torch.device("cuda")
         self._model = model.cuda().eval()
         self._offset = torch.zeros(1, dtype=torch.float32, device="cuda")
+        self._rule = torch.zeros(3, dtype=torch.int32, device="cuda")
         self._graphs: dict[int, tuple] = {}
         self.last_device_ms: float | None = None
 
@@ -119,20 +120,22 @@ class TorchFp16Graph(Backend):
             stream.wait_stream(torch.cuda.current_stream())
             with torch.inference_mode(), torch.cuda.stream(stream):
                 for _ in range(3):  # cuDNN picks its algorithms before capture
-                    self._model(static, self._offset)
+                    self._model(static, self._offset, self._rule)
             torch.cuda.current_stream().wait_stream(stream)
             graph = torch.cuda.CUDAGraph()
             with torch.inference_mode(), torch.cuda.graph(graph):
-                out = self._model(static, self._offset)._asdict()
+                out = self._model(static, self._offset, self._rule)._asdict()
             host_out = {name: torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for name, t in out.items()}
             self._graphs[key] = (graph, host, static, out, host_out)
         return self._graphs[key]
 
-    def run(self, batch: np.ndarray, offset: float | None = None) -> dict[str, np.ndarray]:
+    def run(self, batch: np.ndarray, offset: float | None = None, rule: str | None = None) -> dict[str, np.ndarray]:
         graph, host, static, out, host_out = self._graph(batch)
         host.numpy()[...] = batch
         static.copy_(host, non_blocking=True)
-        self._offset.copy_(torch.from_numpy(self.offset_input(offset)))
+        offset_input, rule_input = self.rule_inputs(offset, rule).values()
+        self._offset.copy_(torch.from_numpy(offset_input))
+        self._rule.copy_(torch.from_numpy(rule_input))
         with _DeviceTimer(self):
             graph.replay()
         for name, tensor in out.items():

@@ -14,26 +14,33 @@ def main(
     format: str = typer.Option("auto", "--format", help="auto, brats, figshare or folder."),
     split: str = typer.Option("test", "--split", help="test or val (the package's patients), or all (external data only)."),
     backend: str = typer.Option("auto", "--backend", help="Runtime backend: auto, onnxruntime, tensorrt or torch."),
+    mask_rules: Optional[str] = typer.Option(
+        None, "--mask-rules",
+        help="Comma-separated mask rules to sweep on the val split (paper, relative, contrast, head, contrast-head, "
+        "each optionally +clean); with --offsets (or each rule's default offsets) the (rule, offset) of the best "
+        "median Dice is written into the package manifest and used for the evaluation.",
+    ),
     offsets: Optional[str] = typer.Option(
         None, "--offsets",
-        help="Comma-separated mask offsets to sweep on the val split (e.g. 0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0); "
-        "the best median Dice is written into the package manifest and used for the evaluation.",
+        help="Comma-separated offsets to sweep on the val split for every rule of --mask-rules (default: the package's "
+        "rule), e.g. 0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0; relative rules take fractions in [-1, 1].",
     ),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Slices per runtime call."),
     bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="Bootstrap resamples (over patients) for the Dice 95% CI."),
     seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap."),
     posthoc: bool = typer.Option(True, "--posthoc/--no-posthoc", help="Compare inherent heatmaps with Grad-CAM and Grad-CAM++ (needs torch)."),
 ) -> None:
-    """Evaluate a model package on a data split: metrics, offset sweep, inherent vs post-hoc maps, report."""
+    """Evaluate a model package on a data split: metrics, mask-rule sweep, inherent vs post-hoc maps, report."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from gpedge.evaluate.runner import EvaluateOptions, run
-    from gpedge.evaluate.sweep import parse_offsets
+    from gpedge.evaluate.sweep import parse_offsets, parse_rules
 
     options = EvaluateOptions(
         model=model, data=data, out=out, format=format, split=split, backend=backend,
         offsets=parse_offsets(offsets) if offsets is not None else None,
+        mask_rules=parse_rules(mask_rules) if mask_rules is not None else None,
         batch_size=batch_size, bootstrap=bootstrap, seed=seed, posthoc=posthoc,
     )
     console = Console(stderr=True)
@@ -65,7 +72,7 @@ def _summary(console, metrics: dict, out: Path) -> None:
         ("Dice median", fmt(metrics["dice_median"]) + ("" if ci is None else f" [{ci[0]:.3f}, {ci[1]:.3f}]")),
         ("IoU median", fmt(metrics["iou_median"])),
         ("healthy FP rate", fmt(metrics["healthy_fp_rate"])),
-        ("mask offset", fmt(metrics["offset"])),
+        ("mask rule", f"{metrics['mask_rule']} (offset {metrics['offset']:g})"),
     ):
         table.add_row(name, value)
     console.print(table)

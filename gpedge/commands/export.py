@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from gpedge.errors import GpedgeError
+from gpedge.graph.contract import DEFAULT_MASK_RULE
 
 
 def main(
@@ -25,7 +26,15 @@ def main(
     hardware_compatibility: str = typer.Option(
         "NONE", "--hardware-compatibility", help="NONE, AMPERE_PLUS or SAME_COMPUTE_CAPABILITY."
     ),
-    offset: float = typer.Option(0.5, "--offset", help="Mask offset below the upper multi-Otsu threshold."),
+    mask_rule: str = typer.Option(
+        DEFAULT_MASK_RULE, "--mask-rule",
+        help="Mask rule the package starts with: paper, relative, contrast, head or contrast-head, optionally +clean.",
+    ),
+    offset: Optional[float] = typer.Option(
+        None, "--offset",
+        help="The rule's parameter (paper: absolute offset below the upper multi-Otsu threshold, default 0.5; "
+        "the others: a fraction in [-1, 1], default 0).",
+    ),
     parity_samples: int = typer.Option(8, "--parity-samples", help="Slices used for the parity checks."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing package folder."),
     int8: bool = typer.Option(False, "--int8", help="Also write model.int8.onnx (static QDQ), gated against FP32 on the validation patients."),
@@ -44,8 +53,8 @@ def main(
     options = ExportOptions(
         image_size=image_size, max_batch=max_batch, opset=opset, fp16=fp16, engine="auto" if engine is None else engine,
         workspace_gb=workspace, version_compatible=version_compatible, hardware_compatibility=hardware_compatibility,
-        offset=offset, parity_samples=parity_samples, overwrite=overwrite, int8=int8, calibration=calibration,
-        calibration_slices=calibration_slices, gate_slices=gate_slices,
+        mask_rule=mask_rule, offset=offset, parity_samples=parity_samples, overwrite=overwrite, int8=int8,
+        calibration=calibration, calibration_slices=calibration_slices, gate_slices=gate_slices,
     )
     try:
         from gpedge.export.exporter import export_package

@@ -28,7 +28,11 @@ def main(
     out: Optional[Path] = typer.Option(None, "--out", help="Folder for masks, heatmaps, overlays and JSON."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing files in --out/--dicom-out (never done otherwise)."),
     json_lines: bool = typer.Option(False, "--json", help="Print one JSON object per image or slice on stdout."),
-    offset: Optional[float] = typer.Option(None, "--offset", help="Mask threshold offset (default: the package's)."),
+    mask_rule: Optional[str] = typer.Option(
+        None, "--mask-rule",
+        help="Mask rule: paper, relative, contrast, head or contrast-head, optionally +clean (default: the package's).",
+    ),
+    offset: Optional[float] = typer.Option(None, "--offset", help="The mask rule's parameter (default: the package's)."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Slices per model call."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads of the backend (default: the physical cores)."),
     max_pixels: Optional[int] = typer.Option(
@@ -58,11 +62,11 @@ def main(
     training data are flagged "out of distribution" and get no diagnosis.
     """
     with _quiet_readers():
-        _infer(inputs, model, backend, device, precision, out, overwrite, json_lines, offset, batch_size, threads,
-               max_pixels, every_slice, {"t1": t1, "t2": t2, "t1ce": t1ce, "flair": flair}, dicom_out, series)
+        _infer(inputs, model, backend, device, precision, out, overwrite, json_lines, mask_rule, offset, batch_size,
+               threads, max_pixels, every_slice, {"t1": t1, "t2": t2, "t1ce": t1ce, "flair": flair}, dicom_out, series)
 
 
-def _infer(inputs, model, backend, device, precision, out, overwrite, json_lines, offset, batch_size, threads,
+def _infer(inputs, model, backend, device, precision, out, overwrite, json_lines, mask_rule, offset, batch_size, threads,
            max_pixels, every_slice, contrast_flags, dicom_out, series) -> None:
     from rich.console import Console
 
@@ -85,7 +89,7 @@ def _infer(inputs, model, backend, device, precision, out, overwrite, json_lines
     saved: list[tuple[str, dict[str, str]]] = []
     writer = _Writer(out, dicom_out, overwrite, every_slice)
     with Predictor(model, backend=backend, device=device, offset=offset, batch_size=batch_size, threads=threads,
-                   max_pixels=max_pixels, precision=precision) as predictor:
+                   max_pixels=max_pixels, precision=precision, mask_rule=mask_rule) as predictor:
         if not json_lines:
             console.print(f"[dim]backend: {predictor.backend_description}, precision {predictor.precision}[/dim]")
         if dicom_paths:

@@ -22,6 +22,9 @@ def main(
     lgg_fraction: float = typer.Option(0.5, "--lgg-fraction", min=0.0, max=1.0, help="brats: share of LGG patients; the rest are HGG."),
     channel: str = typer.Option("t1ce", "--channel", help="png: the contrast written (t1, t2, t1ce or flair)."),
     skull_fraction: float = typer.Option(0.3, "--skull-fraction", min=0.0, max=1.0, help="Share of patients keeping skull and scalp (0: all skull-stripped, as BraTS ships)."),
+    min_lesion_mm: float = typer.Option(
+        0.0, "--min-lesion-mm", min=0.0, help="Smallest tumour radius in mm (0: the family's own sizes, down to a few voxels)."
+    ),
     workers: int = typer.Option(1, "--workers", min=1, help="Processes synthesising patients in parallel (same data for any number)."),
 ) -> None:
     """Write synthetic brain MRI with gliomas (T1, T2, T1CE, FLAIR + tumour segmentation)."""
@@ -39,13 +42,13 @@ def main(
         depth = slices or 155
         ids = write_synthetic_brats(
             out, patients, seed, size, depth, lgg_fraction=lgg_fraction, family=family, skull_fraction=skull_fraction,
-            workers=workers, progress=progress,
+            min_lesion_mm=min_lesion_mm, workers=workers, progress=progress,
         )
         typer.echo(f"wrote {len(ids)} {family}-family patients ({size}x{size}x{depth}) to {out}")
     else:
         depth = slices or 24
         paths = write_synthetic_pngs(
             out, patients, seed, size, depth, family=family, channel=channel, skull_fraction=skull_fraction,
-            workers=workers, progress=progress,
+            min_lesion_mm=min_lesion_mm, workers=workers, progress=progress,
         )
         typer.echo(f"wrote {len(paths)} {family}-family {channel} slices ({size}x{size}) with masks to {out}")

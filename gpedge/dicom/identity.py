@@ -33,6 +33,7 @@ class ModelIdentity:
     package_sha256: str
     backend: str
     offset: float
+    mask_rule: str = "paper"
 
     @classmethod
     def of(cls, predictor) -> "ModelIdentity":
@@ -50,11 +51,13 @@ class ModelIdentity:
             package_sha256=sha256_file(package.root / MANIFEST),
             backend=predictor.backend_name,
             offset=float(predictor.offset),
+            mask_rule=predictor.mask_rule,
         )
 
     @property
     def parameters(self) -> dict[str, str]:
-        return {"package_sha256": self.package_sha256, "backend": self.backend, "mask_offset": f"{self.offset:g}"}
+        return {"package_sha256": self.package_sha256, "backend": self.backend, "mask_rule": self.mask_rule,
+                "mask_offset": f"{self.offset:g}"}
 
     @property
     def device(self) -> dict[str, str]:

@@ -147,6 +147,7 @@ def evaluation_blocks(metrics: dict[str, Any], figures: dict[str, str]) -> list[
                 ["Dice median after clean-up", metrics["cleanup"]["dice_median"]],
                 ["healthy-slice FP rate", metrics["healthy_fp_rate"]],
                 ["healthy-slice FP rate after clean-up", metrics["cleanup"]["healthy_fp_rate"]],
+                ["mask rule", metrics["mask_rule"]],
                 ["mask offset", metrics["offset"]],
                 ["tumour / healthy slices", f"{metrics['tumour_slices']} / {metrics['healthy_slices']}"],
             ],
@@ -185,15 +186,20 @@ def evaluation_blocks(metrics: dict[str, Any], figures: dict[str, str]) -> list[
     sweep = metrics["offset_sweep"]
     if sweep:
         blocks += [
-            Heading("Mask offset sweep"),
+            Heading("Mask-rule sweep"),
             Paragraph(
                 f"On the {sweep['split']} split ({sweep['slices']} slices, {sweep['patients']} patient(s)); {sweep['criterion']}. "
-                f"Chosen offset {sweep['best_offset']} (was {sweep['previous_offset']}), written to the package manifest."
+                f"Chosen rule {sweep['best_rule']} with offset {sweep['best_offset']} (was {sweep['previous_rule']} with "
+                f"{sweep['previous_offset']}), written to the package manifest."
             ),
             Table(
-                ["offset", "Dice median", "IoU median", "healthy FP rate", "tumour slices", "healthy slices"],
-                [[r["offset"], r["dice_median"], r["iou_median"], r["healthy_fp_rate"], r["tumour_slices"], r["healthy_slices"]]
-                 for r in sweep["table"]],
+                ["rule", "best offset", "Dice median", "IoU median", "healthy FP rate"],
+                [[name, r["offset"], r["dice_median"], r["iou_median"], r["healthy_fp_rate"]] for name, r in sweep["per_rule"].items()],
+            ),
+            Table(
+                ["rule", "offset", "Dice median", "IoU median", "healthy FP rate", "tumour slices", "healthy slices"],
+                [[r["rule"], r["offset"], r["dice_median"], r["iou_median"], r["healthy_fp_rate"], r["tumour_slices"],
+                  r["healthy_slices"]] for r in sweep["table"]],
             ),
         ]
     blocks.append(Heading("Inherent heatmaps vs post-hoc explanations"))

@@ -1,7 +1,7 @@
 """``gpedge evaluate``: run a model package through the runtime SDK on a data split and score it.
 
 One :class:`gpedge.Predictor` (the deployed code path, opened and verified once) serves the
-offset sweep (:mod:`.sweep`), the scoring (:mod:`.scoring`) and the overlay examples
+mask-rule sweep (:mod:`.sweep`), the scoring (:mod:`.scoring`) and the overlay examples
 (:mod:`.overlays`); the Grad-CAM comparison (:mod:`.comparison`) needs the torch network.
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ from gpedge.evaluate.plots import evaluation_figures
 from gpedge.evaluate.report import evaluation_blocks, write_report
 from gpedge.evaluate.scoring import SliceOutcome, score_split, segmentation_metrics
 from gpedge.evaluate.selection import class_index_map, select_split
-from gpedge.evaluate.sweep import set_package_offset, sweep_offsets
+from gpedge.evaluate.sweep import candidates, set_package_rule, sweep_rules
 from gpedge.package import ModelPackage
 
 Progress = Callable[[str, int, int], None]
@@ -43,6 +43,7 @@ class EvaluateOptions:
     split: str = "test"
     backend: str = "auto"
     offsets: list[float] | None = None
+    mask_rules: list[str] | None = None
     batch_size: int = 8
     bootstrap: int = 1000
     seed: int = 0
@@ -69,36 +70,43 @@ def _stage(progress: Progress | None, stage: str) -> Callable[[int, int], None] 
     return None if progress is None else (lambda done, total: progress(stage, done, total))
 
 
-def tune_offset(predictor: Any, dataset: Any, labels_map: np.ndarray, offsets: list[float],
-                progress: Progress | None) -> dict[str, Any]:
-    """Sweep ``offsets`` on the package's validation split and store the best in its manifest."""
+def tune_rule(predictor: Any, dataset: Any, labels_map: np.ndarray, options: EvaluateOptions,
+              progress: Progress | None) -> dict[str, Any]:
+    """Sweep ``options.mask_rules`` (default: the package's rule) x ``options.offsets`` (default: each rule's
+    :data:`~gpedge.evaluate.sweep.DEFAULT_SWEEP`) on the package's validation split; store the best in its manifest."""
     package = predictor.package
+    pairs = candidates(options.mask_rules or [predictor.mask_rule], options.offsets)
     val, selection = select_split(dataset, package, "val")
-    sweep = sweep_offsets(predictor, val, labels_map, offsets, _stage(progress, "offset sweep (val)"))
-    best = sweep.best_offset()
-    previous = package.offset
-    set_package_offset(package, best)
+    sweep = sweep_rules(predictor, val, labels_map, pairs, _stage(progress, "mask-rule sweep (val)"))
+    rule, offset = sweep.best()
+    previous = (package.mask_rule, package.offset)
+    set_package_rule(package, rule, offset)
     return {
         "split": "val",
         "patients": selection["patients"],
         "slices": len(val),
-        "criterion": "highest median Dice on val tumour slices (ties: lower healthy FP rate, then smaller offset)",
-        "mask_source": "runtime Result.mask with each offset fed to the graph: the rule gpedge infer applies",
-        "previous_offset": previous,
-        "best_offset": best,
+        "criterion": "highest median Dice on val tumour slices (ties: lower healthy FP rate, then the earlier rule, "
+        "then the smaller offset)",
+        "mask_source": "runtime Result.mask with each rule and offset fed to the graph: what gpedge infer applies",
+        "previous_rule": previous[0],
+        "previous_offset": previous[1],
+        "best_rule": rule,
+        "best_offset": offset,
+        "per_rule": sweep.per_rule(),
         "table": sweep.table(),
     }
 
 
 def evaluate(predictor: Any, options: EvaluateOptions, progress: Progress | None = None) -> Evaluation:
-    """Evaluate ``predictor``'s package on ``options.data`` (offset sweep first when asked); nothing written yet."""
+    """Evaluate ``predictor``'s package on ``options.data`` (mask-rule sweep first when asked); nothing written yet."""
     from gpedge.data import open_dataset
 
     package = predictor.package
     dataset = open_dataset(options.data, format=options.format, channels=package.channels)
     labels_map = class_index_map(dataset, package)
     subset, selection = select_split(dataset, package, options.split)
-    sweep = tune_offset(predictor, dataset, labels_map, options.offsets, progress) if options.offsets else None
+    tuned = options.offsets is not None or options.mask_rules is not None
+    sweep = tune_rule(predictor, dataset, labels_map, options, progress) if tuned else None
     outcomes = score_split(predictor, subset, labels_map, _stage(progress, f"evaluating ({options.split})"))
     if not outcomes:
         raise DataError(f"the '{options.split}' split of {options.data} has no slices to evaluate")
@@ -123,6 +131,7 @@ def evaluate(predictor: Any, options: EvaluateOptions, progress: Progress | None
         "num_slices": len(outcomes),
         "num_patients": len({o.patient for o in outcomes}),
         **classification_metrics([o.label for o in outcomes], np.stack([o.probabilities for o in outcomes]), package.classes),
+        "mask_rule": predictor.mask_rule,
         "offset": predictor.offset,
         "offset_sweep": sweep,
         "mask_source": "runtime Result.mask (the deployed mask rule) at the data set's slice resolution",

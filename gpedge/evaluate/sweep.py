@@ -1,9 +1,10 @@
-"""Mask-offset sweep: every candidate offset fed to the graph through the ``Predictor``, as ``gpedge infer`` does.
+"""Mask-rule sweep: every candidate (rule, offset) fed to the graph through the ``Predictor``, as ``gpedge infer`` does.
 
-The masks scored for an offset are exactly the masks ``gpedge infer`` returns with that offset
-(graph threshold at the model's resolution, :func:`gpedge.runtime.maps.to_input_resolution`
-to the data's), on whatever backend the sweep runs, so the offset it stores in the package is
-the rule the runtime then applies.
+The masks scored for a candidate are exactly the masks ``gpedge infer --mask-rule RULE --offset
+OFFSET`` returns (the graph's rule at the model's resolution,
+:func:`gpedge.runtime.maps.to_input_resolution` to the data's, the clean-up of ``+clean``
+rules), on whatever backend the sweep runs, so the rule and offset it stores in the package are
+what the runtime then applies.
 """
 from __future__ import annotations
 
@@ -16,34 +17,64 @@ import numpy as np
 from gpedge.atomic import atomic_write_json
 from gpedge.errors import GpedgeError
 from gpedge.evaluate.metrics import dice_score, healthy_fp_rate, iou_score, median_or_none
+from gpedge.graph.contract import parse_mask_rule
 from gpedge.package import MANIFEST, ModelPackage
+
+#: Offsets swept when ``--offsets`` is not given, by how the rule sets its threshold.
+DEFAULT_SWEEP = {
+    "absolute": (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
+    "relative": (-0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0),
+}
 
 
 def parse_offsets(text: str) -> list[float]:
-    """Parse ``"0,0.1,0.5"`` into sorted unique non-negative offsets, with a clear error otherwise."""
+    """Parse ``"0,0.1,0.5"`` into sorted unique finite offsets, with a clear error otherwise."""
     try:
         values = [float(part) for part in text.split(",") if part.strip()]
     except ValueError as exc:
         raise GpedgeError(f"--offsets {text!r} is not a comma-separated list of numbers (e.g. 0,0.25,0.5,0.75,1)") from exc
-    if not values or any(not np.isfinite(v) or v < 0 for v in values):
-        raise GpedgeError(f"--offsets {text!r} must list one or more finite offsets >= 0 (e.g. 0,0.25,0.5,0.75,1)")
+    if not values or any(not np.isfinite(v) for v in values):
+        raise GpedgeError(f"--offsets {text!r} must list one or more finite offsets (e.g. 0,0.25,0.5,0.75,1)")
     return sorted(set(values))
 
 
-class OffsetSweep:
-    """Per offset: Dice and IoU on tumour slices and the false-positive rate on healthy slices."""
+def parse_rules(text: str) -> list[str]:
+    """Parse ``"paper,relative+clean"`` into known rule names in the given order; a clear error otherwise."""
+    names = list(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    if not names:
+        raise GpedgeError(f"--mask-rules {text!r} names no rule (e.g. paper,relative,contrast,head,contrast-head)")
+    return [parse_mask_rule(name).name for name in names]
 
-    def __init__(self, offsets: Sequence[float]) -> None:
-        if not offsets:
-            raise ValueError("an offset sweep needs at least one offset")
-        self.offsets = [float(o) for o in offsets]
-        self._dice: list[list[float]] = [[] for _ in self.offsets]
-        self._iou: list[list[float]] = [[] for _ in self.offsets]
-        self._healthy_masks: list[list[bool]] = [[] for _ in self.offsets]
 
-    def add(self, offset: float, mask: np.ndarray, truth: np.ndarray, healthy: bool) -> None:
-        """Score the mask predicted with ``offset`` on one slice (ground truth ``truth``, same resolution)."""
-        i = self.offsets.index(float(offset))
+def candidates(rules: Sequence[str], offsets: Sequence[float] | None) -> list[tuple[str, float]]:
+    """Every (rule, offset) pair to sweep: ``offsets`` for every rule (checked against each rule's range),
+    else :data:`DEFAULT_SWEEP` of the rule's threshold kind."""
+    pairs = []
+    for name in rules:
+        rule = parse_mask_rule(name)
+        values = DEFAULT_SWEEP[rule.threshold] if offsets is None else offsets
+        pairs += [(rule.name, rule.check_offset(v)) for v in values]
+    return pairs
+
+
+class RuleSweep:
+    """Per (rule, offset) candidate: Dice and IoU on tumour slices and the false-positive rate on healthy slices."""
+
+    def __init__(self, pairs: Sequence[tuple[str, float]]) -> None:
+        if not pairs:
+            raise ValueError("a mask-rule sweep needs at least one (rule, offset) candidate")
+        self.pairs = [(str(rule), float(offset)) for rule, offset in pairs]
+        self._dice: list[list[float]] = [[] for _ in self.pairs]
+        self._iou: list[list[float]] = [[] for _ in self.pairs]
+        self._healthy_masks: list[list[bool]] = [[] for _ in self.pairs]
+
+    @property
+    def rules(self) -> list[str]:
+        return list(dict.fromkeys(rule for rule, _ in self.pairs))
+
+    def add(self, rule: str, offset: float, mask: np.ndarray, truth: np.ndarray, healthy: bool) -> None:
+        """Score the mask predicted with ``rule`` and ``offset`` on one slice (ground truth ``truth``, same resolution)."""
+        i = self.pairs.index((rule, float(offset)))
         if np.any(truth):
             self._dice[i].append(dice_score(mask, truth))
             self._iou[i].append(iou_score(mask, truth))
@@ -55,9 +86,10 @@ class OffsetSweep:
         return len(self._dice[0])
 
     def table(self) -> list[dict[str, Any]]:
-        """One row per offset: ``offset``, ``dice_median``, ``iou_median``, ``healthy_fp_rate``, slice counts."""
+        """One row per candidate: ``rule``, ``offset``, ``dice_median``, ``iou_median``, ``healthy_fp_rate``, slice counts."""
         return [
             {
+                "rule": rule,
                 "offset": offset,
                 "dice_median": median_or_none(self._dice[i]),
                 "iou_median": median_or_none(self._iou[i]),
@@ -65,52 +97,69 @@ class OffsetSweep:
                 "tumour_slices": len(self._dice[i]),
                 "healthy_slices": len(self._healthy_masks[i]),
             }
-            for i, offset in enumerate(self.offsets)
+            for i, (rule, offset) in enumerate(self.pairs)
         ]
 
-    def best_offset(self) -> float:
-        """The offset with the highest median Dice; ties go to the lower healthy FP rate, then the smaller offset."""
+    def best(self, rule: str | None = None) -> tuple[str, float]:
+        """The (rule, offset) with the highest median Dice (among ``rule``'s offsets when given); ties go to the
+        lower healthy FP rate, then the earlier rule, then the smaller offset."""
         if self.tumour_slices == 0:
             raise GpedgeError(
-                "cannot choose a mask offset: the sweep split has no slice with a ground-truth tumour mask; "
-                "sweep on data with segmentations or leave out --offsets"
+                "cannot choose a mask rule and offset: the sweep split has no slice with a ground-truth tumour mask; "
+                "sweep on data with segmentations or leave out --offsets and --mask-rules"
             )
-        rows = self.table()
-        best = min(rows, key=lambda r: (-r["dice_median"], r["healthy_fp_rate"] or 0.0, r["offset"]))
-        return float(best["offset"])
+        order = {name: k for k, name in enumerate(self.rules)}
+        rows = [r for r in self.table() if rule is None or r["rule"] == rule]
+        best = min(rows, key=lambda r: (-r["dice_median"], r["healthy_fp_rate"] or 0.0, order[r["rule"]], r["offset"]))
+        return best["rule"], float(best["offset"])
+
+    def best_offset(self) -> float:
+        """The best candidate's offset (see :meth:`best`)."""
+        return self.best()[1]
+
+    def per_rule(self) -> dict[str, dict[str, Any]]:
+        """Each rule at its own best offset: ``offset``, ``dice_median``, ``iou_median``, ``healthy_fp_rate``."""
+        rows = {(r["rule"], r["offset"]): r for r in self.table()}
+        summary = {}
+        for name in self.rules:
+            row = rows[self.best(name)]
+            summary[name] = {key: row[key] for key in ("offset", "dice_median", "iou_median", "healthy_fp_rate")}
+        return summary
 
 
-def sweep_offsets(
+def sweep_rules(
     predictor: Any,
     samples: Sequence[dict[str, Any]],
     labels_map: np.ndarray,
-    offsets: Sequence[float],
+    pairs: Sequence[tuple[str, float]],
     progress: Callable[[int, int], None] | None = None,
-) -> OffsetSweep:
-    """Run ``predictor`` (a :class:`gpedge.Predictor`) with every offset on ``samples`` and score the masks.
+) -> RuleSweep:
+    """Run ``predictor`` (a :class:`gpedge.Predictor`) with every (rule, offset) on ``samples`` and score the masks.
 
     ``samples`` are data-set samples (``image``, ``mask``, ``label``); ``labels_map`` maps their
-    labels to the package's classes. Slices of a batch share model calls, one call per offset.
+    labels to the package's classes. Slices of a batch share model calls, one call per candidate.
     """
-    sweep = OffsetSweep(offsets)
+    sweep = RuleSweep(pairs)
     no_tumour = predictor.no_tumour_class
     step = predictor.batch_size
     for start in range(0, len(samples), step):
         batch = [samples[i] for i in range(start, min(start + step, len(samples)))]
         images = [sample["image"] for sample in batch]
         healthy = [no_tumour is not None and int(labels_map[s["label"]]) == no_tumour for s in batch]
-        for offset in sweep.offsets:
-            for sample, is_healthy, result in zip(batch, healthy, predictor.predict(images, offset=offset)):
-                sweep.add(offset, result.mask, sample["mask"], is_healthy)
+        for rule, offset in sweep.pairs:
+            for sample, is_healthy, result in zip(batch, healthy, predictor.predict(images, offset=offset, mask_rule=rule)):
+                sweep.add(rule, offset, result.mask, sample["mask"], is_healthy)
         if progress is not None:
             progress(start + len(batch), len(samples))
     return sweep
 
 
-def set_package_offset(package: ModelPackage, offset: float) -> None:
-    """Write ``mask_rule.offset`` into the package manifest atomically, keeping every other field."""
+def set_package_rule(package: ModelPackage, rule: str, offset: float) -> None:
+    """Write ``mask_rule.rule`` and ``mask_rule.offset`` into the package manifest atomically, keeping every other field."""
+    offset = parse_mask_rule(rule).check_offset(offset)
     path = package.root / MANIFEST
     manifest = json.loads(path.read_text())
-    manifest["mask_rule"]["offset"] = float(offset)
+    manifest["mask_rule"]["rule"] = parse_mask_rule(rule).name
+    manifest["mask_rule"]["offset"] = offset
     atomic_write_json(path, manifest)
     package.manifest = manifest

@@ -1,26 +1,84 @@
-"""The paper's mask rule as a torch module, exported inside the fused graph.
+"""The mask rules as torch modules, exported inside the fused graph.
 
-It uses only operations TensorRT runs well: the histogram is built by comparisons and a MatMul
-of one-hot codes, cumulative sums are MatMuls with a triangular constant, and the multi-Otsu
-search is an exhaustive max over all threshold pairs (no CumSum, Loop, or INT64 outputs).
-The host reference it is tested against is scikit-image's, in ``tests/mask_reference.py``.
+:class:`MaskRule` builds the map a rule thresholds (the predicted class's map or the contrast
+map, negatives zeroed, zeroed outside the head region when asked) and its threshold from the
+lower and upper multi-Otsu thresholds (:class:`MultiOtsu`); the rule is chosen per call by the
+graph's ``offset`` and ``mask_rule`` inputs (:mod:`gpedge.graph.contract`). Only operations
+TensorRT runs well: the histogram is built by comparisons and a MatMul of one-hot codes,
+cumulative sums are MatMuls with a triangular constant, the multi-Otsu search is an exhaustive
+max over all threshold pairs, erosion is a max pool (no CumSum, Loop, or INT64 outputs). The
+host reference the tests hold it to (scikit-image's multi-Otsu) is ``tests/mask_reference.py``.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from gpedge.graph.contract import HEAD_FRACTION
 from gpedge.graph.contract import MASK_BINS as BINS
 
 _DIGIT = 16  # the histogram index is split into two base-16 digits: two (N, H*W, 16) one-hots
 
 
-class MultiOtsuMask(nn.Module):
-    """The mask rule (``gpedge.graph.contract.mask_rule``) on a batch of (N, H, W) maps, binned and
-    scored exactly as ``skimage.filters.threshold_multiotsu(classes=3, nbins=256)`` does.
+class MaskRule(nn.Module):
+    """Every mask rule of :data:`gpedge.graph.contract.MASK_RULES` on a batch, selected by ``rule``.
 
-    Returns ``threshold`` (N,) and ``mask`` (N, H, W) bool. ``keep`` (N,) bool says which
-    samples may have a non-empty mask (False for the no-tumour class).
+    ``forward(heatmaps (N, K, H, W), label (N,), image (N, C, H, W) normalised, offset (1,),
+    rule (3,) int32, keep (N,) bool or None)`` returns ``score`` (N, H, W), the thresholded map;
+    ``threshold`` (N,); and ``mask`` (N, H, W) bool = score > threshold where ``keep`` (default:
+    the label is not ``empty_for_class``). ``erosion`` is the head region's erosion radius (px).
+    """
+
+    def __init__(self, empty_for_class: int | None, erosion: int) -> None:
+        super().__init__()
+        self.empty_for_class = -1 if empty_for_class is None else int(empty_for_class)
+        self.erosion = int(erosion)
+        self.otsu = MultiOtsu()
+
+    def forward(self, heatmaps: torch.Tensor, label: torch.Tensor, image: torch.Tensor, offset: torch.Tensor,
+                rule: torch.Tensor, keep: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        n, k, height, width = heatmaps.shape
+        codes = rule.to(torch.float32)
+        use_contrast = codes[0:1].reshape(1, 1, 1) > 0.5
+        relative = codes[1:2].reshape(1, 1) > 0.5
+        use_head = codes[2:3].reshape(1, 1, 1) > 0.5
+        chosen = torch.gather(heatmaps, 1, label.reshape(n, 1, 1, 1).expand(n, 1, height, width)).reshape(n, height, width)
+        score = torch.relu(torch.where(use_contrast, chosen - self._reference(heatmaps, chosen), chosen))
+        score = torch.where(use_head, score * self._head(image), score)
+        x = score.reshape(n, height * width)
+        lower, upper, hi, split = self.otsu(x)
+        p = offset.reshape(-1, 1)  # (1,) per call, or (N, 1) per sample (servers that merge requests)
+        scaled = upper - p * torch.where(p >= 0, upper - lower, hi - upper)
+        threshold = torch.clamp(torch.where(relative, scaled, upper - p), min=0.0)
+        threshold = torch.where(split, threshold, hi)
+        if keep is None:
+            keep = label != self.empty_for_class
+        mask = (x > threshold) & keep[:, None]
+        return score, threshold.reshape(n), mask.reshape(n, height, width)
+
+    def _reference(self, heatmaps: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+        """The map the contrast subtracts: the no-tumour class's, else the mean of the other classes' (0 for K = 1)."""
+        k = heatmaps.shape[1]
+        if self.empty_for_class >= 0:
+            return heatmaps[:, self.empty_for_class]
+        if k == 1:
+            return torch.zeros_like(chosen)
+        return (heatmaps.sum(dim=1) - chosen) / float(k - 1)
+
+    def _head(self, image: torch.Tensor) -> torch.Tensor:
+        """(N, H, W) float 0/1: any channel above HEAD_FRACTION of the slice maximum, eroded (outside counts as head)."""
+        foreground = (torch.amax(image, dim=1) > HEAD_FRACTION).float()
+        size = 2 * self.erosion + 1
+        outside = torch.nn.functional.max_pool2d(1.0 - foreground.unsqueeze(1), size, stride=1, padding=self.erosion)
+        return 1.0 - outside.squeeze(1)
+
+
+class MultiOtsu(nn.Module):
+    """Lower and upper thresholds of three-class multi-Otsu over 256 bins of each row's own range,
+    binned and scored exactly as ``skimage.filters.threshold_multiotsu(classes=3, nbins=256)``.
+
+    ``forward(x (N, P) non-negative)`` returns ``lower``, ``upper``, the row maximum ``hi`` (each
+    (N, 1)) and ``split`` (N, 1) bool: False for rows with fewer than three occupied bins (no split).
     """
 
     def __init__(self) -> None:
@@ -36,15 +94,13 @@ class MultiOtsuMask(nn.Module):
         # scikit-image never fills the [0, 0] entry of its variance table: a first class of bin 0 scores 0
         self.register_buffer("low_class_weight", (index > 0).float(), persistent=False)
 
-    def forward(self, maps: torch.Tensor, offset: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        n, height, width = maps.shape
-        x = torch.relu(maps).reshape(n, height * width)
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         lo = torch.amin(x, dim=1, keepdim=True)
         hi = torch.amax(x, dim=1, keepdim=True)
         span = hi - lo
         step = span / BINS
         index = self._bin_index(x, lo, hi, span, step)
-        prob = self._histogram(index) / float(height * width)
+        prob = self._histogram(index) / float(x.shape[1])
 
         occupied = (prob > 0).float()
         cum_occupied = occupied @ self.upper_triangle
@@ -53,14 +109,15 @@ class MultiOtsuMask(nn.Module):
         first = (prob * self.moment_weights) @ self.upper_triangle
 
         # with exactly three occupied bins scikit-image splits at the first two occupied bins
+        first_occupied = (cum_occupied < 1).float().sum(dim=1, keepdim=True)
         second_occupied = (cum_occupied < 2).float().sum(dim=1, keepdim=True)
-        t2 = torch.where(n_values == 3, second_occupied, self._upper_bin(zeroth, first))
-
+        t1, t2 = self._best_pair(zeroth, first)
+        three = n_values == 3
+        t1 = torch.where(three, first_occupied, t1)
+        t2 = torch.where(three, second_occupied, t2)
+        lower = (self._edge(t1, lo, hi, step) + self._edge(t1 + 1, lo, hi, step)) / 2.0
         upper = (self._edge(t2, lo, hi, step) + self._edge(t2 + 1, lo, hi, step)) / 2.0
-        threshold = torch.clamp(upper - offset, min=0.0)
-        threshold = torch.where(n_values < 3, hi, threshold)
-        mask = (x > threshold) & keep[:, None]
-        return threshold.reshape(n), mask.reshape(n, height, width)
+        return lower, upper, hi, n_values >= 3
 
     @staticmethod
     def _edge(k: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
@@ -83,8 +140,8 @@ class MultiOtsuMask(nn.Module):
         one_low = (low.unsqueeze(-1) == self.digits).float()
         return (one_high.transpose(1, 2) @ one_low).reshape(-1, BINS)
 
-    def _upper_bin(self, zeroth: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
-        """(N, 1) upper bin t2 of the pair (t1, t2) maximising the between-class variance (first pair on ties)."""
+    def _best_pair(self, zeroth: torch.Tensor, first: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, 1) bins t1 < t2 of the pair maximising the between-class variance (first pair on ties)."""
         total0, total1 = zeroth[:, -1:], first[:, -1:]
         low_class = _variance(first, zeroth) * self.low_class_weight
         high_class = _variance(total1 - first, total0 - zeroth)
@@ -94,7 +151,8 @@ class MultiOtsuMask(nn.Module):
         best = torch.amax(sigma, dim=(1, 2), keepdim=True)
         big = torch.full_like(sigma, float(BINS * BINS))
         flat = torch.amin(torch.where(sigma == best, self.pair_index, big), dim=(1, 2)).reshape(-1, 1)
-        return flat - torch.floor(flat / BINS) * BINS
+        t1 = torch.floor(flat / BINS)
+        return t1, flat - t1 * BINS
 
 
 def _variance(moment1: torch.Tensor, moment0: torch.Tensor) -> torch.Tensor:

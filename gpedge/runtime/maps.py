@@ -1,14 +1,17 @@
-"""The mask rule at the input's resolution: the graph's maps and threshold mapped to the input's geometry.
+"""The mask rule at the input's resolution: the graph's outputs mapped to the input's geometry, then
+the optional clean-up.
 
-The graph computes the threshold at the model's resolution (:mod:`gpedge.graph.mask`); this is
-its one host-side step, shared by everything that produces a mask at another resolution: the
-runtime's ``Predictor`` (and so ``gpedge infer``, the offset sweep of ``gpedge evaluate`` and the
-volume benchmark) and the Grad-CAM comparison.
+The graph computes the rule's map (``score``), threshold and mask at the model's resolution
+(:mod:`gpedge.graph.mask`); this is its one host-side step, shared by everything that produces
+a mask at another resolution: the runtime's ``Predictor`` (and so ``gpedge infer``, the rule
+sweep of ``gpedge evaluate`` and the volume benchmark) and the Grad-CAM comparison.
 """
 from __future__ import annotations
 
 import cv2
 import numpy as np
+from gpedge.graph.contract import CLEAN_UP
+from gpedge.postprocess import clean_mask
 
 
 def resize_heatmaps(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -23,17 +26,22 @@ def resize_heatmaps(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def to_input_resolution(
-    heatmaps: np.ndarray, label: int, threshold: float, graph_mask: np.ndarray, size: tuple[int, int]
+    heatmaps: np.ndarray, score: np.ndarray, threshold: float, graph_mask: np.ndarray, size: tuple[int, int],
+    clean: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The graph's outputs for one slice at the input's resolution ``size`` = (H, W).
 
-    ``heatmaps`` (K, h, w), ``label``, ``threshold`` and ``graph_mask`` (h, w) are what the graph
-    returned for the slice. Returns the heatmaps resized bilinearly to (K, H, W) and the bool
-    (H, W) mask: the predicted class's resized map above the graph's threshold, and empty
-    wherever the graph's own mask is empty (the no-tumour class, a map without a multi-Otsu
-    split). At the model's resolution both are the graph's outputs unchanged.
+    ``heatmaps`` (K, h, w), ``score`` (h, w), ``threshold`` and ``graph_mask`` (h, w) are what
+    the graph returned for the slice. Returns the heatmaps resized bilinearly to (K, H, W) and
+    the bool (H, W) mask: the rule's map ``score`` resized bilinearly, above the graph's
+    threshold, and empty wherever the graph's own mask is empty (the no-tumour class, a map
+    without a multi-Otsu split); then :func:`gpedge.postprocess.clean_mask` with
+    :data:`gpedge.graph.contract.CLEAN_UP` when ``clean`` (rules named ``...+clean``).
+    At the model's resolution and without clean-up both are the graph's outputs unchanged.
     """
     maps = resize_heatmaps(heatmaps, size)
     if not np.any(graph_mask):
         return maps, np.zeros(size, dtype=bool)
-    return maps, maps[int(label)] > np.float32(threshold)
+    mask = resize_heatmaps(np.asarray(score)[None], size)[0] > np.float32(threshold)
+    return maps, clean_mask(mask, **CLEAN_UP).astype(bool) if clean else mask
+

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from gpedge.errors import GpedgeError, InferenceError, InputError, PackageError
+from gpedge.graph.contract import MaskRule, parse_mask_rule
 from gpedge.package import ModelPackage
 from gpedge.preprocess import resize_image
 from gpedge.runtime import ood
@@ -41,20 +42,23 @@ class Predictor:
     ``model``: package folder or loaded :class:`~gpedge.package.ModelPackage` (``None``: the
     bundled default model). ``backend``: ``auto``, ``onnxruntime``, ``tensorrt`` or ``torch``,
     or an open :class:`~gpedge.runtime.backends.Backend` (then ``model`` is its package).
-    ``device``: ``None`` (backend's choice), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. ``offset``:
-    mask-rule offset overriding the package's (fed to the graph's ``offset`` input).
-    ``batch_size``: slices per model call (capped at the package's ``max_batch``). ``threads``:
-    CPU threads of the backend (default: the physical cores; ONNX Runtime and torch on the CPU).
-    ``max_pixels``: the largest input accepted, in pixels per channel over all its slices, read
-    from the header before decoding (``None``: :data:`gpedge.runtime.io.DEFAULT_MAX_PIXELS`, 512^3).
-    ``precision``: ``auto``, ``fp32``, ``fp16`` or ``int8`` (see :func:`gpedge.runtime.backends.create_backend`;
-    ``auto`` runs a packaged INT8 graph on the CPU); every :class:`Result` states the one used.
+    ``device``: ``None`` (backend's choice), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. ``mask_rule``
+    and ``offset``: the mask rule (a name of :data:`gpedge.graph.contract.MASK_RULES`, optionally
+    ``+clean``) and its parameter, overriding the package's (fed to the graph's ``mask_rule`` and
+    ``offset`` inputs). ``batch_size``: slices per model call (capped at the package's
+    ``max_batch``). ``threads``: CPU threads of the backend (default: the physical cores; ONNX
+    Runtime and torch on the CPU). ``max_pixels``: the largest input accepted, in pixels per
+    channel over all its slices, read from the header before decoding (``None``:
+    :data:`gpedge.runtime.io.DEFAULT_MAX_PIXELS`, 512^3). ``precision``: ``auto``, ``fp32``,
+    ``fp16`` or ``int8`` (see :func:`gpedge.runtime.backends.create_backend`; ``auto`` runs a
+    packaged INT8 graph on the CPU); every :class:`Result` states the one used.
 
-    Masks follow one rule at every resolution: the graph thresholds the predicted class's map
-    at the model's resolution, :func:`gpedge.runtime.maps.to_input_resolution` maps the result
-    to the input's. Blank images are refused and slices far from the training data are flagged
-    (:mod:`gpedge.runtime.ood`). ``predict`` may be called from several threads at once. Use as a
-    context manager or call ``close()`` to release device memory.
+    Masks follow one rule at every resolution: the graph thresholds the rule's map at the
+    model's resolution, :func:`gpedge.runtime.maps.to_input_resolution` maps the result to the
+    input's (and applies the clean-up of ``+clean`` rules). Blank images are refused and slices
+    far from the training data are flagged (:mod:`gpedge.runtime.ood`). ``predict`` may be called
+    from several threads at once. Use as a context manager or call ``close()`` to release device
+    memory.
     """
 
     def __init__(
@@ -67,6 +71,7 @@ class Predictor:
         threads: int | None = None,
         max_pixels: int | None = None,
         precision: str = "auto",
+        mask_rule: str | None = None,
     ) -> None:
         if batch_size < 1:
             raise GpedgeError(f"batch_size must be at least 1, got {batch_size}")
@@ -75,21 +80,23 @@ class Predictor:
         if max_pixels is not None and max_pixels < 1:
             raise GpedgeError(f"max_pixels must be at least 1, got {max_pixels}")
         self.max_pixels = DEFAULT_MAX_PIXELS if max_pixels is None else int(max_pixels)
-        self._offset = None if offset is None else _check_offset(offset)
+        self._offset = None if offset is None else float(offset)
+        self._mask_rule = None if mask_rule is None else parse_mask_rule(mask_rule).name
         if isinstance(backend, Backend):
             if model is not None and model is not backend.package:
                 raise GpedgeError("pass either model or an open backend (whose package is used), not both")
             if precision != "auto":
                 raise GpedgeError("an open backend has its precision already; pass precision when opening it")
             self.package = backend.package
-            self.ood = _ood_check(self.package)
-            self._backend: Backend | None = backend
         else:
             self.package = model if isinstance(model, ModelPackage) else ModelPackage.load(
                 default_model_path() if model is None else model
             )
-            self.ood = _ood_check(self.package)
-            self._backend = create_backend(backend, self.package, device, threads=threads, precision=precision)
+        parse_mask_rule(self.mask_rule).check_offset(self.offset)
+        self.ood = _ood_check(self.package)
+        self._backend: Backend | None = backend if isinstance(backend, Backend) else create_backend(
+            backend, self.package, device, threads=threads, precision=precision
+        )
         self.classes = self.package.classes
         self.channels = self.package.channels
         self.image_size = self.package.image_size
@@ -101,8 +108,16 @@ class Predictor:
 
     @property
     def offset(self) -> float:
-        """The mask offset of predictions: the constructor's, else the package manifest's (as ``gpedge evaluate --offsets`` tunes it)."""
-        return self.package.offset if self._offset is None else self._offset
+        """The mask rule's parameter: the constructor's, else the package manifest's (as ``gpedge evaluate`` tunes
+        it) when :attr:`mask_rule` thresholds as the package's rule does (absolute or relative), else the rule's default."""
+        if self._offset is not None:
+            return self._offset
+        return self.package.offset_for(self.mask_rule)
+
+    @property
+    def mask_rule(self) -> str:
+        """The mask rule of predictions: the constructor's, else the package manifest's (as ``gpedge evaluate --mask-rules`` tunes it)."""
+        return self.package.mask_rule if self._mask_rule is None else self._mask_rule
 
     @property
     def backend(self) -> Backend:
@@ -151,52 +166,60 @@ class Predictor:
         for n in dict.fromkeys((1, self.batch_size)):
             batch = rng.uniform(0.0, 1000.0, size=(n, len(self.channels), height, width)).astype(np.float32)
             for _ in range(iterations):
-                self.backend.run(batch, self.offset)
+                self.backend.run(batch, self.offset, self.mask_rule)
 
     def predict(
-        self, x: object, offset: float | None = None, on_error: Callable[[GpedgeError], None] | None = None
+        self, x: object, offset: float | None = None, on_error: Callable[[GpedgeError], None] | None = None,
+        mask_rule: str | None = None,
     ) -> list[Result]:
         """Predict on an array ((H, W), (C, H, W) or (N, C, H, W)), a path (image, DICOM, NIfTI,
         BraTS patient folder), a {contrast: path} mapping, or a list of these.
 
-        Returns one :class:`Result` per image, frame or slice, in input order. ``offset``
-        overrides :attr:`offset` for this call. ``on_error``: when given, an input that cannot be
-        read or run is passed to it (a :class:`~gpedge.errors.GpedgeError` naming the input) and
-        skipped, and the other inputs are still predicted; otherwise the first problem is raised.
+        Returns one :class:`Result` per image, frame or slice, in input order. ``offset`` and
+        ``mask_rule`` override :attr:`offset` and :attr:`mask_rule` for this call (a rule without an
+        offset gets the package's offset when it thresholds as the package's rule does, else its
+        default). ``on_error``: when given, an input that cannot be read or run is passed to it (a
+        :class:`~gpedge.errors.GpedgeError` naming the input) and skipped, and the other inputs are
+        still predicted; otherwise the first problem is raised.
         """
         items = list(x) if isinstance(x, (list, tuple)) else [x]
         names = [f"array{i}" for i in range(len(items))] if len(items) > 1 else ["array"]
         if on_error is None:
             scans = [self.read_scan(item, name) for item, name in zip(items, names)]
-            return [r for group in self.predict_scans(scans, offset) for r in group]
+            return [r for group in self.predict_scans(scans, offset, mask_rule) for r in group]
         results: list[Result] = []
         for item, name in zip(items, names):
             try:
-                results.extend(self.predict_scans([self.read_scan(item, name)], offset)[0])
+                results.extend(self.predict_scans([self.read_scan(item, name)], offset, mask_rule)[0])
             except GpedgeError as exc:
                 on_error(exc)
         return results
 
-    def predict_scans(self, scans: Sequence[Scan], offset: float | None = None) -> list[list[Result]]:
+    def predict_scans(self, scans: Sequence[Scan], offset: float | None = None,
+                      mask_rule: str | None = None) -> list[list[Result]]:
         """Predict on already read scans; slices of all scans share batches. One list per scan."""
-        offset = self.offset if offset is None else _check_offset(offset)
+        rule = parse_mask_rule(self.mask_rule if mask_rule is None else mask_rule)
+        if offset is None:
+            offset = self.offset if mask_rule is None or rule.name == self.mask_rule else self.package.offset_for(rule.name)
+        offset = rule.check_offset(offset)
         index = [(s, i) for s, scan in enumerate(scans) for i in range(scan.images.shape[0])]
         results: list[list[Result]] = [[] for _ in scans]
         for start in range(0, len(index), self.batch_size):
             chunk = index[start : start + self.batch_size]
-            for (s, i), result in zip(chunk, self._predict_chunk(scans, chunk, offset)):
+            for (s, i), result in zip(chunk, self._predict_chunk(scans, chunk, offset, rule)):
                 results[s].append(result)
         return results
 
     # -- internals ---------------------------------------------------------------------------
-    def _predict_chunk(self, scans: Sequence[Scan], chunk: list[tuple[int, int]], offset: float) -> list[Result]:
+    def _predict_chunk(self, scans: Sequence[Scan], chunk: list[tuple[int, int]], offset: float,
+                       rule: MaskRule) -> list[Result]:
         t0 = time.perf_counter()
         batch = np.stack([resize_image(scans[s].images[i], self.image_size) for s, i in chunk])
         values = ood.features(batch)
         t1 = time.perf_counter()
-        outputs = self._run(batch, offset, {_where(scans[s]) for s, _ in chunk})
+        outputs = self._run(batch, offset, rule.name, {_where(scans[s]) for s, _ in chunk})
         t2 = time.perf_counter()
-        results = [self._postprocess(scans[s], i, outputs, row) for row, (s, i) in enumerate(chunk)]
+        results = [self._postprocess(scans[s], i, outputs, row, rule.clean) for row, (s, i) in enumerate(chunk)]
         for result, row_values, (s, i) in zip(results, values, chunk):
             result.ood_reasons = self.ood.reasons(row_values, scans[s].images[i])
         t3 = time.perf_counter()
@@ -210,10 +233,10 @@ class Predictor:
             )
         return results
 
-    def _run(self, batch: np.ndarray, offset: float, where: set[str]) -> dict[str, np.ndarray]:
+    def _run(self, batch: np.ndarray, offset: float, rule: str, where: set[str]) -> dict[str, np.ndarray]:
         """The backend's outputs; its failures become an :class:`InferenceError` naming the inputs."""
         try:
-            return self.backend.run(batch, offset)
+            return self.backend.run(batch, offset, rule)
         except GpedgeError:
             raise
         except Exception as exc:  # ONNX Runtime, TensorRT and torch raise their own types
@@ -223,11 +246,11 @@ class Predictor:
                 f"({type(exc).__name__}: {text[0][:300] if text else 'no details'})"
             ) from exc
 
-    def _postprocess(self, scan: Scan, i: int, outputs: dict[str, np.ndarray], row: int) -> Result:
+    def _postprocess(self, scan: Scan, i: int, outputs: dict[str, np.ndarray], row: int, clean: bool) -> Result:
         k = int(outputs["label"][row])
         threshold = float(outputs["threshold"][row])
         heatmaps, mask = to_input_resolution(
-            outputs["heatmaps"][row], k, threshold, outputs["mask"][row], scan.images.shape[-2:]
+            outputs["heatmaps"][row], outputs["score"][row], threshold, outputs["mask"][row], scan.images.shape[-2:], clean
         )
         probs = np.asarray(outputs["probs"][row], dtype=np.float64)
         return Result(
@@ -260,9 +283,3 @@ def _ood_check(package: ModelPackage) -> ood.OutOfDistribution:
 
 def _where(scan: Scan) -> str:
     return str(scan.path) if scan.path else scan.name
-
-
-def _check_offset(offset: float) -> float:
-    if not np.isfinite(offset):
-        raise GpedgeError(f"offset must be a finite number, got {offset}")
-    return float(offset)

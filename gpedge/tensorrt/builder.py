@@ -3,7 +3,7 @@
 Every network is strongly typed (TensorRT 11 has no FP16 or INT8 builder flags: the precision is in
 the graph): the FP16 graph gives an FP16 engine, the package's Q/DQ graph an explicitly quantized
 INT8 one (symmetric signed INT8, as TensorRT requires). One optimisation profile covers every graph input (the image
-over the batch axis, the mask offset at its fixed shape) and a persistent timing cache. After
+over the batch axis, the mask-rule inputs at their fixed shapes) and a persistent timing cache. After
 building, the engine's I/O dtypes and layer precisions are inspected (:mod:`.inspection`).
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 from gpedge.atomic import atomic_write_bytes
 from gpedge.errors import BackendUnavailable, GpedgeError
-from gpedge.graph.contract import INPUT, OFFSET
+from gpedge.graph.contract import BATCH, INPUT, input_specs
 from gpedge.package import sha256_file
 from gpedge.paths import cache_root
 from gpedge.tensorrt.cuda import INSTALL_HINT, cuda_check, gpu_info, unavailable_reason
@@ -27,7 +27,8 @@ from gpedge.tensorrt.loader import deserialize
 def profile_shapes(input_shape: tuple[int, int, int], opt: int, max_batch: int) -> dict[str, tuple[tuple[int, ...], ...]]:
     """``{input name: (min, opt, max)}`` of the optimisation profile; ``input_shape`` is (C, H, W)."""
     c, h, w = input_shape
-    return {INPUT: ((1, c, h, w), (opt, c, h, w), (max_batch, c, h, w)), OFFSET: ((1,), (1,), (1,))}
+    fixed = {name: (tuple(spec["shape"]),) * 3 for name, spec in input_specs(c, h, w).items() if BATCH not in spec["shape"]}
+    return {INPUT: ((1, c, h, w), (opt, c, h, w), (max_batch, c, h, w)), **fixed}
 
 
 def build_command(onnx_path: str | os.PathLike, input_shape: tuple[int, int, int], max_batch: int, engine_path: str) -> str:

@@ -179,6 +179,7 @@ def write_synthetic_pngs(
     family: str = "heldout",
     channel: str = "t1ce",
     skull_fraction: float = 0.3,
+    min_lesion_mm: float = 0.0,
     workers: int = 1,
     progress: Progress | None = None,
 ) -> list[Path]:
@@ -188,7 +189,8 @@ def write_synthetic_pngs(
     240 mm field of view, slices ``155 / slices`` mm thick), from the middle of the head: tumour images
     show the tumour's largest section there, healthy images come from tumour-free patients at the same
     levels; a share ``skull_fraction`` of each class keeps skull and scalp. The mask is 0/255 (empty for
-    healthy images). ``workers`` > 1 synthesises the images in that many processes (same data).
+    healthy images). ``min_lesion_mm`` raises the smallest tumour radius (see :func:`synthesise_patient`).
+    ``workers`` > 1 synthesises the images in that many processes (same data).
     Returns the image paths.
     """
     out = Path(out)
@@ -198,20 +200,20 @@ def write_synthetic_pngs(
     _check_common(out, per_class, skull_fraction, family)
     items = [(k, name, grade, i) for k, (name, grade) in enumerate(PNG_CLASSES) for i in range(per_class)]
     jobs = [
-        partial(_write_png_item, out, item, skull, seed, grid, family, channel)
+        partial(_write_png_item, out, item, skull, seed, grid, family, channel, min_lesion_mm)
         for item, skull in zip(items, _with_skull(seed, [item[0] for item in items], skull_fraction))
     ]
     return _run_jobs(jobs, workers, progress)
 
 
 def _write_png_item(out: Path, item: tuple[int, str, str | None, int], skull: bool, seed: int,
-                    grid: tuple[int, int, int], family: str, channel: str) -> Path:
+                    grid: tuple[int, int, int], family: str, channel: str, min_lesion_mm: float) -> Path:
     from gpedge.runtime.io import write_png
 
     k, name, grade, i = item
     for attempt in range(20):
         rng = np.random.default_rng([seed, k, i, attempt])
-        patient = synthesise_patient(rng, grade, grid, family, skull=skull)
+        patient = synthesise_patient(rng, grade, grid, family, skull=skull, min_lesion_mm=min_lesion_mm)
         image = display_slices(patient.volumes[channel])
         mask = display_slices(patient.seg) > 0
         chosen = _pick_slice(rng, image, mask, grade is not None)

@@ -7,9 +7,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from gpedge.errors import BackendUnavailable, PackageError
-from gpedge.graph.contract import BATCH, INPUT, INPUTS, OUTPUTS, input_specs, output_specs
+from gpedge.graph.contract import (
+    BATCH, INPUT, INPUTS, MASK_RULE, OFFSET, OUTPUTS, input_specs, output_specs, parse_mask_rule,
+)
 from gpedge.package import ModelPackage
-
 
 #: ``precision`` values a backend accepts; ``auto`` lets the backend choose (see :func:`gpedge.runtime.backends.create_backend`).
 PRECISIONS = ("auto", "fp32", "fp16", "int8")
@@ -22,6 +23,11 @@ def check_precision(precision: str, supported: Sequence[str], backend: str) -> N
     if precision != "auto" and precision not in supported:
         raise BackendUnavailable(f"{backend} backend runs {' or '.join(supported)}, not {precision}; "
                                  f"choose another --precision or --backend")
+
+
+def rule_inputs(offset: float, rule: str) -> dict[str, np.ndarray]:
+    """The graph's mask-rule inputs for parameter ``offset`` of the named ``rule``."""
+    return {OFFSET: np.array([offset], dtype=np.float32), MASK_RULE: np.array(parse_mask_rule(rule).code, dtype=np.int32)}
 
 
 def check_io(inputs: Sequence[str], outputs: Sequence[str], where: str, fix: str = "re-export the package") -> None:
@@ -73,7 +79,7 @@ class Backend(abc.ABC):
     """Runs the fused graph of a model package on one batch at a time.
 
     ``run`` takes a float32 (N, C, H, W) batch of raw intensities at the model size, with
-    1 <= N <= ``max_batch``, and the mask offset, and returns every fused-graph output by name
+    1 <= N <= ``max_batch``, and the mask rule's parameter and name, and returns every fused-graph output by name
     (:data:`gpedge.graph.contract.OUTPUTS`). Implementations must be safe to call from several
     threads at once.
     """
@@ -98,15 +104,18 @@ class Backend(abc.ABC):
         return f"{self.name} {getattr(self, 'device', '')}".strip()
 
     @abc.abstractmethod
-    def run(self, batch: np.ndarray, offset: float | None = None) -> dict[str, np.ndarray]:
+    def run(self, batch: np.ndarray, offset: float | None = None, rule: str | None = None) -> dict[str, np.ndarray]:
         """Run one batch and return the fused-graph outputs by name.
 
-        ``offset`` is fed to the graph's ``offset`` input (the package's offset when None).
+        ``offset`` and ``rule`` (a name of :data:`gpedge.graph.contract.MASK_RULES`) are fed to
+        the graph's ``offset`` and ``mask_rule`` inputs (the package's when None).
         """
 
-    def offset_input(self, offset: float | None) -> np.ndarray:
-        """The graph's ``offset`` input: the caller's offset, else the package manifest's."""
-        return np.array([self.package.offset if offset is None else offset], dtype=np.float32)
+    def rule_inputs(self, offset: float | None, rule: str | None) -> dict[str, np.ndarray]:
+        """The graph's mask-rule inputs: the caller's offset and rule, else the package manifest's
+        (:meth:`~gpedge.package.ModelPackage.offset_for` the rule when only the rule is given)."""
+        rule = self.package.mask_rule if rule is None else rule
+        return rule_inputs(self.package.offset_for(rule) if offset is None else offset, rule)
 
     def close(self) -> None:
         """Release device memory and sessions; the backend is unusable afterwards."""

@@ -9,7 +9,7 @@ from functools import lru_cache
 import numpy as np
 
 from gpedge.errors import BackendUnavailable, PackageError
-from gpedge.graph.contract import INPUT, OFFSET, OUTPUTS
+from gpedge.graph.contract import INPUT, OUTPUTS
 from gpedge.package import GRAPHS, ModelPackage
 from gpedge.runtime.backends.base import Backend, check_graph, check_io, check_precision
 
@@ -226,8 +226,8 @@ class OnnxRuntimeBackend(Backend):
 
         return ort.__version__
 
-    def run(self, batch: np.ndarray, offset: float | None = None) -> dict[str, np.ndarray]:
-        feed = {INPUT: np.ascontiguousarray(batch, dtype=np.float32), OFFSET: self.offset_input(offset)}
+    def run(self, batch: np.ndarray, offset: float | None = None, rule: str | None = None) -> dict[str, np.ndarray]:
+        feed = {INPUT: np.ascontiguousarray(batch, dtype=np.float32), **self.rule_inputs(offset, rule)}
         return dict(zip(OUTPUTS, self._session.run(list(OUTPUTS), feed)))
 
     def close(self) -> None:

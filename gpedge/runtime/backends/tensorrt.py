@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from gpedge.errors import BackendUnavailable
-from gpedge.graph.contract import INPUT, OFFSET
+from gpedge.graph.contract import INPUT
 from gpedge.package import ModelPackage
 from gpedge.runtime.backends.base import Backend, check_graph, check_io, check_precision
 from gpedge.tensorrt.cuda import cuda_check, gpu_info, import_tensorrt
@@ -57,11 +57,11 @@ class TensorRTBackend(Backend):
         return (f"TensorRT {self.trt_version} {self.precision.upper()} on {self.gpu.name} (sm {self.gpu.compute_capability}), "
                 f"engine {self.engine_path}")
 
-    def run(self, batch: np.ndarray, offset: float | None = None) -> dict[str, np.ndarray]:
+    def run(self, batch: np.ndarray, offset: float | None = None, rule: str | None = None) -> dict[str, np.ndarray]:
         n = batch.shape[0]
         if not 1 <= n <= self.max_batch:
             raise ValueError(f"batch of {n} is outside the engine's range 1..{self.max_batch}")
-        return self._runner.run({INPUT: batch, OFFSET: self.offset_input(offset)})
+        return self._runner.run({INPUT: batch, **self.rule_inputs(offset, rule)})
 
     def close(self) -> None:
         self._runner.close()

@@ -45,7 +45,7 @@ def load_fused_model(package: ModelPackage):
     """The package's network wrapped in the fused head (normalisation, softmax, mask rule), in eval mode."""
     from gpedge.graph.fused import FusedModel
 
-    return FusedModel(load_package_network(package), package.no_tumour_class).eval()
+    return FusedModel(load_package_network(package), package.no_tumour_class, package.image_size).eval()
 
 
 class TorchBackend(Backend):
@@ -78,16 +78,17 @@ class TorchBackend(Backend):
     def description(self) -> str:
         return f"PyTorch {self._torch.__version__} (FP32 reference) on {self.device}"
 
-    def run(self, batch: np.ndarray, offset: float | None = None) -> dict[str, np.ndarray]:
+    def run(self, batch: np.ndarray, offset: float | None = None, rule: str | None = None) -> dict[str, np.ndarray]:
         torch = self._torch
         image = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
+        inputs = [torch.from_numpy(v).to(self.device) for v in self.rule_inputs(offset, rule).values()]
         with self._lock, torch.inference_mode():
-            out = self._forward(image, torch.from_numpy(self.offset_input(offset)).to(self.device))
+            out = self._forward(image, *inputs)
         return {name: t.cpu().numpy() for name, t in out._asdict().items()}
 
-    def _forward(self, image, offset):
+    def _forward(self, image, offset, rule):
         """The fused model on device tensors (a hook for timing subclasses)."""
-        return self._model(image, offset)
+        return self._model(image, offset, rule)
 
     def close(self) -> None:
         self._model = None
