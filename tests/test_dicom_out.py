@@ -17,6 +17,7 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
+from dcmtk import dciodvfy, tool
 from dicom_series import WrittenSeries, write_series
 from nibabel.orientations import apply_orientation, axcodes2ornt, io_orientation, ornt_transform
 
@@ -27,7 +28,7 @@ from gpedge.runtime.predictor import Predictor
 
 hd = pytest.importorskip("highdicom", reason="DICOM output needs highdicom (pip install 'gpedge[dicom]')")
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "lgg_t1ce.nii.gz"
-DCIODVFY = shutil.which("dciodvfy")
+DCIODVFY = tool("dciodvfy")
 
 
 @pytest.fixture(scope="module")
@@ -40,12 +41,6 @@ def predictor():
 def volume() -> tuple[np.ndarray, np.ndarray]:
     img = nib.load(EXAMPLE)
     return np.asarray(img.dataobj), img.affine
-
-
-def dciodvfy_errors(path: Path) -> list[str]:
-    """The error lines dciodvfy prints for a file (warnings are not errors)."""
-    done = subprocess.run([DCIODVFY, str(path)], capture_output=True, text=True, timeout=60)
-    return [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("Error")]
 
 
 def _to_voxels(stack: np.ndarray, affine: np.ndarray) -> np.ndarray:
@@ -113,7 +108,7 @@ def test_seg_pmap_sr_round_trip(tmp_path: Path, predictor, volume, storage: str)
     assert result.mask_volume_ml == pytest.approx(nifti_mask.sum() * abs(np.linalg.det(affine[:3, :3])) / 1000)
     if DCIODVFY:
         for path in result.paths.values():
-            assert dciodvfy_errors(path) == [], path
+            assert dciodvfy(path) == [], path
 
     _check_seg(result.paths["seg"], written, nifti_mask)
     _check_pmap(result.paths["pmap"], written, nifti_heat)
@@ -208,7 +203,7 @@ def test_sources_without_type_2_patient_and_study_attributes(tmp_path: Path, pre
     result = process_study(predictor, tmp_path / "in", tmp_path / "out")
     if DCIODVFY:
         for path in result.paths.values():
-            assert dciodvfy_errors(path) == [], path
+            assert dciodvfy(path) == [], path
     assert "PatientBirthDate" not in pydicom.dcmread(written.files[0])
 
 
@@ -222,7 +217,7 @@ def test_empty_mask_gives_valid_objects(tmp_path: Path, predictor) -> None:
     assert len(predictor.predict(tmp_path / "in")) == 4  # the Predictor reads DICOM folders too
     if DCIODVFY:
         for path in result.paths.values():
-            assert dciodvfy_errors(path) == [], path
+            assert dciodvfy(path) == [], path
     seg = hd.seg.segread(result.paths["seg"])
     got = seg.get_pixels_by_source_instance(written.sop_uids, segment_numbers=[1])
     assert got.shape == (4, 64, 64, 1) and not got.any()
@@ -260,7 +255,7 @@ def test_infer_cli_dicom_folder_and_dicom_out(tmp_path: Path, volume) -> None:
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == written.uid
     if DCIODVFY:
         for path in outputs.values():
-            assert dciodvfy_errors(Path(path)) == [], path
+            assert dciodvfy(Path(path)) == [], path
 
 
 def test_dciodvfy_is_here_or_skipped() -> None:
