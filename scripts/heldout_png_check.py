@@ -1,0 +1,113 @@
+"""Issue 9's check of a model on unseen single-slice PNGs: tumour vs healthy, mask Dice, heatmap peak.
+
+Reads an image folder as ``gpedge synth --format png`` writes it (``DATA/{Healthy,LGG,HGG}/<name>.png``
+with ``<name>_mask.png``), runs every image through the runtime (``gpedge.Predictor``, the mask rule
+``gpedge infer`` applies) and reports per image and in total: tumour vs healthy right, the mask's Dice
+with the ground truth on tumour images, and whether the predicted class's heatmap peaks inside the
+tumour (the pointing game). Optionally writes a contact sheet of the overlays (heatmap, mask in red,
+ground truth in green) for looking at them.
+
+    python scripts/heldout_png_check.py data/heldout-png --json check.json --overlays check-overlays.png
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from gpedge.data.folder import MASK_SUFFIX, NO_TUMOUR_NAMES
+from gpedge.runtime.predictor import Predictor
+
+
+def dice(mask: np.ndarray, truth: np.ndarray) -> float:
+    """Dice of two bool masks (1.0 when both are empty)."""
+    total = int(mask.sum() + truth.sum())
+    return 1.0 if total == 0 else 2.0 * float((mask & truth).sum()) / total
+
+
+def check(data: Path, predictor: Predictor) -> tuple[list[dict], list[np.ndarray]]:
+    """One record per image of ``data`` and the overlays (RGB, ground truth outlined in green)."""
+    import cv2
+
+    records, overlays = [], []
+    for image in sorted(p for p in data.glob("*/*.png") if not p.stem.endswith(MASK_SUFFIX)):
+        truth = cv2.imread(str(image.with_name(f"{image.stem}{MASK_SUFFIX}.png")), cv2.IMREAD_GRAYSCALE) > 0
+        tumour = image.parent.name.lower() not in NO_TUMOUR_NAMES
+        result = predictor.predict(image)[0]
+        predicted_tumour = result.is_tumour
+        peak = np.unravel_index(int(np.argmax(result.heatmap)), result.heatmap.shape)
+        records.append({
+            "file": str(image.relative_to(data)),
+            "truth": image.parent.name,
+            "label": result.label,
+            "tumour_right": bool(predicted_tumour == tumour),
+            "dice": dice(result.mask, truth) if tumour else None,
+            "peak_in_tumour": bool(truth[peak]) if tumour else None,
+            "out_of_distribution": result.out_of_distribution,
+        })
+        overlays.append(_overlay(result, truth))
+    return records, overlays
+
+
+def _overlay(result, truth: np.ndarray) -> np.ndarray:
+    """RGB: the scan, the predicted class's heatmap (40 %), the mask in red and the ground truth in green."""
+    import cv2
+
+    image = result.image.astype(np.float32)
+    grey = np.uint8(255 * image / max(float(image.max()), 1e-6))
+    heat = np.clip(result.heatmap, 0, None)
+    heat = cv2.applyColorMap(np.uint8(255 * heat / max(float(heat.max()), 1e-6)), cv2.COLORMAP_INFERNO)[..., ::-1]
+    rgb = np.uint8(0.6 * np.stack([grey] * 3, axis=-1) + 0.4 * heat) if result.is_tumour else np.stack([grey] * 3, axis=-1)
+    rgb = np.ascontiguousarray(rgb)
+    for mask, colour in ((result.mask, (255, 0, 0)), (truth, (0, 255, 0))):
+        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        cv2.drawContours(rgb, contours, -1, colour, 1)
+    text = "OOD" if result.out_of_distribution else f"{result.label} {result.probabilities[result.label]:.2f}"
+    cv2.putText(rgb, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+    return rgb
+
+
+def summary(records: list[dict]) -> dict:
+    tumour = [r for r in records if r["dice"] is not None]
+    return {
+        "images": len(records),
+        "tumour_vs_healthy_right": sum(r["tumour_right"] for r in records),
+        "median_dice_tumour_images": float(np.median([r["dice"] for r in tumour])) if tumour else None,
+        "peak_in_tumour": sum(r["peak_in_tumour"] for r in tumour),
+        "tumour_images": len(tumour),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", type=Path)
+    parser.add_argument("--model", type=Path, help="model package (default: the bundled model)")
+    parser.add_argument("--mask-rule", help="mask rule (default: the package's)")
+    parser.add_argument("--offset", type=float, help="the rule's parameter (default: the package's)")
+    parser.add_argument("--json", type=Path, help="write records and summary here")
+    parser.add_argument("--overlays", type=Path, help="write a PNG contact sheet of the overlays here")
+    args = parser.parse_args(argv)
+    with Predictor(args.model, backend="onnxruntime", mask_rule=args.mask_rule, offset=args.offset) as predictor:
+        records, overlays = check(args.data, predictor)
+        found = {"model": str(predictor.package.root), "mask_rule": predictor.mask_rule, "offset": predictor.offset,
+                 "data": str(args.data), "summary": summary(records), "records": records}
+    print(json.dumps(found["summary"]))
+    if args.json:
+        args.json.write_text(json.dumps(found, indent=2) + "\n")
+    if args.overlays and overlays:
+        import cv2
+
+        size = min(o.shape[0] for o in overlays)
+        tiles = [cv2.resize(o, (size, size)) for o in overlays]
+        columns = 6
+        tiles += [np.zeros_like(tiles[0])] * (-len(tiles) % columns)
+        rows = [np.hstack(tiles[i : i + columns]) for i in range(0, len(tiles), columns)]
+        cv2.imwrite(str(args.overlays), cv2.cvtColor(np.vstack(rows), cv2.COLOR_RGB2BGR))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
