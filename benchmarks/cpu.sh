@@ -29,7 +29,10 @@ fi
 default_pkg="$(python -c 'import pathlib, gpedge; print(next((str(p.parent) for p in sorted(pathlib.Path(gpedge.__file__).parent.joinpath("assets").glob("*/manifest.json"))), ""))')"
 if [[ -n "$default_pkg" ]]; then
     echo "== bundled model $default_pkg =="
-    gpedge bench --model "$default_pkg" --batch 1,8 --accuracy-slices 64 "${common[@]}" --out "$out/cpu-default.json"
+    default_backends=torch,onnxruntime  # onnxruntime-int8 runs the package's own model.int8.onnx (gpedge export --int8)
+    [[ -f "$default_pkg/model.int8.onnx" ]] && default_backends="$backends"
+    gpedge bench --model "$default_pkg" --batch 1,8 --accuracy-slices 64 --backend "$default_backends" --threads "$threads" \
+        --warmup "$warmup" --iters "$iters" --out "$out/cpu-default.json"
     pair=(--backend torch,onnxruntime --threads "$threads" --warmup "$warmup" --iters "$iters" --batch 1)
     healthy=(--arch gp-unet --channels 1 --image-size 128 --width 16 --accuracy-slices 8)
     echo "== a freshly initialised network of the bundled model's shape =="
