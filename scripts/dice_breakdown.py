@@ -1,0 +1,107 @@
+"""Where a model's median Dice is lost (issue 9, item 1): misclassification, the threshold rule, the map.
+
+For every tumour slice (non-empty ground truth) of a split of the package's own run data set (or of
+``--data``), through the runtime (``gpedge.Predictor``, the mask rule ``gpedge infer`` applies):
+
+- ``deployed``: Dice of the runtime's mask (0 when the slice is called healthy);
+- ``classified``: the same, counting only slices called a tumour class (what is left once
+  misclassification is removed);
+- ``best threshold``: Dice of the most probable tumour class's map at the best of 64 thresholds for
+  that slice (an oracle for the threshold rule and the offset's scale: what the map itself allows);
+- ``pointing``: share of slices whose map peaks inside the tumour.
+
+The medians over all tumour slices: ``deployed`` vs ``classified`` is the loss to misclassification,
+``classified`` vs ``best threshold`` the loss to the threshold rule, and a low ``best threshold`` the
+loss to the map (it does not light up the tumour).
+
+    python scripts/dice_breakdown.py PKG --split val [--data DIR] [--mask-rule head] [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from gpedge.data import open_dataset
+from gpedge.package import ModelPackage
+from gpedge.runtime.predictor import Predictor
+
+THRESHOLDS = 64
+
+
+def dice(mask: np.ndarray, truth: np.ndarray) -> float:
+    total = int(mask.sum() + truth.sum())
+    return 1.0 if total == 0 else 2.0 * float((mask & truth).sum()) / total
+
+
+def best_threshold_dice(heatmap: np.ndarray, truth: np.ndarray) -> float:
+    """The best Dice of ``heatmap > t`` over ``THRESHOLDS`` quantiles of the map's positive values."""
+    positive = heatmap[heatmap > 0]
+    if positive.size == 0:
+        return 0.0
+    levels = np.unique(np.quantile(positive, np.linspace(0.0, 0.995, THRESHOLDS)))
+    return max(dice(heatmap > t, truth) for t in levels)
+
+
+def breakdown(package: ModelPackage, data: Path, split: str, mask_rule: str | None) -> dict:
+    manifest = package.manifest
+    dataset = open_dataset(data, format=manifest["dataset"].get("format", "auto"), channels=package.channels)
+    patients = manifest.get("split", {}).get(split)
+    if patients:
+        dataset = dataset.subset(patients)
+    rows = []
+    with Predictor(package, backend="onnxruntime", mask_rule=mask_rule) as predictor:
+        tumour_classes = [k for k in range(len(predictor.classes)) if k != package.no_tumour_class]
+        for i in range(len(dataset)):
+            sample = dataset[i]
+            truth = np.asarray(sample["mask"]) > 0
+            if not truth.any():
+                continue
+            result = predictor.predict(np.asarray(sample["image"], np.float32))[0]
+            tumour_class = max(tumour_classes, key=lambda k: result.probabilities[predictor.classes[k]])
+            tumour_map = result.heatmaps[tumour_class]
+            peak = np.unravel_index(int(np.argmax(tumour_map)), tumour_map.shape)
+            rows.append({
+                "called_tumour": bool(result.is_tumour),
+                "deployed": dice(result.mask, truth),
+                "best_threshold": best_threshold_dice(tumour_map, truth),
+                "peak_in_tumour": bool(truth[peak]),
+            })
+        rule, offset = predictor.mask_rule, predictor.offset
+    called = [r for r in rows if r["called_tumour"]]
+
+    def median(values: list[float]) -> float | None:
+        return float(np.median(values)) if values else None
+
+    return {
+        "package": str(package.root), "data": str(data), "split": split, "mask_rule": rule, "offset": offset,
+        "tumour_slices": len(rows), "called_tumour": len(called),
+        "median_dice_deployed": median([r["deployed"] for r in rows]),
+        "median_dice_classified": median([r["deployed"] for r in called]),
+        "median_dice_best_threshold": median([r["best_threshold"] for r in rows]),
+        "pointing": float(np.mean([r["peak_in_tumour"] for r in rows])) if rows else None,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("package", type=Path)
+    parser.add_argument("--split", default="val", help="val or test patients of the package's run (default val)")
+    parser.add_argument("--data", type=Path, help="data set folder (default: the one the package's manifest names)")
+    parser.add_argument("--mask-rule", help="mask rule (default: the package's)")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    package = ModelPackage.load(args.package)
+    data = args.data or Path(package.manifest["dataset"]["path"])
+    found = breakdown(package, data, args.split, args.mask_rule)
+    print(json.dumps(found, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(found, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
