@@ -27,14 +27,10 @@ import numpy as np
 
 from gpedge.data import open_dataset
 from gpedge.package import ModelPackage
+from gpedge.evaluate.metrics import dice_score
 from gpedge.runtime.predictor import Predictor
 
 THRESHOLDS = 64
-
-
-def dice(mask: np.ndarray, truth: np.ndarray) -> float:
-    total = int(mask.sum() + truth.sum())
-    return 1.0 if total == 0 else 2.0 * float((mask & truth).sum()) / total
 
 
 def best_threshold_dice(heatmap: np.ndarray, truth: np.ndarray) -> float:
@@ -43,7 +39,7 @@ def best_threshold_dice(heatmap: np.ndarray, truth: np.ndarray) -> float:
     if positive.size == 0:
         return 0.0
     levels = np.unique(np.quantile(positive, np.linspace(0.0, 0.995, THRESHOLDS)))
-    return max(dice(heatmap > t, truth) for t in levels)
+    return max(dice_score(heatmap > t, truth) for t in levels)
 
 
 def breakdown(package: ModelPackage, data: Path, split: str, mask_rule: str | None) -> dict:
@@ -66,7 +62,7 @@ def breakdown(package: ModelPackage, data: Path, split: str, mask_rule: str | No
             peak = np.unravel_index(int(np.argmax(tumour_map)), tumour_map.shape)
             rows.append({
                 "called_tumour": bool(result.is_tumour),
-                "deployed": dice(result.mask, truth),
+                "deployed": dice_score(result.mask, truth),
                 "best_threshold": best_threshold_dice(tumour_map, truth),
                 "peak_in_tumour": bool(truth[peak]),
             })

@@ -19,13 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from gpedge.data.folder import MASK_SUFFIX, NO_TUMOUR_NAMES
+from gpedge.evaluate.metrics import dice_score
 from gpedge.runtime.predictor import Predictor
-
-
-def dice(mask: np.ndarray, truth: np.ndarray) -> float:
-    """Dice of two bool masks (1.0 when both are empty)."""
-    total = int(mask.sum() + truth.sum())
-    return 1.0 if total == 0 else 2.0 * float((mask & truth).sum()) / total
 
 
 def check(data: Path, predictor: Predictor) -> tuple[list[dict], list[np.ndarray]]:
@@ -44,7 +39,7 @@ def check(data: Path, predictor: Predictor) -> tuple[list[dict], list[np.ndarray
             "truth": image.parent.name,
             "label": result.label,
             "tumour_right": bool(predicted_tumour == tumour),
-            "dice": dice(result.mask, truth) if tumour else None,
+            "dice": dice_score(result.mask, truth) if tumour else None,
             "peak_in_tumour": bool(truth[peak]) if tumour else None,
             "out_of_distribution": result.out_of_distribution,
         })
