@@ -20,6 +20,7 @@ from gpedge.runs import load_run
 from gpedge.train import TrainOptions, train
 from gpedge.train.augment import augment_batch
 from gpedge.train.health import check_layers, dead_layers
+from gpedge.train.losses import TOP_FRACTION, map_scores
 from gpedge.train.trainer import balanced_class_weights
 
 
@@ -136,6 +137,27 @@ def test_same_seed_gives_identical_weights_and_resume_continues_exactly(brats, t
     assert [e["epoch"] for e in _history(resumed)] == [1, 2]
     different = train(_options(brats, tmp_path / "d", seed=7))
     assert not all(torch.equal(reference[k], _weights(different)[k]) for k in reference)
+
+
+def test_map_scores_average_the_top_share_of_each_class_map():
+    heatmaps = torch.randn(3, 2, 40, 50, generator=torch.Generator().manual_seed(3))
+    k = int(np.ceil(TOP_FRACTION * 40 * 50))
+    flat = heatmaps.flatten(2).numpy()
+    expected = np.sort(flat, axis=2)[..., -k:].mean(axis=2)
+    np.testing.assert_allclose(map_scores(heatmaps).numpy(), expected, rtol=1e-6)
+    np.testing.assert_allclose(map_scores(heatmaps, 1e-9).numpy(), flat.max(axis=2), rtol=1e-6)
+
+
+def test_map_loss_is_part_of_the_objective_and_recorded(brats, tmp_path):
+    """--map-loss changes the updates (the heatmaps get a gradient of their own) and is recorded in config.json."""
+    without = train(_options(brats, tmp_path / "a", epochs=1, max_steps=2, map_loss=0.0))
+    with_map = train(_options(brats, tmp_path / "b", epochs=1, max_steps=2, map_loss=1.0))
+    a, b = _weights(without), _weights(with_map)
+    assert not all(torch.equal(a[k], b[k]) for k in a)
+    assert load_run(with_map)[1].train["map_loss"] == 1.0 and load_run(without)[1].train["map_loss"] == 0.0
+    assert TrainOptions(arch="gp-unet", data=brats, out=tmp_path, recipe="paper").resolved().map_loss == 0.0
+    with pytest.raises(GpedgeError, match="--map-loss must be 0"):
+        train(_options(brats, tmp_path / "c", map_loss=-1.0))
 
 
 def test_max_steps_stops_training_and_accumulation_counts_optimizer_steps(brats, tmp_path):

@@ -18,6 +18,11 @@ def main(
     image_size: Optional[int] = typer.Option(None, "--image-size", help="Resize slices to N x N (default: the data set's size)."),
     width: Optional[int] = typer.Option(None, "--width", help="First feature width of the network (paper: 64)."),
     dropout: Optional[float] = typer.Option(None, "--dropout", help="Dropout rate of the network (default: the network's own)."),
+    upsample: Optional[str] = typer.Option(
+        None, "--upsample",
+        help="GP-UNet / GP-ReconResNet upsampling: sinc (the paper's, periodic Fourier resampling), sinc-mirror "
+        "(Fourier resampling without wrap across the borders) or transpose (default: the network's own).",
+    ),
     recipe: str = typer.Option(
         "paper", "--recipe",
         help="Training recipe filling the settings below: paper (Adam + L2 5e-4, batch 8 x 16, 300 epochs) "
@@ -33,6 +38,11 @@ def main(
     clip_value: Optional[float] = typer.Option(None, "--clip-value", help=f"Clip gradients by value (0: off). {_FROM_RECIPE}"),
     warmup_steps: Optional[int] = typer.Option(None, "--warmup-steps", help=f"Linear learning-rate warm-up steps. {_FROM_RECIPE}"),
     schedule: Optional[str] = typer.Option(None, "--schedule", help=f"Learning rate after the warm-up: constant or cosine. {_FROM_RECIPE}"),
+    map_loss: Optional[float] = typer.Option(
+        None, "--map-loss",
+        help=f"Weight of the heatmap term: cross-entropy on each class map's top 0.5% mean, so the map itself must "
+        f"tell the classes apart (0: logits only, as the paper). {_FROM_RECIPE}",
+    ),
     seed: int = typer.Option(1701, "--seed", help="Seed of the patient split, initialisation, shuffling and augmentation."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when available), cpu or cuda."),
     amp: bool = typer.Option(False, "--amp", help="16-bit mixed precision (CUDA only)."),
@@ -55,7 +65,7 @@ def main(
         channels=[c.strip() for c in channels.split(",") if c.strip()] if channels else None,
         image_size=image_size,
         model_options={
-            key: value for key, value in (("width", width), ("dropout", dropout)) if value is not None
+            key: value for key, value in (("width", width), ("dropout", dropout), ("upsample", upsample)) if value is not None
         },
         recipe=recipe,
         epochs=epochs,
@@ -68,6 +78,7 @@ def main(
         clip_value=clip_value,
         warmup_steps=warmup_steps,
         schedule=schedule,
+        map_loss=map_loss,
         seed=seed,
         device=device,
         amp=amp,

@@ -34,6 +34,7 @@ class TrainOptions:
     clip_value: float | None = None
     warmup_steps: int | None = None
     schedule: str | None = None
+    map_loss: float | None = None
     rotation_degrees: float = 10.0
     seed: int = 1701
     device: str = "auto"
@@ -75,6 +76,8 @@ class TrainOptions:
             raise GpedgeError(f"--lr must be positive, got {self.lr}")
         if not self.weight_decay >= 0:
             raise GpedgeError(f"--weight-decay must be 0 or more, got {self.weight_decay}")
+        if not self.map_loss >= 0:
+            raise GpedgeError(f"--map-loss must be 0 (off) or more, got {self.map_loss}")
         if not self.clip_value >= 0:
             raise GpedgeError(f"--clip-value must be 0 (off) or more, got {self.clip_value}")
         choices = {

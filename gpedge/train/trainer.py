@@ -28,6 +28,7 @@ from gpedge.train import distributed
 from gpedge.train.checkpoint import CHECKPOINT, TrainState, load_checkpoint, process_rng_state, save_checkpoint
 from gpedge.train.distributed import Ranks
 from gpedge.train.health import check_layers, dead_layers
+from gpedge.train.losses import map_scores
 from gpedge.train.options import TrainOptions
 
 _HEALTH_SLICES = 16
@@ -285,8 +286,12 @@ class _Loop:
                 sync = pending + 1 == options.accumulate or index + 1 == len(loader)
                 with self._sync(sync):
                     with _autocast(self.device, self.amp):
-                        logits = self.model(images).logits.float()
-                    loss, batch_loss = self._loss(logits, labels)
+                        output = self.model(images)
+                    loss, batch_loss = self._loss(output.logits.float(), labels)
+                    if options.map_loss > 0:
+                        map_loss, batch_map_loss = self._loss(map_scores(output.heatmaps.float()), labels)
+                        loss = loss + options.map_loss * map_loss
+                        batch_loss += options.map_loss * batch_map_loss
                     self.scaler.scale(loss / options.accumulate).backward()
                 pending += 1
                 count = len(labels) * self.ranks.world_size
@@ -311,7 +316,7 @@ class _Loop:
         }
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, float]:
-        """The loss to back-propagate and the global batch's loss value."""
+        """The class-weighted cross-entropy of ``logits`` to back-propagate, and its value over the global batch."""
         if not self.ranks.active:
             loss = self.criterion(logits, labels)
             return loss, loss.item()
