@@ -16,6 +16,7 @@ from conftest import make_slices
 ARCH_VARIANTS = [
     ("gp-unet", {"upsample": "sinc"}),
     ("gp-unet", {"upsample": "transpose"}),
+    ("gp-unet", {"upsample": "sinc-mirror"}),
     ("gp-shuffle-unet", {}),
     ("gp-reconresnet", {"upsample": "sinc"}),
     ("gp-reconresnet", {"upsample": "transpose"}),
@@ -207,7 +208,7 @@ def test_convolutions_are_he_initialised_for_what_follows_them():
         (lambda: create_model("gp-vnet"), "valid models: gp-unet, gp-shuffle-unet, gp-reconresnet"),
         (lambda: create_model("gp-unet", levels=3), "valid options: width, depth, upsample, dropout"),
         (lambda: create_model("gp-shuffle-unet", upsample="sinc"), "valid options: width, levels, dropout"),
-        (lambda: create_model("gp-unet", upsample="bilinear"), "upsample must be one of sinc, transpose"),
+        (lambda: create_model("gp-unet", upsample="bilinear"), "upsample must be one of sinc, sinc-mirror, transpose"),
         (lambda: create_model("gp-reconresnet", dropout=1.0), r"dropout must be a probability in \[0, 1\)"),
         (lambda: create_model("gp-unet", width=0), "width must be an integer >= 1"),
         (lambda: create_model("gp-unet", num_classes=1), "num_classes must be an integer >= 2"),
@@ -231,6 +232,21 @@ def test_sinc_matrix_matches_scipy_resample(n_in, n_out):
 def test_sinc_doubling_keeps_the_input_samples(n_in):
     x = np.random.default_rng(n_in).standard_normal(n_in)
     np.testing.assert_allclose((sinc_matrix(n_in, 2 * n_in) @ x)[::2], x, atol=1e-12)
+
+
+@pytest.mark.parametrize("n_in", [5, 8, 30, 31])
+def test_mirror_sinc_keeps_the_samples_without_wrapping_the_borders(n_in):
+    """The mirror form keeps every input sample, reproduces a ramp (which the periodic form turns into a
+    jump), and puts almost nothing of the first row into the last."""
+    mirror, periodic = sinc_matrix(n_in, 2 * n_in, mirror=True), sinc_matrix(n_in, 2 * n_in)
+    x = np.random.default_rng(n_in).standard_normal(n_in)
+    np.testing.assert_allclose((mirror @ x)[::2], x, atol=1e-12)
+    np.testing.assert_allclose(mirror.sum(axis=1), 1.0, atol=1e-12)
+    ramp = np.arange(n_in, dtype=np.float64)
+    inside = np.arange(2 * n_in - 1) / 2.0
+    assert np.abs(mirror[:-1] @ ramp - inside).max() < 0.1  # a tenth of one input step
+    assert np.abs(periodic[:-1] @ ramp - inside).max() > 0.5
+    assert abs(mirror[-1, 0]) < 0.05 < abs(periodic[-1, 0])
 
 
 def _fft_upsample_2d(x: torch.Tensor, scale: int) -> torch.Tensor:

@@ -6,7 +6,7 @@ from torch import nn
 from gpedge.models.init import LINEAR_GAIN, RELU_GAIN, init_conv_
 from gpedge.models.sinc import SincUpsample
 
-UPSAMPLE_MODES = ("sinc", "transpose")
+UPSAMPLE_MODES = ("sinc", "sinc-mirror", "transpose")
 
 
 def conv3x3(in_channels: int, out_channels: int, gain: float = RELU_GAIN) -> nn.Conv2d:
@@ -27,11 +27,12 @@ def double_conv(in_channels: int, out_channels: int) -> nn.Sequential:
 def upsample_x2(in_channels: int, out_channels: int, mode: str) -> nn.Module:
     """Double H and W and map ``in_channels`` to ``out_channels``, linearly (no activation follows).
 
-    ``"sinc"``: Fourier resampling then a 1x1 convolution; ``"transpose"``: a 2x2 stride-2
+    ``"sinc"``: Fourier resampling then a 1x1 convolution (``"sinc-mirror"``: of the
+    mirror-extended map, see :mod:`gpedge.models.sinc`); ``"transpose"``: a 2x2 stride-2
     transposed convolution. Both are initialised with unit gain.
     """
-    if mode == "sinc":
-        return nn.Sequential(SincUpsample(2), init_conv_(nn.Conv2d(in_channels, out_channels, kernel_size=1), LINEAR_GAIN))
+    if mode in ("sinc", "sinc-mirror"):
+        return nn.Sequential(SincUpsample(2, mirror=mode == "sinc-mirror"), init_conv_(nn.Conv2d(in_channels, out_channels, kernel_size=1), LINEAR_GAIN))
     if mode == "transpose":
         return init_conv_(nn.ConvTranspose2d(in_channels, out_channels, kernel_size=2, stride=2), LINEAR_GAIN)
     raise ValueError(f"upsample must be one of {', '.join(UPSAMPLE_MODES)}, got {mode!r}")

@@ -41,8 +41,8 @@ class _ResidualBlock(nn.Module):
 
 
 def _up_block(in_channels: int, out_channels: int, upsample: str) -> nn.Sequential:
-    if upsample == "sinc":
-        layers = [SincUpsample(2), nn.ReflectionPad2d(1), _conv(in_channels, out_channels, 3)]
+    if upsample in ("sinc", "sinc-mirror"):
+        layers = [SincUpsample(2, mirror=upsample == "sinc-mirror"), nn.ReflectionPad2d(1), _conv(in_channels, out_channels, 3)]
     elif upsample == "transpose":
         transpose = nn.ConvTranspose2d(in_channels, out_channels, kernel_size=3, stride=2, padding=1, output_padding=1)
         layers = [init_conv_(transpose, _GAIN)]
