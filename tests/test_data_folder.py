@@ -45,6 +45,17 @@ def test_classes_labels_and_images(tmp_path):
     assert np.allclose(grey, 1.0)  # colour -> grey, then slice-max normalised
 
 
+def test_no_tumour_class_comes_first(tmp_path):
+    """The no-tumour folder is label 0 whatever its name sorts as; the others follow by name."""
+    root = tmp_path / "grades"
+    for name in ("LGG", "Healthy", "HGG"):
+        (root / name).mkdir(parents=True)
+        cv2.imwrite(str(root / name / f"{name.lower()}.png"), np.full((8, 8), 100, np.uint8))
+    ds = open_dataset(root)
+    assert ds.class_names == ["Healthy", "HGG", "LGG"] and ds.no_tumour_class == 0
+    assert [(r.patient, r.label) for r in ds.records] == [("healthy", 0), ("hgg", 1), ("lgg", 2)]
+
+
 def test_resize_and_channel_name(tmp_path):
     root = make_folder(tmp_path / "images")
     ds = open_dataset(root, channels=["t1ce"], image_size=16)

@@ -1,7 +1,8 @@
 """Image-folder data set: ``ROOT/<class>/<name>.{png,jpg,jpeg,tif,tiff}``.
 
-Classes are the sub-folder names, sorted; a folder named healthy, normal, no_tumour, no_tumor,
-notumour or notumor (any case) is the no-tumour class. ``<name>_mask.png`` next to an image is
+Classes are the sub-folder names; a folder named healthy, normal, no_tumour, no_tumor, notumour or
+notumor (any case) is the no-tumour class and comes first (label 0, as in the paper), the others
+follow sorted by name. ``<name>_mask.png`` next to an image is
 its ground-truth mask (non-zero = tumour). 8/16-bit and float images are read as stored,
 colour is converted to grey. Each image is its own patient: the file stem, or
 ``<class>/<stem>`` when the same stem occurs in several class folders.
@@ -84,10 +85,11 @@ def open_folder(root: Path, channels: list[str] | None = None, image_size: int |
     empty = [p.name for p in folders if not _images(p)]
     if empty:
         raise DataError(f"{root}: class folder(s) {', '.join(empty)} hold no {'/'.join(IMAGE_SUFFIXES)} images")
-    names = [p.name for p in folders]
-    healthy = [i for i, n in enumerate(names) if n.lower() in NO_TUMOUR_NAMES]
+    healthy = [p.name for p in folders if p.name.lower() in NO_TUMOUR_NAMES]
     if len(healthy) > 1:
-        raise DataError(f"{root}: several no-tumour folders ({', '.join(names[i] for i in healthy)}); merge them")
+        raise DataError(f"{root}: several no-tumour folders ({', '.join(healthy)}); merge them")
+    folders.sort(key=lambda p: (p.name not in healthy, p.name))
+    names = [p.name for p in folders]
     files = [(label, path) for label, folder in enumerate(folders) for path in _images(folder)]
     stems = Counter(path.stem for _, path in files)
     records = []
@@ -98,7 +100,7 @@ def open_folder(root: Path, channels: list[str] | None = None, image_size: int |
         records,
         FolderSource(),
         class_names=names,
-        no_tumour_class=healthy[0] if healthy else None,
+        no_tumour_class=0 if healthy else None,
         channels=[str(channels[0]).lower()] if channels else [DEFAULT_CHANNEL],
         image_size=image_size,
         format="folder",
