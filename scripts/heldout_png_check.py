@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -65,15 +66,23 @@ def _overlay(result, truth: np.ndarray) -> np.ndarray:
     return rgb
 
 
-def summary(records: list[dict]) -> dict:
+def summary(records: list[dict], by_class: bool = True) -> dict:
+    """Totals over ``records``; with ``by_class``, the same per true class plus the labels given to it."""
     tumour = [r for r in records if r["dice"] is not None]
-    return {
+    found = {
         "images": len(records),
         "tumour_vs_healthy_right": sum(r["tumour_right"] for r in records),
         "median_dice_tumour_images": float(np.median([r["dice"] for r in tumour])) if tumour else None,
         "peak_in_tumour": sum(r["peak_in_tumour"] for r in tumour),
         "tumour_images": len(tumour),
     }
+    if by_class:
+        found["by_class"] = {
+            truth: {**summary(group, by_class=False), "labels": dict(sorted(Counter(r["label"] for r in group).items()))}
+            for truth in sorted({r["truth"] for r in records})
+            for group in [[r for r in records if r["truth"] == truth]]
+        }
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:

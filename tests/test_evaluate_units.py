@@ -71,8 +71,24 @@ def test_sweep_over_rules_picks_the_best_pair_and_reports_each_rule():
     per_rule = sweep.per_rule()
     assert list(per_rule) == ["paper", "relative"]
     assert per_rule["paper"]["offset"] == 0.0 and per_rule["paper"]["healthy_fp_rate"] == 1.0  # 129/321 > 513/1281
-    assert per_rule["relative"] == {"offset": 0.5, "dice_median": 1.0, "iou_median": 1.0, "healthy_fp_rate": 0.0}
+    assert per_rule["relative"] == {"offset": 0.5, "dice_median": 1.0, "dice_median_called": 1.0, "iou_median": 1.0, "healthy_fp_rate": 0.0}
     assert {r["rule"] for r in sweep.table()} == {"paper", "relative"}
+
+
+def test_sweep_ranks_on_the_slices_called_tumour():
+    """Two of three tumour slices are called healthy (empty masks under every rule): the median over all
+    tumour slices is 0 for both offsets, the slice called tumour decides."""
+    core, core_and_ring = _core_and_ring()
+    empty = np.zeros_like(core)
+    sweep = _sweep([0.0, 1.0])
+    for offset, mask in ((0.0, core), (1.0, core_and_ring)):
+        sweep.add("paper", offset, mask, core_and_ring, healthy=False, called_tumour=True)
+        for _ in range(2):
+            sweep.add("paper", offset, empty, core_and_ring, healthy=False, called_tumour=False)
+    rows = {r["offset"]: r for r in sweep.table()}
+    assert rows[0.0]["dice_median"] == rows[1.0]["dice_median"] < 0.01
+    assert rows[1.0]["dice_median_called"] == 1.0 and rows[1.0]["called_tumour_slices"] == 1
+    assert sweep.best() == ("paper", 1.0)
 
 
 def test_sweep_without_tumour_slices_is_a_clear_error():

@@ -85,8 +85,8 @@ def tune_rule(predictor: Any, dataset: Any, labels_map: np.ndarray, options: Eva
         "split": "val",
         "patients": selection["patients"],
         "slices": len(val),
-        "criterion": "highest median Dice on val tumour slices (ties: lower healthy FP rate, then the earlier rule, "
-        "then the smaller offset)",
+        "criterion": "highest median Dice on the val tumour slices the model calls tumour (ties: lower healthy FP rate, "
+        "then the earlier rule, then the smaller offset)",
         "mask_source": "runtime Result.mask with each rule and offset fed to the graph: what gpedge infer applies",
         "previous_rule": previous[0],
         "previous_offset": previous[1],

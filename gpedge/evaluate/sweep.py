@@ -58,7 +58,13 @@ def candidates(rules: Sequence[str], offsets: Sequence[float] | None) -> list[tu
 
 
 class RuleSweep:
-    """Per (rule, offset) candidate: Dice and IoU on tumour slices and the false-positive rate on healthy slices."""
+    """Per (rule, offset) candidate: Dice and IoU on tumour slices and the false-positive rate on healthy slices.
+
+    A rule only shapes the mask of a slice the model calls a tumour (the mask of a slice called
+    healthy is empty whatever the rule), so candidates are ranked by the median Dice over the tumour
+    slices called tumour. Over all tumour slices, a model that misses more than half of them has a
+    median Dice of 0 under every rule and the choice would be noise.
+    """
 
     def __init__(self, pairs: Sequence[tuple[str, float]]) -> None:
         if not pairs:
@@ -66,18 +72,23 @@ class RuleSweep:
         self.pairs = [(str(rule), float(offset)) for rule, offset in pairs]
         self._dice: list[list[float]] = [[] for _ in self.pairs]
         self._iou: list[list[float]] = [[] for _ in self.pairs]
+        self._dice_called: list[list[float]] = [[] for _ in self.pairs]
         self._healthy_masks: list[list[bool]] = [[] for _ in self.pairs]
 
     @property
     def rules(self) -> list[str]:
         return list(dict.fromkeys(rule for rule, _ in self.pairs))
 
-    def add(self, rule: str, offset: float, mask: np.ndarray, truth: np.ndarray, healthy: bool) -> None:
-        """Score the mask predicted with ``rule`` and ``offset`` on one slice (ground truth ``truth``, same resolution)."""
+    def add(self, rule: str, offset: float, mask: np.ndarray, truth: np.ndarray, healthy: bool, called_tumour: bool = True) -> None:
+        """Score the mask predicted with ``rule`` and ``offset`` on one slice (ground truth ``truth``, same
+        resolution); ``called_tumour``: the model called the slice a tumour class."""
         i = self.pairs.index((rule, float(offset)))
         if np.any(truth):
-            self._dice[i].append(dice_score(mask, truth))
+            dice = dice_score(mask, truth)
+            self._dice[i].append(dice)
             self._iou[i].append(iou_score(mask, truth))
+            if called_tumour:
+                self._dice_called[i].append(dice)
         if healthy:
             self._healthy_masks[i].append(bool(np.any(mask)))
 
@@ -86,23 +97,27 @@ class RuleSweep:
         return len(self._dice[0])
 
     def table(self) -> list[dict[str, Any]]:
-        """One row per candidate: ``rule``, ``offset``, ``dice_median``, ``iou_median``, ``healthy_fp_rate``, slice counts."""
+        """One row per candidate: ``rule``, ``offset``, ``dice_median`` (all tumour slices), ``dice_median_called``
+        (tumour slices called tumour), ``iou_median``, ``healthy_fp_rate``, slice counts."""
         return [
             {
                 "rule": rule,
                 "offset": offset,
                 "dice_median": median_or_none(self._dice[i]),
+                "dice_median_called": median_or_none(self._dice_called[i]),
                 "iou_median": median_or_none(self._iou[i]),
                 "healthy_fp_rate": healthy_fp_rate(self._healthy_masks[i], [True] * len(self._healthy_masks[i])),
                 "tumour_slices": len(self._dice[i]),
+                "called_tumour_slices": len(self._dice_called[i]),
                 "healthy_slices": len(self._healthy_masks[i]),
             }
             for i, (rule, offset) in enumerate(self.pairs)
         ]
 
     def best(self, rule: str | None = None) -> tuple[str, float]:
-        """The (rule, offset) with the highest median Dice (among ``rule``'s offsets when given); ties go to the
-        lower healthy FP rate, then the earlier rule, then the smaller offset."""
+        """The (rule, offset) with the highest median Dice on the tumour slices called tumour (on all tumour
+        slices when none is), among ``rule``'s offsets when given; ties go to the lower healthy FP rate,
+        then the earlier rule, then the smaller offset."""
         if self.tumour_slices == 0:
             raise GpedgeError(
                 "cannot choose a mask rule and offset: the sweep split has no slice with a ground-truth tumour mask; "
@@ -110,7 +125,8 @@ class RuleSweep:
             )
         order = {name: k for k, name in enumerate(self.rules)}
         rows = [r for r in self.table() if rule is None or r["rule"] == rule]
-        best = min(rows, key=lambda r: (-r["dice_median"], r["healthy_fp_rate"] or 0.0, order[r["rule"]], r["offset"]))
+        key = "dice_median_called" if self._dice_called[0] else "dice_median"
+        best = min(rows, key=lambda r: (-r[key], r["healthy_fp_rate"] or 0.0, order[r["rule"]], r["offset"]))
         return best["rule"], float(best["offset"])
 
     def best_offset(self) -> float:
@@ -118,12 +134,12 @@ class RuleSweep:
         return self.best()[1]
 
     def per_rule(self) -> dict[str, dict[str, Any]]:
-        """Each rule at its own best offset: ``offset``, ``dice_median``, ``iou_median``, ``healthy_fp_rate``."""
+        """Each rule at its own best offset: ``offset``, ``dice_median``, ``dice_median_called``, ``iou_median``, ``healthy_fp_rate``."""
         rows = {(r["rule"], r["offset"]): r for r in self.table()}
         summary = {}
         for name in self.rules:
             row = rows[self.best(name)]
-            summary[name] = {key: row[key] for key in ("offset", "dice_median", "iou_median", "healthy_fp_rate")}
+            summary[name] = {key: row[key] for key in ("offset", "dice_median", "dice_median_called", "iou_median", "healthy_fp_rate")}
         return summary
 
 
@@ -148,7 +164,7 @@ def sweep_rules(
         healthy = [no_tumour is not None and int(labels_map[s["label"]]) == no_tumour for s in batch]
         for rule, offset in sweep.pairs:
             for sample, is_healthy, result in zip(batch, healthy, predictor.predict(images, offset=offset, mask_rule=rule)):
-                sweep.add(rule, offset, result.mask, sample["mask"], is_healthy)
+                sweep.add(rule, offset, result.mask, sample["mask"], is_healthy, result.is_tumour)
         if progress is not None:
             progress(start + len(batch), len(samples))
     return sweep
