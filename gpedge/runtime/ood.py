@@ -11,7 +11,7 @@ maximum over the channels, as the graph does):
   is flagged when a statistic lies outside the recorded range widened on each side by
   :data:`MARGIN` of its width, and at least by the statistic's :data:`MARGIN_FLOOR` (real scans
   have background noise and larger heads than a synthetic training set; the check is meant to
-  catch what is not a head slice at all). The ranges are the 0.1 and 99.9 percentiles over the
+  catch what is not a head slice at all). The ranges are the 1st and 99th percentiles over the
   training slices.
 
 It is a coarse intensity check, not a guarantee: it catches blank frames, noise, photographs,
@@ -36,7 +36,7 @@ FOREGROUND_LEVEL = 0.1
 #: Width of the frame whose mean intensity is ``border``, as a fraction of the slice's side.
 BORDER_FRACTION = 1 / 16
 #: Percentiles of the training values that bound each statistic.
-PERCENTILES = (0.1, 99.9)
+PERCENTILES = (1.0, 99.0)
 #: Fraction of a range's width added on each side before a value counts as out of range ...
 MARGIN = 0.25
 #: ... and the least widening of each statistic (normalised intensity units or fractions of the slice).
