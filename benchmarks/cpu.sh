@@ -34,12 +34,13 @@ if [[ -n "$default_pkg" ]]; then
     gpedge bench --model "$default_pkg" --batch 1,8 --accuracy-slices 64 --backend "$default_backends" --threads "$threads" \
         --warmup "$warmup" --iters "$iters" --out "$out/cpu-default.json"
     pair=(--backend torch,onnxruntime --threads "$threads" --warmup "$warmup" --iters "$iters" --batch 1)
-    healthy=(--arch gp-unet --channels 1 --image-size 128 --width 16 --accuracy-slices 8)
+    size="$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["input"]["height"])' "$default_pkg/manifest.json")"
+    healthy=(--arch gp-unet --channels 1 --image-size "$size" --width 16 --accuracy-slices 8)
     echo "== a freshly initialised network of the bundled model's shape =="
-    gpedge bench "${healthy[@]}" "${pair[@]}" --out "$out/cpu-healthy-gp-unet-w16-128.json"
+    gpedge bench "${healthy[@]}" "${pair[@]}" --out "$out/cpu-healthy-gp-unet-w16-$size.json"
     echo "== with a competing process =="
     gpedge bench --model "$default_pkg" --accuracy-slices 8 "${pair[@]}" --competing-process --out "$out/cpu-default-competing.json"
-    gpedge bench "${healthy[@]}" "${pair[@]}" --competing-process --out "$out/cpu-healthy-gp-unet-w16-128-competing.json"
+    gpedge bench "${healthy[@]}" "${pair[@]}" --competing-process --out "$out/cpu-healthy-gp-unet-w16-$size-competing.json"
 else
     echo "no bundled model package under gpedge/assets: skipped"
 fi

@@ -26,7 +26,7 @@ def main(
     recipe: str = typer.Option(
         "paper", "--recipe",
         help="Training recipe filling the settings below: paper (Adam + L2 5e-4, batch 8 x 16, 300 epochs) "
-        "or cpu (AdamW 0.05 on weights, batch 8, 300 warm-up steps, cosine decay, 8 epochs).",
+        "or cpu (AdamW 0.05 on weights, batch 8, 300 warm-up steps, cosine decay, 8 epochs, heatmap term 1).",
     ),
     epochs: Optional[int] = typer.Option(None, "--epochs", help=f"Number of epochs. {_FROM_RECIPE}"),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many optimizer steps in total."),

@@ -45,7 +45,8 @@ RECIPES: dict[str, Recipe] = {
     # Eight epochs on two CPU cores: one optimizer step per batch of 8; decoupled decay that
     # cannot shrink a layer faster than lr * weight_decay per step; 300 steps of warm-up (at full
     # rate from the first step, Adam's sign-like updates switch off a third of GP-ShuffleUNet's
-    # first decoder ReLUs within 60 steps); cosine decay to the end.
+    # first decoder ReLUs within 60 steps); cosine decay to the end; the heatmap term, so that the
+    # maps and not only the pooled features separate the classes (gpedge.train.losses).
     "cpu": Recipe(
         epochs=8, batch_size=8, accumulate=1, optimizer="adamw", lr=1e-3, weight_decay=0.05,
         clip_value=1.0, warmup_steps=300, schedule="cosine", map_loss=1.0,
