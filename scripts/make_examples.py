@@ -1,7 +1,8 @@
 """Write the example scans in ``examples/`` from the synthetic generator (seed unseen in training).
 
 Usage: python scripts/make_examples.py [OUT_DIR]   (needs the [train] extra for the generator)
-Writes 16-bit PNG slices (HGG, LGG, healthy), one MR DICOM slice and a small T1CE NIfTI volume.
+Writes 16-bit PNG slices (HGG, LGG, healthy), one MR DICOM slice and small T1CE NIfTI volumes (HGG, LGG):
+24 slices around each tumour's largest section.
 """
 from __future__ import annotations
 
@@ -77,12 +78,11 @@ def main(out: Path) -> None:
             far = np.abs(np.arange(len(t1ce)) - best) > 20
             healthy = int(np.argmax(np.where(far & (area == 0), brain_area, -1)))
             write_png(out / "healthy_t1ce.png", np.clip(t1ce[healthy], 0, 65535).astype(np.uint16))
-        else:
-            k = np.argmax(patient.seg.sum(axis=(0, 1)))
-            crop = patient.volumes["t1ce"][:, :, max(k - 12, 0) : k + 12]
-            affine = patient.affine.copy()
-            affine[:3, 3] = patient.affine[:3, :3] @ [0, 0, max(k - 12, 0)] + patient.affine[:3, 3]
-            nib.save(nib.Nifti1Image(crop.astype(np.int16), affine), out / "lgg_t1ce.nii.gz")
+        k = np.argmax(patient.seg.sum(axis=(0, 1)))
+        crop = patient.volumes["t1ce"][:, :, max(k - 12, 0) : k + 12]
+        affine = patient.affine.copy()
+        affine[:3, 3] = patient.affine[:3, :3] @ [0, 0, max(k - 12, 0)] + patient.affine[:3, 3]
+        nib.save(nib.Nifti1Image(crop.astype(np.int16), affine), out / f"{grade.lower()}_t1ce.nii.gz")
     print(f"examples written to {out}")
 
 

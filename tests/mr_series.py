@@ -10,11 +10,11 @@ from pydicom.uid import CTImageStorage
 
 from dicom_series import write_series
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "lgg_t1ce.nii.gz"
+EXAMPLE = Path(__file__).resolve().parent / "data" / "hgg_t1ce.nii.gz"
 
 
 def example_series(folder: Path, count: int = 12, first: int = 6, **options) -> list[Path]:
-    """Slices ``first`` to ``first + count`` of ``examples/lgg_t1ce.nii.gz`` as one MR series (files
+    """Slices ``first`` to ``first + count`` of ``tests/data/hgg_t1ce.nii.gz`` (``scripts/make_examples.py``'s HGG volume; the bundled model calls its slices tumour) as one MR series (files
     named IM0001... in shuffled order); ``options`` go to ``write_series`` (e.g. ``study_uid``)."""
     img = nib.load(EXAMPLE)
     data = np.asarray(img.dataobj)[..., first : first + count]

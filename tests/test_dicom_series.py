@@ -18,7 +18,7 @@ from gpedge.dicom.channels import classify
 from gpedge.errors import InputError
 from gpedge.runtime import io
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "lgg_t1ce.nii.gz"
+EXAMPLE = Path(__file__).resolve().parent / "data" / "hgg_t1ce.nii.gz"
 
 
 @pytest.fixture(scope="module")
@@ -302,7 +302,7 @@ def test_one_channel_model_takes_every_matching_series(tmp_path: Path, volume) -
 
 def test_single_files_keep_working(tmp_path: Path, volume) -> None:
     """A geometry-less example file is read as stored; a T2-named series is refused for a T1CE model."""
-    example = EXAMPLE.parent / "hgg_t1ce.dcm"
+    example = Path(__file__).resolve().parents[1] / "examples" / "hgg_t1ce.dcm"
     scan = io.read_file(example)
     assert scan.images.shape == (1, 1, 240, 240) and scan.slices is None and scan.name == "hgg_t1ce"
     np.testing.assert_array_equal(scan.images[0, 0], pydicom.dcmread(example).pixel_array.astype(np.float32))

@@ -88,7 +88,7 @@ def test_mask_and_overlay_on_request(http_server, infer_records) -> None:
 
 
 def test_nifti_volume_key_slice(http_server) -> None:
-    status, answer = post(http_server, (EXAMPLES / "lgg_t1ce.nii.gz").read_bytes(), "?overlay=png&mask=png")
+    status, answer = post(http_server, (Path(__file__).resolve().parent / "data" / "hgg_t1ce.nii.gz").read_bytes(), "?overlay=png&mask=png")
     assert status == 200
     areas = {r["slice"]: r["mask_area_px"] for r in answer["results"]}
     assert answer["key_slice"] == max(areas, key=areas.get) and areas[answer["key_slice"]] > 0

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+HGG_VOLUME = Path(__file__).resolve().parent / "data" / "hgg_t1ce.nii.gz"  # the bundled model calls its slices tumour
 #: The flags a headless Chromium needs here: no sandbox (root), no GPU, nothing fetched from outside.
 CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -51,9 +52,9 @@ def _wait_done(driver, state: str = "done") -> None:
     assert driver.find_element("tag name", "body").get_attribute("data-state") == state, driver.find_element("id", "status").text
 
 
-def _api(server, name: str) -> dict:
-    request = urllib.request.Request(f"{server.http_url}/predict?overlay=png&name={name}",
-                                     data=(EXAMPLES / name).read_bytes(), method="POST")
+def _api(server, path: Path) -> dict:
+    request = urllib.request.Request(f"{server.http_url}/predict?overlay=png&name={path.name}",
+                                     data=path.read_bytes(), method="POST")
     with urllib.request.urlopen(request, timeout=120) as response:
         return json.loads(response.read())
 
@@ -74,7 +75,7 @@ def test_choose_a_scan_and_see_the_result(browser, http_server, tmp_path: Path) 
     _open(browser, http_server)
     browser.find_element("id", "file").send_keys(str(EXAMPLES / "hgg_t1ce.png"))
     _wait_done(browser)
-    expected = _api(http_server, "hgg_t1ce.png")
+    expected = _api(http_server, EXAMPLES / "hgg_t1ce.png")
     (result,) = expected["results"]
     assert browser.find_element("id", "label").text == result["label"]
     rows = [[td.text for td in tr.find_elements("tag name", "td")]
@@ -99,7 +100,7 @@ def test_choose_a_scan_and_see_the_result(browser, http_server, tmp_path: Path) 
 
 def test_drop_a_volume(browser, http_server, tmp_path: Path) -> None:
     _open(browser, http_server)
-    data = base64.b64encode((EXAMPLES / "lgg_t1ce.nii.gz").read_bytes()).decode()
+    data = base64.b64encode(HGG_VOLUME.read_bytes()).decode()
     browser.execute_script(
         """
         const bytes = Uint8Array.from(atob(arguments[0]), (c) => c.charCodeAt(0));
@@ -110,14 +111,14 @@ def test_drop_a_volume(browser, http_server, tmp_path: Path) -> None:
           drop.dispatchEvent(new DragEvent(type, {dataTransfer: transfer, bubbles: true, cancelable: true}));
         }
         """,
-        data, "lgg_t1ce.nii.gz",
+        data, "hgg_t1ce.nii.gz",
     )
     _wait_done(browser)
-    expected = _api(http_server, "lgg_t1ce.nii.gz")
+    expected = _api(http_server, HGG_VOLUME)
     key = next(r for r in expected["results"] if r["slice"] == expected["key_slice"])
     assert browser.find_element("id", "label").text == key["label"]
     caption = browser.find_element("id", "caption").text
-    assert caption == f"lgg_t1ce.nii.gz: slice {expected['key_slice']} of {len(expected['results'])} (largest mask)"
+    assert caption == f"hgg_t1ce.nii.gz: slice {expected['key_slice']} of {len(expected['results'])} (largest mask)"
     shown = _screenshot_region(browser, "overlay", tmp_path / "volume.png")
     assert shown.std() > 20
 
