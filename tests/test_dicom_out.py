@@ -19,6 +19,7 @@ import pydicom
 import pytest
 from dcmtk import dciodvfy, tool
 from dicom_series import WrittenSeries, write_series
+from mr_series import HGG_VOLUME
 from nibabel.orientations import apply_orientation, axcodes2ornt, io_orientation, ornt_transform
 
 from gpedge.dicom import process_study
@@ -27,7 +28,7 @@ from gpedge.runtime.save import key_slice
 from gpedge.runtime.predictor import Predictor
 
 hd = pytest.importorskip("highdicom", reason="DICOM output needs highdicom (pip install 'gpedge[dicom]')")
-EXAMPLE = Path(__file__).resolve().parent / "data" / "hgg_t1ce.nii.gz"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 DCIODVFY = tool("dciodvfy")
 
 
@@ -39,7 +40,7 @@ def predictor():
 
 @pytest.fixture(scope="module")
 def volume() -> tuple[np.ndarray, np.ndarray]:
-    img = nib.load(EXAMPLE)
+    img = nib.load(HGG_VOLUME)
     return np.asarray(img.dataobj), img.affine
 
 
@@ -235,7 +236,7 @@ def test_infer_cli_dicom_folder_and_dicom_out(tmp_path: Path, volume) -> None:
     data, affine = volume
     written = write_series(tmp_path / "scans" / "patient" / "t1ce", data[..., 4:10], affine, shuffle_seed=9)
     write_series(tmp_path / "scans" / "patient" / "gappy", data[..., :6], affine, skip=(2,), description="T1+C gappy")
-    shutil.copy(Path(__file__).resolve().parents[1] / "examples" / "hgg_t1ce.dcm", tmp_path / "scans" / "secondary.dcm")  # no patient geometry
+    shutil.copy(EXAMPLES / "hgg_t1ce.dcm", tmp_path / "scans" / "secondary.dcm")  # no patient geometry
     command = [sys.executable, "-m", "gpedge.cli", "infer", str(tmp_path / "scans"), "--json",
                "--dicom-out", str(tmp_path / "dicom"), "--backend", "onnxruntime"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)

@@ -10,6 +10,7 @@ import numpy as np
 import pydicom
 import pytest
 from dicom_series import write_series
+from mr_series import HGG_VOLUME
 from pydicom.encaps import encapsulate
 from pydicom.uid import JPEG2000Lossless, JPEGLosslessSV1, JPEGLSLossless, RLELossless, generate_uid
 
@@ -18,13 +19,13 @@ from gpedge.dicom.channels import classify
 from gpedge.errors import InputError
 from gpedge.runtime import io
 
-EXAMPLE = Path(__file__).resolve().parent / "data" / "hgg_t1ce.nii.gz"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 @pytest.fixture(scope="module")
 def volume() -> tuple[np.ndarray, np.ndarray]:
     """The bundled example volume (240 x 240 x 24, LPS-stored) and its RAS affine."""
-    img = nib.load(EXAMPLE)
+    img = nib.load(HGG_VOLUME)
     return np.asarray(img.dataobj), img.affine
 
 
@@ -302,7 +303,7 @@ def test_one_channel_model_takes_every_matching_series(tmp_path: Path, volume) -
 
 def test_single_files_keep_working(tmp_path: Path, volume) -> None:
     """A geometry-less example file is read as stored; a T2-named series is refused for a T1CE model."""
-    example = Path(__file__).resolve().parents[1] / "examples" / "hgg_t1ce.dcm"
+    example = EXAMPLES / "hgg_t1ce.dcm"
     scan = io.read_file(example)
     assert scan.images.shape == (1, 1, 240, 240) and scan.slices is None and scan.name == "hgg_t1ce"
     np.testing.assert_array_equal(scan.images[0, 0], pydicom.dcmread(example).pixel_array.astype(np.float32))

@@ -15,6 +15,8 @@ import cv2
 import numpy as np
 import pytest
 
+from mr_series import HGG_VOLUME
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 FILES = ["hgg_t1ce.png", "hgg_t1ce.dcm", "lgg_t1ce.nii.gz"]
 #: Fields of a ``gpedge infer --json`` record that depend on the run, not on the prediction.
@@ -88,7 +90,7 @@ def test_mask_and_overlay_on_request(http_server, infer_records) -> None:
 
 
 def test_nifti_volume_key_slice(http_server) -> None:
-    status, answer = post(http_server, (Path(__file__).resolve().parent / "data" / "hgg_t1ce.nii.gz").read_bytes(), "?overlay=png&mask=png")
+    status, answer = post(http_server, HGG_VOLUME.read_bytes(), "?overlay=png&mask=png")
     assert status == 200
     areas = {r["slice"]: r["mask_area_px"] for r in answer["results"]}
     assert answer["key_slice"] == max(areas, key=areas.get) and areas[answer["key_slice"]] > 0

@@ -12,8 +12,9 @@ import cv2
 import numpy as np
 import pytest
 
+from mr_series import HGG_VOLUME
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-HGG_VOLUME = Path(__file__).resolve().parent / "data" / "hgg_t1ce.nii.gz"  # the bundled model calls its slices tumour
 #: The flags a headless Chromium needs here: no sandbox (root), no GPU, nothing fetched from outside.
 CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
