@@ -7,6 +7,8 @@ from gpedge.models.init import LINEAR_GAIN, RELU_GAIN, init_conv_
 from gpedge.models.sinc import SincUpsample
 
 UPSAMPLE_MODES = ("sinc", "sinc-mirror", "transpose")
+#: The sinc upsampling modes and whether each resamples the mirror-extended map.
+SINC_MIRROR = {"sinc": False, "sinc-mirror": True}
 
 
 def conv3x3(in_channels: int, out_channels: int, gain: float = RELU_GAIN) -> nn.Conv2d:
@@ -31,8 +33,8 @@ def upsample_x2(in_channels: int, out_channels: int, mode: str) -> nn.Module:
     mirror-extended map, see :mod:`gpedge.models.sinc`); ``"transpose"``: a 2x2 stride-2
     transposed convolution. Both are initialised with unit gain.
     """
-    if mode in ("sinc", "sinc-mirror"):
-        return nn.Sequential(SincUpsample(2, mirror=mode == "sinc-mirror"), init_conv_(nn.Conv2d(in_channels, out_channels, kernel_size=1), LINEAR_GAIN))
+    if mode in SINC_MIRROR:
+        return nn.Sequential(SincUpsample(2, mirror=SINC_MIRROR[mode]), init_conv_(nn.Conv2d(in_channels, out_channels, kernel_size=1), LINEAR_GAIN))
     if mode == "transpose":
         return init_conv_(nn.ConvTranspose2d(in_channels, out_channels, kernel_size=2, stride=2), LINEAR_GAIN)
     raise ValueError(f"upsample must be one of {', '.join(UPSAMPLE_MODES)}, got {mode!r}")

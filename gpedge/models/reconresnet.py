@@ -6,7 +6,7 @@ from torch import nn
 
 from gpedge.models.base import GPNetwork
 from gpedge.models.init import LINEAR_GAIN, init_conv_, prelu_gain
-from gpedge.models.layers import UPSAMPLE_MODES
+from gpedge.models.layers import SINC_MIRROR, UPSAMPLE_MODES
 from gpedge.models.sinc import SincUpsample
 
 _PRELU_INIT = 0.25
@@ -41,8 +41,8 @@ class _ResidualBlock(nn.Module):
 
 
 def _up_block(in_channels: int, out_channels: int, upsample: str) -> nn.Sequential:
-    if upsample in ("sinc", "sinc-mirror"):
-        layers = [SincUpsample(2, mirror=upsample == "sinc-mirror"), nn.ReflectionPad2d(1), _conv(in_channels, out_channels, 3)]
+    if upsample in SINC_MIRROR:
+        layers = [SincUpsample(2, mirror=SINC_MIRROR[upsample]), nn.ReflectionPad2d(1), _conv(in_channels, out_channels, 3)]
     elif upsample == "transpose":
         transpose = nn.ConvTranspose2d(in_channels, out_channels, kernel_size=3, stride=2, padding=1, output_padding=1)
         layers = [init_conv_(transpose, _GAIN)]
