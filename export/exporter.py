@@ -96,7 +96,7 @@ def _write_package(run_dir: Path, root: Path, options: ExportOptions) -> None:
     save_file({k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}, str(root / WEIGHTS))
     manifest = build_manifest(
         config=config, model_config=network.config, num_params=sum(p.numel() for p in network.parameters()),
-        height=size, width=size, max_batch=options.max_batch, rule=options.mask_rule, offset=options.rule_offset(), opset=options.opset,
+        height=size, width=size, max_batch=options.max_batch, rule=options.rule, offset=options.rule_offset(), opset=options.opset,
         files={name: file_entry(root / name, "float32") for name in (FP32_ONNX, WEIGHTS)},
         engines=[], engine_build={"status": "not requested"}, parity={},
     )
@@ -107,7 +107,7 @@ def _write_package(run_dir: Path, root: Path, options: ExportOptions) -> None:
     package = ModelPackage(root=root, manifest=manifest)
 
     images, source = parity.reference_images(config, options.parity_samples)
-    reference = parity.torch_outputs(fused, images, options.rule_offset(), options.mask_rule)
+    reference = parity.torch_outputs(fused, images, options.rule_offset(), options.rule)
     fp32_outputs = parity.backend_outputs(OnnxRuntimeBackend(package, "cpu"), images)
     results: dict[str, Any] = {"inputs": {"samples": len(images), "source": source}}
     results["onnxruntime_fp32_vs_torch"] = parity.compare(reference, fp32_outputs)
@@ -127,10 +127,29 @@ def _write_package(run_dir: Path, root: Path, options: ExportOptions) -> None:
                                    "runner": runner}
         results["fp16_graph"] = precision_summary(half)
         manifest["engine_build"] = _maybe_engine(package, options, images, fp32_outputs, results)
-    if options.int8:
-        manifest["int8"] = _write_int8(package, config, options, results)
     manifest["parity"] = results
     atomic_write_json(root / MANIFEST, manifest)
+    _choose_mask_rule(root, config, options)
+    if options.int8:
+        package = ModelPackage.load(root)
+        package.manifest["int8"] = _write_int8(package, config, options, package.manifest["parity"])
+        atomic_write_json(root / MANIFEST, package.manifest)
+
+
+def _choose_mask_rule(root: Path, config: Any, options: ExportOptions) -> None:
+    """Choose the package's mask rule on the run's validation patients when ``options`` asks for it."""
+    if options.tunes is False:
+        return
+    from gpedge.export.tuning import tune_package
+
+    record = tune_package(root, config, options.tune_slices)
+    if record is None and options.tunes:
+        raise GpedgeError(
+            f"--tune-mask: the run's validation patients ({(config.dataset or {}).get('path')}) are not reachable here or "
+            "have no tumour masks; export where the data set is, or choose the rule later with 'gpedge evaluate --mask-rules'"
+        )
+    if record is not None:
+        log.info("mask rule %s, offset %g: chosen on %d validation slices", record["best_rule"], record["best_offset"], record["slices"])
 
 
 def _write_int8(package: ModelPackage, config: Any, options: ExportOptions, results: dict) -> dict[str, Any]:

@@ -20,7 +20,11 @@ class ExportOptions:
 
     ``engine``: ``"auto"`` builds a TensorRT engine when TensorRT and a GPU are present, ``True``
     requires one, ``False`` skips it. ``mask_rule`` and ``offset``: the mask rule and parameter the package
-    starts with (``offset`` None: the rule's default, :data:`gpedge.graph.contract.DEFAULT_OFFSETS`).
+    starts with (``mask_rule`` None: :data:`~gpedge.graph.contract.DEFAULT_MASK_RULE`; ``offset`` None: the
+    rule's default, :data:`gpedge.graph.contract.DEFAULT_OFFSETS`). ``tune_mask``: choose the rule and
+    offset on up to ``tune_slices`` slices of the run's validation patients (:mod:`gpedge.export.tuning`);
+    ``"auto"`` does when neither ``mask_rule`` nor ``offset`` is given and those patients are reachable,
+    ``True`` requires them.
     ``parity_samples``: slices the parity checks run on. ``int8``: also write ``model.int8.onnx``,
     calibrated on ``calibration_slices`` slices of ``calibration`` (a data-set folder or ``.npy``; default
     the run's training patients) and gated on ``gate_slices`` slices of the run's validation patients;
@@ -35,8 +39,10 @@ class ExportOptions:
     workspace_gb: float = 4.0
     version_compatible: bool = False
     hardware_compatibility: str = "NONE"
-    mask_rule: str = DEFAULT_MASK_RULE
+    mask_rule: str | None = None
     offset: float | None = None
+    tune_mask: bool | Literal["auto"] = "auto"
+    tune_slices: int = 128
     parity_samples: int = 8
     overwrite: bool = False
     int8: bool = False
@@ -46,9 +52,21 @@ class ExportOptions:
     enforce_int8_gate: bool = True
     int8_settings: Int8Settings = field(default_factory=Int8Settings)
 
+    @property
+    def rule(self) -> str:
+        """The mask rule the package starts with."""
+        return DEFAULT_MASK_RULE if self.mask_rule is None else self.mask_rule
+
+    @property
+    def tunes(self) -> bool | None:
+        """Whether the export chooses the rule on the validation patients: True (required), None (when reachable), False."""
+        if self.tune_mask == "auto":
+            return None if self.mask_rule is None and self.offset is None else False
+        return bool(self.tune_mask)
+
     def rule_offset(self) -> float:
         """The package's starting mask-rule parameter; a clear error for an unknown rule or an offset out of its range."""
-        rule = parse_mask_rule(self.mask_rule)
+        rule = parse_mask_rule(self.rule)
         return rule.check_offset(rule.default_offset if self.offset is None else self.offset)
 
     def check(self) -> None:
@@ -56,6 +74,10 @@ class ExportOptions:
         if self.max_batch < 1:
             raise GpedgeError(f"--max-batch must be >= 1, got {self.max_batch}")
         self.rule_offset()
+        if self.tune_mask is True and (self.mask_rule is not None or self.offset is not None):
+            raise GpedgeError("--tune-mask chooses the mask rule and offset itself: drop --mask-rule and --offset, or --tune-mask")
+        if self.tune_slices < 1:
+            raise GpedgeError(f"--tune-slices must be >= 1, got {self.tune_slices}")
         if self.parity_samples < 1:
             raise GpedgeError(f"--parity-samples must be >= 1, got {self.parity_samples}")
         if self.hardware_compatibility.upper() not in HARDWARE_LEVELS:

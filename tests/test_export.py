@@ -13,6 +13,7 @@ from onnx import numpy_helper
 
 from conftest import make_slices, train_tiny_run
 from gpedge.errors import GpedgeError, PackageError
+from gpedge.evaluate.metrics import dice_score
 from gpedge.export import ExportOptions, export_package
 from gpedge.export.fp16 import precision_summary
 from gpedge.export.parity import backend_outputs
@@ -20,6 +21,7 @@ from gpedge.graph.contract import INPUTS, MASK_RULES, head_erosion_px, input_spe
 from gpedge.package import ModelPackage, sha256_file
 from gpedge.runtime.backends.base import rule_inputs
 from gpedge.runtime.backends.onnxruntime import OnnxRuntimeBackend
+from gpedge.runtime.predictor import Predictor
 from mask_reference import mask_from_heatmap, multiotsu_threshold, reference_rule, rule_threshold
 
 OUTPUTS = {"logits": np.float32, "probs": np.float32, "label": np.int32, "heatmaps": np.float32,
@@ -366,3 +368,37 @@ def test_denormal_weights_are_flushed_to_zero(tiny_run_dir: Path, tmp_path: Path
     exported = load_file(str(package / "model.safetensors"))
     assert all(not ((v != 0) & (np.abs(v) < tiny)).any() for v in exported.values() if v.dtype == np.float32)
     assert manifest["parity"]["onnxruntime_fp32_vs_torch"]["label_agreement"] == 1.0
+
+
+def test_export_chooses_the_mask_rule_on_the_validation_patients(int8_run_dir: Path, tmp_path: Path) -> None:
+    """With the run's validation patients reachable and no --mask-rule, the package's rule and offset are the
+    sweep's best on those patients, and the runtime applies them."""
+    from gpedge.export.tuning import EXPORT_CANDIDATES, validation_slices
+    from gpedge.runs import RunConfig
+
+    package_dir = export_package(int8_run_dir, tmp_path / "pkg", ExportOptions(max_batch=4, fp16=False, engine=False, parity_samples=2))
+    rule = json.loads((package_dir / "manifest.json").read_text())["mask_rule"]
+    tuned = rule["tuned"]
+    assert (rule["rule"], rule["offset"]) == (tuned["best_rule"], tuned["best_offset"])
+    assert (tuned["best_rule"], tuned["best_offset"]) in EXPORT_CANDIDATES
+    best = tuned["per_rule"][tuned["best_rule"]]["dice_median_called"]
+    assert all(best >= row["dice_median_called"] for row in tuned["per_rule"].values())
+    samples = validation_slices(RunConfig.load(int8_run_dir), 128)
+    assert tuned["slices"] == len(samples) > 0
+    with Predictor(package_dir, backend="onnxruntime") as predictor:
+        assert (predictor.mask_rule, predictor.offset) == (tuned["best_rule"], tuned["best_offset"])
+        results = predictor.predict([samples[i]["image"] for i in range(len(samples))])
+    called = [dice_score(r.mask, samples[i]["mask"]) for i, r in enumerate(results) if r.is_tumour and samples[i]["mask"].any()]
+    assert float(np.median(called)) == best
+
+
+def test_export_keeps_an_explicit_rule_and_refuses_tuning_without_data(int8_run_dir: Path, tiny_run_dir: Path, tmp_path: Path) -> None:
+    quick = dict(max_batch=4, fp16=False, engine=False, parity_samples=2)
+    package_dir = export_package(int8_run_dir, tmp_path / "pkg", ExportOptions(mask_rule="relative", offset=0.25, **quick))
+    rule = json.loads((package_dir / "manifest.json").read_text())["mask_rule"]
+    assert (rule["rule"], rule["offset"], "tuned" in rule) == ("relative", 0.25, False)
+    with pytest.raises(GpedgeError, match="validation patients .* not reachable"):
+        export_package(tiny_run_dir, tmp_path / "none", ExportOptions(tune_mask=True, **quick))
+    assert not (tmp_path / "none").exists()
+    with pytest.raises(GpedgeError, match="drop --mask-rule"):
+        export_package(int8_run_dir, tmp_path / "both", ExportOptions(tune_mask=True, mask_rule="head", **quick))

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import TINY_SIZE, make_slices
 from gpedge.evaluate.metrics import dice_score
-from gpedge.evaluate.sweep import candidates, set_package_rule, sweep_rules
+from gpedge.evaluate.sweep import RuleSweep, candidates, set_package_rule, sweep_rules
 from gpedge.errors import GpedgeError
 from gpedge.graph.contract import CLEAN_UP
 from gpedge.package import ModelPackage
@@ -86,6 +86,20 @@ def test_tuned_rule_is_the_rule_infer_applies(every_class_package: Path, tmp_pat
                 recomputed = [mask_from_heatmap(r.heatmap, offset, empty=not r.is_tumour).astype(bool) for r in results]
                 differs |= any(not np.array_equal(a, r.mask) for a, r in zip(recomputed, results))
     assert differs, "at another resolution than the model's, the two rules should disagree somewhere"
+
+
+def test_sweep_reruns_only_the_slices_called_tumour(tiny_package: Path, samples) -> None:
+    """The sweep runs later candidates only on the slices the first called a tumour class: every row of its table
+    equals the row of running every candidate on every slice."""
+    with Predictor(tiny_package, backend="onnxruntime", batch_size=4) as predictor:
+        first = predictor.predict([s["image"] for s in samples])
+        assert 0 < sum(r.is_tumour for r in first) < len(samples), "some slices should be called healthy"
+        swept = sweep_rules(predictor, samples, np.arange(3), PAIRS)
+        full = RuleSweep(PAIRS)
+        for rule, offset in PAIRS:
+            for sample, result in zip(samples, predictor.predict([s["image"] for s in samples], offset=offset, mask_rule=rule)):
+                full.add(rule, offset, result.mask, sample["mask"], sample["label"] == 0, result.is_tumour)
+    assert swept.table() == full.table()
 
 
 def test_infer_cli_applies_the_stored_rule(every_class_package: Path, tmp_path: Path, samples) -> None:

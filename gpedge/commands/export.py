@@ -26,15 +26,22 @@ def main(
     hardware_compatibility: str = typer.Option(
         "NONE", "--hardware-compatibility", help="NONE, AMPERE_PLUS or SAME_COMPUTE_CAPABILITY."
     ),
-    mask_rule: str = typer.Option(
-        DEFAULT_MASK_RULE, "--mask-rule",
-        help="Mask rule the package starts with: paper, relative, contrast, head or contrast-head, optionally +clean.",
+    mask_rule: Optional[str] = typer.Option(
+        None, "--mask-rule",
+        help="Mask rule the package starts with: paper, relative, contrast, head or contrast-head, optionally +clean "
+        f"(default: chosen on the run's validation patients when reachable, else {DEFAULT_MASK_RULE}).",
     ),
     offset: Optional[float] = typer.Option(
         None, "--offset",
         help="The rule's parameter (paper: absolute offset below the upper multi-Otsu threshold, default 0.5; "
         "the others: a fraction in [-1, 1], default 0).",
     ),
+    tune_mask: Optional[bool] = typer.Option(
+        None, "--tune-mask/--no-tune-mask",
+        help="Choose the mask rule and offset on the run's validation patients (default: when they are reachable "
+        "and neither --mask-rule nor --offset is given).",
+    ),
+    tune_slices: int = typer.Option(128, "--tune-slices", help="Validation slices the mask-rule choice is made on."),
     parity_samples: int = typer.Option(8, "--parity-samples", help="Slices used for the parity checks."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing package folder."),
     int8: bool = typer.Option(False, "--int8", help="Also write model.int8.onnx (static QDQ), gated against FP32 on the validation patients."),
@@ -53,7 +60,8 @@ def main(
     options = ExportOptions(
         image_size=image_size, max_batch=max_batch, opset=opset, fp16=fp16, engine="auto" if engine is None else engine,
         workspace_gb=workspace, version_compatible=version_compatible, hardware_compatibility=hardware_compatibility,
-        mask_rule=mask_rule, offset=offset, parity_samples=parity_samples, overwrite=overwrite, int8=int8,
+        mask_rule=mask_rule, offset=offset, tune_mask="auto" if tune_mask is None else tune_mask, tune_slices=tune_slices,
+        parity_samples=parity_samples, overwrite=overwrite, int8=int8,
         calibration=calibration, calibration_slices=calibration_slices, gate_slices=gate_slices,
     )
     try:
@@ -98,6 +106,11 @@ def _report(path: Path, manifest: dict) -> None:
             f"{gate['source']}: labels {gate['label_agreement']:.1%} (>= {gate['label_agreement_min']:.0%}), mask Dice "
             f"{gate['mask_dice']:.3f} (>= {gate['mask_dice_min']}) {'passed' if gate['passed'] else 'FAILED'}"
         )
+    rule = manifest["mask_rule"]
+    tuned = rule.get("tuned")
+    how = (f"chosen on {tuned['slices']} slices of {tuned['patients']} validation patients (median Dice on the tumour slices "
+           f"called tumour {tuned['per_rule'][rule['rule']]['dice_median_called'] or 0:.3f})") if tuned else "not tuned"
+    console.print(f"mask rule {rule['rule']}, offset {rule['offset']:g}: {how}")
     build = manifest.get("engine_build", {})
     if build.get("status") == "skipped":
         console.print(f"TensorRT engine not built ({build['reason']}). On the target: {build['how_to_build']}")

@@ -145,8 +145,12 @@ class SliceDataset:
                 f"{len(unknown)} patient(s) not in the data set at {self.root} ({shown}); "
                 "the split was made on a different data set"
             )
+        return self.take(i for i, r in enumerate(self._records) if r.patient in wanted)
+
+    def take(self, indices: Iterable[int]) -> "SliceDataset":
+        """The slices at ``indices``, in that order (same source, metadata and preprocessing)."""
         return SliceDataset(
-            [r for r in self._records if r.patient in wanted],
+            [self._records[int(i)] for i in indices],
             self._source,
             class_names=self.class_names,
             no_tumour_class=self.no_tumour_class,

@@ -26,7 +26,7 @@ from gpedge.evaluate.plots import evaluation_figures
 from gpedge.evaluate.report import evaluation_blocks, write_report
 from gpedge.evaluate.scoring import SliceOutcome, score_split, segmentation_metrics
 from gpedge.evaluate.selection import class_index_map, select_split
-from gpedge.evaluate.sweep import candidates, set_package_rule, sweep_rules
+from gpedge.evaluate.sweep import candidates, tune
 from gpedge.package import ModelPackage
 
 Progress = Callable[[str, int, int], None]
@@ -74,27 +74,9 @@ def tune_rule(predictor: Any, dataset: Any, labels_map: np.ndarray, options: Eva
               progress: Progress | None) -> dict[str, Any]:
     """Sweep ``options.mask_rules`` (default: the package's rule) x ``options.offsets`` (default: each rule's
     :data:`~gpedge.evaluate.sweep.DEFAULT_SWEEP`) on the package's validation split; store the best in its manifest."""
-    package = predictor.package
     pairs = candidates(options.mask_rules or [predictor.mask_rule], options.offsets)
-    val, selection = select_split(dataset, package, "val")
-    sweep = sweep_rules(predictor, val, labels_map, pairs, _stage(progress, "mask-rule sweep (val)"))
-    rule, offset = sweep.best()
-    previous = (package.mask_rule, package.offset)
-    set_package_rule(package, rule, offset)
-    return {
-        "split": "val",
-        "patients": selection["patients"],
-        "slices": len(val),
-        "criterion": "highest median Dice on the val tumour slices the model calls tumour (ties: lower healthy FP rate, "
-        "then the earlier rule, then the smaller offset)",
-        "mask_source": "runtime Result.mask with each rule and offset fed to the graph: what gpedge infer applies",
-        "previous_rule": previous[0],
-        "previous_offset": previous[1],
-        "best_rule": rule,
-        "best_offset": offset,
-        "per_rule": sweep.per_rule(),
-        "table": sweep.table(),
-    }
+    val, selection = select_split(dataset, predictor.package, "val")
+    return {"patients": selection["patients"], **tune(predictor, val, labels_map, pairs, _stage(progress, "mask-rule sweep (val)"))}
 
 
 def evaluate(predictor: Any, options: EvaluateOptions, progress: Progress | None = None) -> Evaluation:

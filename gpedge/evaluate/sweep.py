@@ -153,7 +153,9 @@ def sweep_rules(
     """Run ``predictor`` (a :class:`gpedge.Predictor`) with every (rule, offset) on ``samples`` and score the masks.
 
     ``samples`` are data-set samples (``image``, ``mask``, ``label``); ``labels_map`` maps their
-    labels to the package's classes. Slices of a batch share model calls, one call per candidate.
+    labels to the package's classes. The first candidate runs on every slice; the others only on the
+    slices it called a tumour class: the class does not depend on the rule, and a slice called
+    healthy has an empty mask under every rule.
     """
     sweep = RuleSweep(pairs)
     no_tumour = predictor.no_tumour_class
@@ -162,12 +164,55 @@ def sweep_rules(
         batch = [samples[i] for i in range(start, min(start + step, len(samples)))]
         images = [sample["image"] for sample in batch]
         healthy = [no_tumour is not None and int(labels_map[s["label"]]) == no_tumour for s in batch]
-        for rule, offset in sweep.pairs:
-            for sample, is_healthy, result in zip(batch, healthy, predictor.predict(images, offset=offset, mask_rule=rule)):
-                sweep.add(rule, offset, result.mask, sample["mask"], is_healthy, result.is_tumour)
+        (rule, offset), *others = sweep.pairs
+        first = predictor.predict(images, offset=offset, mask_rule=rule)
+        for sample, is_healthy, result in zip(batch, healthy, first):
+            sweep.add(rule, offset, result.mask, sample["mask"], is_healthy, result.is_tumour)
+        called = [k for k, result in enumerate(first) if result.is_tumour]
+        for rule, offset in others:
+            results = dict(zip(called, predictor.predict([images[k] for k in called], offset=offset, mask_rule=rule))) if called else {}
+            for k, (sample, is_healthy) in enumerate(zip(batch, healthy)):
+                mask = results[k].mask if k in results else np.zeros(first[k].mask.shape, dtype=bool)
+                sweep.add(rule, offset, mask, sample["mask"], is_healthy, k in results)
         if progress is not None:
             progress(start + len(batch), len(samples))
     return sweep
+
+
+#: Rules ``gpedge export`` tunes over when no rule is asked for: the paper's rule at its own offset
+#: sweep, and the scale-free rules (relative thresholds work at any heatmap scale).
+EXPORT_RULES = ("paper", "relative", "head", "contrast-head")
+CRITERION = ("highest median Dice on the val tumour slices the model calls tumour (ties: lower healthy FP rate, "
+             "then the earlier rule, then the smaller offset)")
+
+
+def tune(
+    predictor: Any,
+    samples: Sequence[dict[str, Any]],
+    labels_map: np.ndarray,
+    pairs: Sequence[tuple[str, float]],
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Sweep ``pairs`` on ``samples`` (validation slices) through ``predictor``, store the best (rule, offset)
+    in its package's manifest and return the record of the choice (candidates, per-rule bests, table)."""
+    package = predictor.package
+    sweep = sweep_rules(predictor, samples, labels_map, pairs, progress)
+    rule, offset = sweep.best()
+    previous = (package.mask_rule, package.offset)
+    set_package_rule(package, rule, offset)
+    return {
+        "split": "val",
+        "slices": len(samples),
+        "tumour_slices": sweep.tumour_slices,
+        "criterion": CRITERION,
+        "mask_source": "runtime Result.mask with each rule and offset fed to the graph: what gpedge infer applies",
+        "previous_rule": previous[0],
+        "previous_offset": previous[1],
+        "best_rule": rule,
+        "best_offset": offset,
+        "per_rule": sweep.per_rule(),
+        "table": sweep.table(),
+    }
 
 
 def set_package_rule(package: ModelPackage, rule: str, offset: float) -> None:
