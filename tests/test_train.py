@@ -289,3 +289,27 @@ def test_training_warns_about_dead_layers_and_records_them(brats, tmp_path):
     assert list(metrics["health"]["dead_layers"]) == killed
     layers = {entry["layer"]: entry for entry in metrics["health"]["layers"]}
     assert layers["body.down.1.1.0"]["dead"] and not layers["body.down.1.0.0"]["dead"]
+
+
+def test_scanner_augmentation_varies_each_contrast_and_keeps_the_paper_stream():
+    """``scanner`` zooms and changes each channel's gamma and gain, reproducibly; ``paper`` draws exactly what it drew
+    before (its stream of rotations and flips is untouched by the new options)."""
+    from gpedge.train.augment import AUGMENTATIONS
+
+    images = torch.rand(16, 2, 32, 32) + 0.1
+    paper = augment_batch(images, torch.Generator().manual_seed(5), max_degrees=0.0)
+    scanner = [augment_batch(images, torch.Generator().manual_seed(5), 0.0, intensity=AUGMENTATIONS["scanner"]) for _ in range(2)]
+    assert torch.equal(scanner[0], scanner[1])
+    assert torch.allclose(scanner[0].amax(dim=(1, 2, 3)), torch.ones(16))
+    flips_only = augment_batch(images, torch.Generator().manual_seed(5), max_degrees=0.0, intensity=AUGMENTATIONS["paper"])
+    assert torch.equal(paper, flips_only)
+    # per channel, the ratio of the two contrasts' brightness changes from slice to slice
+    ratio = lambda x: x[:, 0].mean(dim=(1, 2)) / x[:, 1].mean(dim=(1, 2))  # noqa: E731
+    assert (ratio(scanner[0]) / ratio(paper)).std() > 0.05
+    # gamma and gain keep the order of intensities within a channel (same seed: the same flips as the paper's)
+    one = AUGMENTATIONS["scanner"].__class__(gamma=0.4, gain=0.2)
+    graded = torch.linspace(0.1, 1.0, 32 * 32).reshape(1, 1, 32, 32).repeat(4, 1, 1, 1)
+    out = augment_batch(graded, torch.Generator().manual_seed(2), max_degrees=0.0, intensity=one).reshape(4, -1)
+    ref = augment_batch(graded, torch.Generator().manual_seed(2), max_degrees=0.0).reshape(4, -1)
+    assert not torch.allclose(out, ref, atol=1e-3)
+    assert all(torch.equal(torch.argsort(a), torch.argsort(b)) for a, b in zip(out, ref))

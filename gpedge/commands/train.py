@@ -43,6 +43,10 @@ def main(
         help=f"Weight of the heatmap term: cross-entropy on each class map's top 0.5% mean, so the map itself must "
         f"tell the classes apart (0: logits only, as the paper). {_FROM_RECIPE}",
     ),
+    augment: Optional[str] = typer.Option(
+        None, "--augment",
+        help=f"paper (rotation and flips) or scanner (also zoom and per-channel gamma and gain). {_FROM_RECIPE}",
+    ),
     seed: int = typer.Option(1701, "--seed", help="Seed of the patient split, initialisation, shuffling and augmentation."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when available), cpu or cuda."),
     amp: bool = typer.Option(False, "--amp", help="16-bit mixed precision (CUDA only)."),
@@ -79,6 +83,7 @@ def main(
         warmup_steps=warmup_steps,
         schedule=schedule,
         map_loss=map_loss,
+        augment=augment,
         seed=seed,
         device=device,
         amp=amp,

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from gpedge.errors import GpedgeError
+from gpedge.train.augment import AUGMENTATIONS
 from gpedge.train.recipes import OPTIMIZERS, RECIPES, SCHEDULES, Recipe
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -35,6 +36,7 @@ class TrainOptions:
     warmup_steps: int | None = None
     schedule: str | None = None
     map_loss: float | None = None
+    augment: str | None = None
     rotation_degrees: float = 10.0
     seed: int = 1701
     device: str = "auto"
@@ -85,6 +87,7 @@ class TrainOptions:
             "--schedule": (self.schedule, SCHEDULES),
             "--device": (self.device, DEVICES),
             "--format": (self.format, FORMATS),
+            "--augment": (self.augment, tuple(AUGMENTATIONS)),
         }
         for flag, (value, valid) in choices.items():
             if value not in valid:

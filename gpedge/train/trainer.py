@@ -23,7 +23,7 @@ from gpedge._version import __version__
 from gpedge.errors import DataError, GpedgeError
 from gpedge.atomic import atomic_write_json
 from gpedge.runs import CONFIG, METRICS, RunConfig, save_weights
-from gpedge.train.augment import augment_batch
+from gpedge.train.augment import AUGMENTATIONS, augment_batch
 from gpedge.train import distributed
 from gpedge.train.checkpoint import CHECKPOINT, TrainState, load_checkpoint, process_rng_state, save_checkpoint
 from gpedge.train.distributed import Ranks
@@ -281,6 +281,7 @@ class _Loop:
                     options.rotation_degrees,
                     self.ranks.rank,
                     self.ranks.world_size,
+                    AUGMENTATIONS[options.augment],
                 )
                 labels = labels.to(self.device, non_blocking=True)
                 sync = pending + 1 == options.accumulate or index + 1 == len(loader)
