@@ -7,14 +7,12 @@ work=${1:-/tmp/gpedge-default-model}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$work"
 [ -d "$work/synth" ] || gpedge synth "$work/synth" --patients 192 --seed 2027 --size 128 --slices 48 --workers 2
-rm -rf "$work/package" "$work/sweep" "$work/eval"
+rm -rf "$work/package" "$work/eval"
 [ -f "$work/run/model.safetensors" ] && resume=--resume || { rm -rf "$work/run"; resume=; }
 gpedge train --arch gp-unet --width 16 --upsample sinc-mirror --data "$work/synth" --channels t1ce --image-size 96 \
   --recipe cpu --epochs 5 --seed 1701 --workers 0 --device cpu --out "$work/run" $resume
-gpedge export "$work/run" --out "$work/package" --max-batch 16 --no-engine
-# the sweep on the validation patients writes the best mask rule and offset into the package
-gpedge evaluate --model "$work/package" --data "$work/synth" --split val --backend onnxruntime \
-  --mask-rules paper,relative,head,contrast-head --no-posthoc --bootstrap 0 --out "$work/sweep"
+# export chooses the mask rule and offset on all the validation patients' slices
+gpedge export "$work/run" --out "$work/package" --max-batch 16 --no-engine --tune-slices 100000
 gpedge evaluate --model "$work/package" --data "$work/synth" --split test --backend onnxruntime --out "$work/eval"
 rm -rf "$repo/gpedge/assets/default_model"
 cp -r "$work/package" "$repo/gpedge/assets/default_model"

@@ -23,7 +23,7 @@ def row(work: Path, arch: str) -> str:
         f"| {arch} (width {manifest['model']['options'].get('width')}) | {manifest['model']['num_params']:,} "
         f"| {_fmt(metrics['f1_macro'])} | {_fmt(metrics['accuracy'])} "
         f"| {_fmt(metrics['dice_median'])} [{_fmt(low)}, {_fmt(high)}] | {_fmt(metrics['iou_median'])} "
-        f"| {_fmt(metrics['healthy_fp_rate'])} | {_fmt(gradcam)} | {metrics['offset']:g} "
+        f"| {_fmt(metrics['healthy_fp_rate'])} | {_fmt(gradcam)} | {metrics['mask_rule']} {metrics['offset']:g} "
         f"| {metrics['num_slices']} / {metrics['num_patients']} |"
     )
 
@@ -31,7 +31,7 @@ def row(work: Path, arch: str) -> str:
 def main(work: Path, archs: list[str]) -> None:
     print(
         "| network | parameters | macro F1 | accuracy | median Dice [95% CI] | median IoU | healthy FP rate "
-        "| Grad-CAM Dice | offset | test slices / patients |"
+        "| Grad-CAM Dice | mask rule | test slices / patients |"
     )
     print("| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- |")
     for arch in archs:

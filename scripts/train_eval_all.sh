@@ -18,7 +18,6 @@ for arch in $archs; do
   gpedge train --arch "$arch" --width "$width" --data "$work/synth" --channels t1,t2,t1ce,flair --image-size 96 \
     --epochs 8 --batch-size 16 --accumulate 1 --seed 1701 --workers 1 --device auto --out "$work/$arch/run"
   gpedge export "$work/$arch/run" --out "$work/$arch/package" --max-batch 16 --no-engine
-  gpedge evaluate --model "$work/$arch/package" --data "$work/synth" --split test --backend onnxruntime \
-    --offsets 0,0.25,0.5,1,1.5,2,3,4,6,8 --out "$work/$arch/eval"
+  gpedge evaluate --model "$work/$arch/package" --data "$work/synth" --split test --backend onnxruntime --out "$work/$arch/eval"
 done
 python "$(dirname "$0")/results_table.py" "$work" $archs
