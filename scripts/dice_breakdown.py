@@ -12,9 +12,11 @@ For every tumour slice (non-empty ground truth) of a split of the package's own 
 
 The medians over all tumour slices: ``deployed`` vs ``classified`` is the loss to misclassification,
 ``classified`` vs ``best threshold`` the loss to the threshold rule, and a low ``best threshold`` the
-loss to the map (it does not light up the tumour).
+loss to the map (it does not light up the tumour). ``by_area`` repeats the first two by the ground
+truth's area in pixels (the loss to small-lesion slices).
 
     python scripts/dice_breakdown.py PKG --split val [--data DIR] [--mask-rule head] [--json out.json]
+    python scripts/dice_breakdown.py PKG --split all --data EXTERNAL   # every slice of external data
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from gpedge.evaluate.metrics import dice_score
 from gpedge.runtime.predictor import Predictor
 
 THRESHOLDS = 64
+AREAS = ((1, 50), (50, 200), (200, 600), (600, None))  # ground-truth pixels at the data's resolution
 
 
 def best_threshold_dice(heatmap: np.ndarray, truth: np.ndarray) -> float:
@@ -45,7 +48,7 @@ def best_threshold_dice(heatmap: np.ndarray, truth: np.ndarray) -> float:
 def breakdown(package: ModelPackage, data: Path, split: str, mask_rule: str | None) -> dict:
     manifest = package.manifest
     dataset = open_dataset(data, format=manifest["dataset"].get("format", "auto"), channels=package.channels)
-    patients = manifest.get("split", {}).get(split)
+    patients = None if split == "all" else manifest.get("split", {}).get(split)
     if patients:
         dataset = dataset.subset(patients)
     rows = []
@@ -61,6 +64,7 @@ def breakdown(package: ModelPackage, data: Path, split: str, mask_rule: str | No
             tumour_map = result.heatmaps[tumour_class]
             peak = np.unravel_index(int(np.argmax(tumour_map)), tumour_map.shape)
             rows.append({
+                "area": int(truth.sum()),
                 "called_tumour": bool(result.is_tumour),
                 "deployed": dice_score(result.mask, truth),
                 "best_threshold": best_threshold_dice(tumour_map, truth),
@@ -79,13 +83,23 @@ def breakdown(package: ModelPackage, data: Path, split: str, mask_rule: str | No
         "median_dice_classified": median([r["deployed"] for r in called]),
         "median_dice_best_threshold": median([r["best_threshold"] for r in rows]),
         "pointing": float(np.mean([r["peak_in_tumour"] for r in rows])) if rows else None,
+        "by_area": {
+            f"{low}-{high or 'max'} px": {
+                "slices": len(group),
+                "called_tumour": float(np.mean([r["called_tumour"] for r in group])) if group else None,
+                "median_dice_deployed": median([r["deployed"] for r in group]),
+                "median_dice_classified": median([r["deployed"] for r in group if r["called_tumour"]]),
+            }
+            for low, high in AREAS
+            for group in [[r for r in rows if r["area"] >= low and (high is None or r["area"] < high)]]
+        },
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("package", type=Path)
-    parser.add_argument("--split", default="val", help="val or test patients of the package's run (default val)")
+    parser.add_argument("--split", default="val", help="val or test patients of the package's run (default val), or all (every slice of --data)")
     parser.add_argument("--data", type=Path, help="data set folder (default: the one the package's manifest names)")
     parser.add_argument("--mask-rule", help="mask rule (default: the package's)")
     parser.add_argument("--json", type=Path)
