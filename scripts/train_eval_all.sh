@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train, export and evaluate all three GP networks on one synthetic BraTS-layout data set, all four
-# contrasts as in the paper, on a CPU budget: 96 px, 8 epochs, GP-UNet width 16, the others width 8.
-# Usage: scripts/train_eval_all.sh [WORK_DIR] [ARCH ...]   (needs: pip install -e ".[dev]")
+# contrasts as in the paper, on a CPU budget: 96 px, --recipe cpu (8 epochs), GP-UNet width 16, the others width 8.
+# Usage: [SEED=1701] scripts/train_eval_all.sh [WORK_DIR] [ARCH ...]   (needs: pip install -e ".[dev]")
 # Writes WORK_DIR/<arch>/{run,package,eval}; the README's results table is read from eval/metrics.json.
 set -euo pipefail
 work=${1:-/tmp/gpedge-results}
@@ -16,7 +16,7 @@ for arch in $archs; do
   esac
   rm -rf "${work:?}/$arch"
   gpedge train --arch "$arch" --width "$width" --data "$work/synth" --channels t1,t2,t1ce,flair --image-size 96 \
-    --epochs 8 --batch-size 16 --accumulate 1 --seed 1701 --workers 1 --device auto --out "$work/$arch/run"
+    --recipe cpu --seed ${SEED:-1701} --workers 1 --device auto --out "$work/$arch/run"
   gpedge export "$work/$arch/run" --out "$work/$arch/package" --max-batch 16 --no-engine
   gpedge evaluate --model "$work/$arch/package" --data "$work/synth" --split test --backend onnxruntime --out "$work/$arch/eval"
 done
