@@ -179,9 +179,6 @@ def sweep_rules(
     return sweep
 
 
-#: Rules ``gpedge export`` tunes over when no rule is asked for: the paper's rule at its own offset
-#: sweep, and the scale-free rules (relative thresholds work at any heatmap scale).
-EXPORT_RULES = ("paper", "relative", "head", "contrast-head")
 CRITERION = ("highest median Dice on the val tumour slices the model calls tumour (ties: lower healthy FP rate, "
              "then the earlier rule, then the smaller offset)")
 
