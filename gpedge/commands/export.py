@@ -109,7 +109,8 @@ def _report(path: Path, manifest: dict) -> None:
     rule = manifest["mask_rule"]
     tuned = rule.get("tuned")
     how = (f"chosen on {tuned['slices']} slices of {tuned['patients']} validation patients (median Dice on the tumour slices "
-           f"called tumour {tuned['per_rule'][rule['rule']]['dice_median_called'] or 0:.3f})") if tuned else "not tuned"
+           f"called tumour {tuned['per_rule'][rule['rule']]['dice_median_called'] or 0:.3f})") if tuned else \
+        "not chosen on validation data ('gpedge evaluate --mask-rules' chooses one)"
     console.print(f"mask rule {rule['rule']}, offset {rule['offset']:g}: {how}")
     build = manifest.get("engine_build", {})
     if build.get("status") == "skipped":
