@@ -129,20 +129,19 @@ def _write_package(run_dir: Path, root: Path, options: ExportOptions) -> None:
         manifest["engine_build"] = _maybe_engine(package, options, images, fp32_outputs, results)
     manifest["parity"] = results
     atomic_write_json(root / MANIFEST, manifest)
-    _choose_mask_rule(root, config, options)
+    _choose_mask_rule(package, config, options)
     if options.int8:
-        package = ModelPackage.load(root)
         package.manifest["int8"] = _write_int8(package, config, options, package.manifest["parity"])
         atomic_write_json(root / MANIFEST, package.manifest)
 
 
-def _choose_mask_rule(root: Path, config: Any, options: ExportOptions) -> None:
+def _choose_mask_rule(package: ModelPackage, config: Any, options: ExportOptions) -> None:
     """Choose the package's mask rule on the run's validation patients when ``options`` asks for it."""
     if options.tunes is False:
         return
     from gpedge.export.tuning import tune_package
 
-    record = tune_package(root, config, options.tune_slices)
+    record = tune_package(package, config, options.tune_slices)
     if record is None and options.tunes:
         raise GpedgeError(
             f"--tune-mask: the run's validation patients ({(config.dataset or {}).get('path')}) are not reachable here or "

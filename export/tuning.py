@@ -60,8 +60,8 @@ def _evenly(indices: np.ndarray, count: int) -> np.ndarray:
     return indices[np.linspace(0, len(indices) - 1, count).round().astype(np.int64)]
 
 
-def tune_package(root: Path, config: Any, limit: int) -> dict[str, Any] | None:
-    """Choose the staged package's mask rule on up to ``limit`` validation slices of the run and record
+def tune_package(package: ModelPackage, config: Any, limit: int) -> dict[str, Any] | None:
+    """Choose the (staged, written) package's mask rule on up to ``limit`` validation slices of the run and record
     the choice in its manifest (``mask_rule.tuned``); None (the package keeps its rule) when the run's
     validation patients or their tumour masks are not reachable here."""
     from gpedge.evaluate.selection import class_index_map
@@ -71,13 +71,11 @@ def tune_package(root: Path, config: Any, limit: int) -> dict[str, Any] | None:
     samples = validation_slices(config, limit)
     if samples is None:
         return None
-    package = ModelPackage.load(root)
     log.info("choosing the mask rule on %d validation slices (%d candidates)", len(samples), len(EXPORT_CANDIDATES))
     with Predictor(package, backend="onnxruntime") as predictor:
         record = tune(predictor, samples, class_index_map(samples, package), EXPORT_CANDIDATES)
     record = {"patients": len(samples.patients), "data": str(config.dataset["path"]),
               **{k: v for k, v in record.items() if k != "table"}}
-    manifest = package.manifest
-    manifest["mask_rule"]["tuned"] = record
-    atomic_write_json(root / MANIFEST, manifest)
+    package.manifest["mask_rule"]["tuned"] = record
+    atomic_write_json(package.root / MANIFEST, package.manifest)
     return record
