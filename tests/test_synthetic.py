@@ -9,6 +9,7 @@ import pytest
 from scipy import ndimage
 
 from gpedge.data import open_dataset, write_synthetic_brats
+from gpedge.data.brats import read_grades
 from gpedge.data.synthetic import FAMILIES, display_slices, synthesise_patient, write_synthetic_pngs
 from gpedge.data.synthetic import contrast, lesions, scanner
 from gpedge.data.synthetic.anatomy import template_source
@@ -278,6 +279,22 @@ def test_written_files_deterministic_for_any_number_of_workers(tmp_path):
     assert len(files) == 2 * 5 + 1
     for file in files:
         assert file.read_bytes() == (tmp_path / "b" / file.relative_to(tmp_path / "a")).read_bytes()
+
+
+def test_first_id_renames_patients_without_changing_their_data(tmp_path):
+    write_synthetic_brats(tmp_path / "a", 2, seed=9, size=32, slices=12)
+    ids = write_synthetic_brats(tmp_path / "b", 2, seed=9, size=32, slices=12, first_id=101)
+    assert ids == ["BraTS20_Training_101", "BraTS20_Training_102"]
+    assert read_grades(tmp_path / "b") == {
+        new: grade for (old, grade), new in zip(sorted(read_grades(tmp_path / "a").items()), ids)
+    }
+    for number in (1, 2):
+        for name in ("t1", "t2", "t1ce", "flair", "seg"):
+            old = nib.load(tmp_path / "a" / f"BraTS20_Training_00{number}" / f"BraTS20_Training_00{number}_{name}.nii.gz")
+            new = nib.load(tmp_path / "b" / f"BraTS20_Training_10{number}" / f"BraTS20_Training_10{number}_{name}.nii.gz")
+            assert np.array_equal(np.asanyarray(old.dataobj), np.asanyarray(new.dataobj))
+    with pytest.raises(DataError, match="3-digit"):
+        write_synthetic_brats(tmp_path / "c", 2, seed=9, size=32, slices=12, first_id=999)
 
 
 def test_min_lesion_size_raises_every_radius():

@@ -86,6 +86,7 @@ def write_synthetic_brats(
     family: str = "train",
     skull_fraction: float = 0.3,
     min_lesion_mm: float = 0.0,
+    first_id: int = 1,
     workers: int = 1,
     progress: Progress | None = None,
 ) -> list[str]:
@@ -97,7 +98,8 @@ def write_synthetic_brats(
     ``"train"`` or ``"heldout"``; a share ``skull_fraction`` of each grade keeps skull and scalp.
     Deterministic for a given ``seed`` (a patient depends only on the seed, its number and which
     patients keep the skull); ``min_lesion_mm`` raises the smallest tumour radius (see
-    :func:`synthesise_patient`); ``workers`` > 1 synthesises patients in that many processes (same
+    :func:`synthesise_patient`); ``first_id`` numbers the patients from that id on without changing
+    their data (so two sets can be merged or told apart); ``workers`` > 1 synthesises patients in that many processes (same
     data); ``progress`` may wrap the patient loop (e.g. ``rich.progress.track``). Returns the patient ids.
     """
     out = Path(out)
@@ -105,11 +107,13 @@ def write_synthetic_brats(
     _check_common(out, patients, skull_fraction, family)
     if not 0.0 <= lgg_fraction <= 1.0:
         raise DataError(f"lgg_fraction must be between 0 and 1 (got {lgg_fraction})")
+    if not 1 <= first_id <= 1000 - patients:
+        raise DataError(f"first_id {first_id} with {patients} patients leaves BraTS's 3-digit ids; use 1 to {1000 - patients}")
     n_lgg = int(round(patients * lgg_fraction))
     grades = np.array(["LGG"] * n_lgg + ["HGG"] * (patients - n_lgg))
     np.random.default_rng([seed, 0]).shuffle(grades)
     jobs = [
-        partial(_write_patient, out, number, str(grade), seed, grid, family, skull, min_lesion_mm)
+        partial(_write_patient, out, number, first_id + number - 1, str(grade), seed, grid, family, skull, min_lesion_mm)
         for number, grade, skull in zip(range(1, patients + 1), grades, _with_skull(seed, list(grades), skull_fraction))
     ]
     ids = _run_jobs(jobs, workers, progress)
@@ -122,9 +126,9 @@ def write_synthetic_brats(
     return ids
 
 
-def _write_patient(out: Path, number: int, grade: str, seed: int, grid: tuple[int, int, int], family: str,
-                   skull: bool, min_lesion_mm: float) -> str:
-    pid = patient_id(number)
+def _write_patient(out: Path, number: int, id_number: int, grade: str, seed: int, grid: tuple[int, int, int],
+                   family: str, skull: bool, min_lesion_mm: float) -> str:
+    pid = patient_id(id_number)
     patient = synthesise_patient(np.random.default_rng([seed, number]), grade, grid, family, skull=skull, min_lesion_mm=min_lesion_mm)
     for name, data in [*patient.volumes.items(), ("seg", patient.seg)]:
         atomic_write_bytes(out / pid / f"{pid}_{name}.nii.gz", _nifti_bytes(data, patient.affine))
