@@ -15,13 +15,14 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from gpedge.cli import app
-from gpedge.errors import GpedgeError
+from gpedge.data import open_dataset
+from gpedge.errors import DataError, GpedgeError
 from gpedge.runs import load_run
 from gpedge.train import TrainOptions, train
 from gpedge.train.augment import augment_batch
 from gpedge.train.health import check_layers, dead_layers
 from gpedge.train.losses import TOP_FRACTION, map_scores
-from gpedge.train.trainer import balanced_class_weights
+from gpedge.train.trainer import balanced_class_weights, visible_tumours
 
 
 def test_augmentation_without_rotation_only_flips_and_renormalises():
@@ -160,6 +161,28 @@ def test_map_loss_is_part_of_the_objective_and_recorded(brats, tmp_path):
         train(_options(brats, tmp_path / "c", map_loss=-1.0))
 
 
+def test_min_tumour_px_leaves_small_sections_out_of_training_only(brats, tmp_path):
+    """Tumour slices whose mask is under the threshold leave the training split, and only them; validation keeps all."""
+    data = open_dataset(brats, image_size=SIZE)
+    areas = np.array([int(data.mask(i).sum()) for i in range(len(data))])
+    tumour = data.labels != data.no_tumour_class
+    threshold = int(np.median(areas[tumour]))
+    kept, left_out = visible_tumours(data, threshold)
+    assert left_out == int((tumour & (areas < threshold)).sum()) > 0
+    kept_keys = {(r.patient, r.slice) for r in kept.records}
+    assert kept_keys == {(r.patient, r.slice) for r, t, a in zip(data.records, tumour, areas) if not t or a >= threshold}
+    assert visible_tumours(data, 0) == (data, 0)
+
+    run = train(_options(brats, tmp_path / "run", epochs=1, max_steps=1, min_tumour_px=threshold))
+    config = load_run(run)[1]
+    train_slices = open_dataset(brats, image_size=SIZE).subset(config.split["train"])
+    assert config.dataset["training_slices_left_out"] == visible_tumours(train_slices, threshold)[1] > 0
+    assert config.train["min_tumour_px"] == threshold
+    with pytest.raises(DataError, match="leaves no HGG slice"):
+        train(_options(brats, tmp_path / "none", min_tumour_px=SIZE * SIZE + 1))
+    assert not (tmp_path / "none" / "model.safetensors").exists()
+
+
 def test_max_steps_stops_training_and_accumulation_counts_optimizer_steps(brats, tmp_path):
     run = train(_options(brats, tmp_path / "run", epochs=5, max_steps=3, accumulate=2))
     history = _history(run)
@@ -196,7 +219,6 @@ def test_cli_training_learns_tumour_slices_from_image_labels(brats, tmp_path):
 
     best_state = load_file(str(run_dir / "model.safetensors"))
     assert all(torch.equal(best_state[k], v) for k, v in model.state_dict().items())
-    from gpedge.data import open_dataset
     val = open_dataset(brats, image_size=SIZE).subset(config.split["val"])
     images = torch.as_tensor(np.stack([val[i]["image"] for i in range(len(val))]))
     with torch.no_grad():

@@ -47,6 +47,11 @@ def main(
         None, "--augment",
         help=f"paper (rotation and flips) or scanner (also zoom and per-channel gamma and gain). {_FROM_RECIPE}",
     ),
+    min_tumour_px: Optional[int] = typer.Option(
+        None, "--min-tumour-px",
+        help=f"Leave training slices whose tumour covers fewer pixels (at --image-size) out of training; validation "
+        f"and test keep them (0: keep all). {_FROM_RECIPE}",
+    ),
     seed: int = typer.Option(1701, "--seed", help="Seed of the patient split, initialisation, shuffling and augmentation."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when available), cpu or cuda."),
     amp: bool = typer.Option(False, "--amp", help="16-bit mixed precision (CUDA only)."),
@@ -84,6 +89,7 @@ def main(
         schedule=schedule,
         map_loss=map_loss,
         augment=augment,
+        min_tumour_px=min_tumour_px,
         seed=seed,
         device=device,
         amp=amp,

@@ -93,6 +93,13 @@ class SliceDataset:
             "slice": record.slice,
         }
 
+    def mask(self, index: int) -> np.ndarray:
+        """The tumour mask of sample ``index`` at the data set's size, uint8 (H, W) 0/1."""
+        _, mask = self._source.read(self._records[index].key)
+        if self.image_size is not None:
+            mask = resize_mask(mask, self.image_size)
+        return np.ascontiguousarray(mask, dtype=np.uint8)
+
     @property
     def records(self) -> list[SliceRecord]:
         """The slice index (a copy)."""

@@ -37,6 +37,7 @@ class TrainOptions:
     schedule: str | None = None
     map_loss: float | None = None
     augment: str | None = None
+    min_tumour_px: int | None = None
     rotation_degrees: float = 10.0
     seed: int = 1701
     device: str = "auto"
@@ -70,7 +71,7 @@ class TrainOptions:
         for flag, value in positive.items():
             if value < 1:
                 raise GpedgeError(f"{flag} must be a positive integer, got {value}")
-        non_negative = {"--workers": self.workers, "--warmup-steps": self.warmup_steps}
+        non_negative = {"--workers": self.workers, "--warmup-steps": self.warmup_steps, "--min-tumour-px": self.min_tumour_px}
         for flag, value in non_negative.items():
             if value < 0:
                 raise GpedgeError(f"{flag} must be 0 or more, got {value}")

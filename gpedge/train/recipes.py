@@ -34,6 +34,9 @@ class Recipe:
     augment: str
     """Augmentation (:data:`gpedge.train.augment.AUGMENTATIONS`): ``paper`` rotation and flips; ``scanner`` adds
     zoom and per-channel gamma and gain."""
+    min_tumour_px: int
+    """Training slices only: a tumour slice whose tumour covers fewer pixels (at the training size) is left out,
+    since nothing visible supports its label; 0 keeps every slice. Validation and test slices are never left out."""
 
     def settings(self) -> dict[str, object]:
         return asdict(self)
@@ -43,7 +46,7 @@ RECIPES: dict[str, Recipe] = {
     # The reference recipe: Adam 1e-3 with L2 5e-4, value clipping 1, batch 8 x 16, 300 epochs.
     "paper": Recipe(
         epochs=300, batch_size=8, accumulate=16, optimizer="adam", lr=1e-3, weight_decay=5e-4,
-        clip_value=1.0, warmup_steps=0, schedule="constant", map_loss=0.0, augment="paper",
+        clip_value=1.0, warmup_steps=0, schedule="constant", map_loss=0.0, augment="paper", min_tumour_px=0,
     ),
     # Eight epochs on two CPU cores: one optimizer step per batch of 8; decoupled decay that
     # cannot shrink a layer faster than lr * weight_decay per step; 300 steps of warm-up (at full
@@ -52,7 +55,7 @@ RECIPES: dict[str, Recipe] = {
     # maps and not only the pooled features separate the classes (gpedge.train.losses).
     "cpu": Recipe(
         epochs=8, batch_size=8, accumulate=1, optimizer="adamw", lr=1e-3, weight_decay=0.05,
-        clip_value=1.0, warmup_steps=300, schedule="cosine", map_loss=1.0, augment="paper",
+        clip_value=1.0, warmup_steps=300, schedule="cosine", map_loss=1.0, augment="paper", min_tumour_px=0,
     ),
 }
 SCHEDULES = ("constant", "cosine")

@@ -69,6 +69,7 @@ def _train(options: TrainOptions, ranks: Ranks, device: torch.device, console: C
     with distributed.local_main_first(ranks):
         dataset, split = _open_data(options, run_dir)
     train_set, val_set = dataset.subset(split["train"]), dataset.subset(split["val"])
+    train_set, left_out = visible_tumours(train_set, options.min_tumour_px)
     for name, subset in (("training", train_set), ("validation", val_set)):
         if len(subset) == 0:
             raise DataError(f"{options.data}: the {name} split has no slices; add patients (at least 3 are needed for train/val/test)")
@@ -99,7 +100,7 @@ def _train(options: TrainOptions, ranks: Ranks, device: torch.device, console: C
         class_names=list(dataset.class_names),
         image_size=image_size,
         no_tumour_class=dataset.no_tumour_class,
-        dataset=_dataset_info(dataset, split),
+        dataset={**_dataset_info(dataset, split), "training_slices_left_out": left_out},
         split={key: list(value) for key, value in split.items()},
         train={
             **options.hyperparameters(),
@@ -134,7 +135,8 @@ def _train(options: TrainOptions, ranks: Ranks, device: torch.device, console: C
 
     console.print(
         f"training {options.arch} ({sum(p.numel() for p in model.parameters()):,} parameters) on {device.type}"
-        f"{' with AMP' if amp else ''}: {len(train_set)} training / {len(val_set)} validation slices, "
+        f"{' with AMP' if amp else ''}: {len(train_set)} training / {len(val_set)} validation slices"
+        f"{f' ({left_out} tumour slices under {options.min_tumour_px} px left out of training)' if left_out else ''}, "
         f"{len(split['train'])}/{len(split['val'])}/{len(split['test'])} patients train/val/test; "
         f"effective batch {effective_batch} = {options.batch_size} per process x {ranks.world_size} "
         f"process{'es' if ranks.active else ''} x {options.accumulate} accumulated"
@@ -427,6 +429,29 @@ def _open_data(options: TrainOptions, run_dir: Path) -> tuple[Any, dict[str, lis
     dataset = open_dataset(options.data, format=options.format, channels=options.channels, image_size=options.image_size)
     split = RunConfig.load(run_dir).split if options.resume else split_patients(dataset, seed=options.seed)
     return dataset, split
+
+
+def visible_tumours(train_set, min_px: int) -> tuple[Any, int]:
+    """``train_set`` without the tumour slices whose mask covers fewer than ``min_px`` pixels, and how many left.
+
+    Such a slice is labelled by the patient's grade although nothing in it shows a tumour: it teaches the
+    network the patient's look instead of the lesion. Refuses when a tumour class would lose every slice
+    (a data set without masks, or a threshold above every lesion).
+    """
+    if not min_px:
+        return train_set, 0
+    labels = train_set.labels
+    keep = [
+        i for i, label in enumerate(labels)
+        if label == train_set.no_tumour_class or int(train_set.mask(i).sum()) >= min_px
+    ]
+    for c, name in enumerate(train_set.class_names):
+        if c != train_set.no_tumour_class and (labels == c).any() and not (labels[keep] == c).any():
+            raise DataError(
+                f"--min-tumour-px {min_px} leaves no {name} slice to train on (no {name} mask reaches {min_px} pixels at "
+                "the training size); lower it, or use 0 for data without tumour masks"
+            )
+    return train_set.take(keep), len(labels) - len(keep)
 
 
 def _image_size(options: TrainOptions, dataset) -> int:
