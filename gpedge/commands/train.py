@@ -45,7 +45,8 @@ def main(
     ),
     augment: Optional[str] = typer.Option(
         None, "--augment",
-        help=f"paper (rotation and flips) or scanner (also zoom and per-channel gamma and gain). {_FROM_RECIPE}",
+        help=f"paper (rotation and flips), scanner (also zoom and per-channel gamma and gain) or gain (also a per-channel "
+        f"gain of x0.41-2.46). {_FROM_RECIPE}",
     ),
     min_tumour_px: Optional[int] = typer.Option(
         None, "--min-tumour-px",

@@ -22,8 +22,14 @@ class Intensity:
     gain: float = 0.0
 
 
-#: Named augmentations (``gpedge train --augment``): ``paper`` rotation and flips only; ``scanner`` adds zoom, gamma and gain.
-AUGMENTATIONS = {"paper": Intensity(), "scanner": Intensity(zoom=1.15, gamma=0.4, gain=0.2)}
+#: Named augmentations (``gpedge train --augment``): ``paper`` rotation and flips only; ``scanner`` adds zoom, gamma and
+#: gain; ``gain`` adds only a per-channel gain of x0.41-2.46 (raw MR intensities have no common scale between contrasts
+#: and sites, and the joint slice maximum keeps their ratio).
+AUGMENTATIONS = {
+    "paper": Intensity(),
+    "scanner": Intensity(zoom=1.15, gamma=0.4, gain=0.2),
+    "gain": Intensity(gain=0.9),
+}
 
 
 def augment_batch(
