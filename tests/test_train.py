@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import math
 import json
 import subprocess
 import sys
@@ -335,3 +336,19 @@ def test_scanner_augmentation_varies_each_contrast_and_keeps_the_paper_stream():
     ref = augment_batch(graded, torch.Generator().manual_seed(2), max_degrees=0.0).reshape(4, -1)
     assert not torch.allclose(out, ref, atol=1e-3)
     assert all(torch.equal(torch.argsort(a), torch.argsort(b)) for a, b in zip(out, ref))
+
+
+def test_gain_augmentation_only_rescales_each_channel():
+    """``gain`` multiplies each channel of each slice by its own factor in [e^-0.9, e^0.9] (then the joint maximum
+    divides): within a channel the image is the paper's flipped image times a constant."""
+    from gpedge.train.augment import AUGMENTATIONS
+
+    images = torch.rand(32, 3, 16, 16) + 0.1
+    flipped = augment_batch(images, torch.Generator().manual_seed(4), max_degrees=0.0)
+    gained = augment_batch(images, torch.Generator().manual_seed(4), 0.0, intensity=AUGMENTATIONS["gain"])
+    factor = gained / flipped
+    per_channel = factor.mean(dim=(2, 3), keepdim=True)
+    assert torch.allclose(factor, per_channel.expand_as(factor), rtol=1e-4)
+    relative = per_channel[:, :, 0, 0] / per_channel[:, :1, 0, 0]  # each channel against the first, per slice
+    assert relative.min() >= math.exp(-1.8) - 1e-4 and relative.max() <= math.exp(1.8) + 1e-4
+    assert relative[:, 1:].log().std() > 0.3
