@@ -20,6 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 
 from gpedge._version import __version__
+from gpedge.data.dataset import SliceDataset
 from gpedge.errors import DataError, GpedgeError
 from gpedge.atomic import atomic_write_json
 from gpedge.runs import CONFIG, METRICS, RunConfig, save_weights
@@ -431,7 +432,7 @@ def _open_data(options: TrainOptions, run_dir: Path) -> tuple[Any, dict[str, lis
     return dataset, split
 
 
-def visible_tumours(train_set, min_px: int) -> tuple[Any, int]:
+def visible_tumours(train_set: SliceDataset, min_px: int) -> tuple[SliceDataset, int]:
     """``train_set`` without the tumour slices whose mask covers fewer than ``min_px`` pixels, and how many left.
 
     Such a slice is labelled by the patient's grade although nothing in it shows a tumour: it teaches the

@@ -99,8 +99,9 @@ def write_synthetic_brats(
     Deterministic for a given ``seed`` (a patient depends only on the seed, its number and which
     patients keep the skull); ``min_lesion_mm`` raises the smallest tumour radius (see
     :func:`synthesise_patient`); ``first_id`` numbers the patients from that id on without changing
-    their data (so two sets can be merged or told apart); ``workers`` > 1 synthesises patients in that many processes (same
-    data); ``progress`` may wrap the patient loop (e.g. ``rich.progress.track``). Returns the patient ids.
+    their data (so two sets can sit side by side); ``workers`` > 1 synthesises patients in that many
+    processes (same data); ``progress`` may wrap the patient loop (e.g. ``rich.progress.track``).
+    Returns the patient ids.
     """
     out = Path(out)
     grid = _grid(size, slices, shape)
