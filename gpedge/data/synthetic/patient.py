@@ -90,8 +90,20 @@ def synthesise_patient(
     ``grade`` is ``"HGG"``, ``"LGG"`` or None (no tumour); ``family_name`` picks the generator family;
     ``skull`` keeps skull and scalp (True) or strips them as BraTS does (False); None draws it with
     probability ``skull_fraction``; ``min_lesion_mm`` raises the smallest tumour radius (a data set
-    whose lesions stay visible at a coarse training size; 0 keeps the family's sizes).
+    whose lesions stay visible at a coarse training size; 0 keeps the family's sizes). BLAS runs on
+    one thread here: its sums depend on the thread count, and the same seed must give the same volumes
+    on any machine.
     """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _synthesise(rng, grade, shape, family_name, skull_fraction, skull, min_lesion_mm)
+
+
+def _synthesise(
+    rng: np.random.Generator, grade: str | None, shape: tuple[int, int, int], family_name: str, skull_fraction: float,
+    skull: bool | None, min_lesion_mm: float,
+) -> SyntheticPatient:
     from scipy import ndimage
 
     if grade not in GRADES:
