@@ -435,9 +435,8 @@ def _open_data(options: TrainOptions, run_dir: Path) -> tuple[Any, dict[str, lis
 def visible_tumours(train_set: SliceDataset, min_px: int) -> tuple[SliceDataset, int]:
     """``train_set`` without the tumour slices whose mask covers fewer than ``min_px`` pixels, and how many left.
 
-    Such a slice is labelled by the patient's grade although nothing in it shows a tumour: it teaches the
-    network the patient's look instead of the lesion. Refuses when a tumour class would lose every slice
-    (a data set without masks, or a threshold above every lesion).
+    Such a slice carries the patient's grade although little of the tumour shows in it. Refuses when a
+    tumour class would lose every slice (a data set without masks, or a threshold above every lesion).
     """
     if not min_px:
         return train_set, 0
