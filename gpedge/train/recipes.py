@@ -35,8 +35,8 @@ class Recipe:
     """Augmentation (:data:`gpedge.train.augment.AUGMENTATIONS`): ``paper`` rotation and flips; ``scanner`` adds
     zoom and per-channel gamma and gain; ``gain`` adds a per-channel gain only."""
     min_tumour_px: int
-    """Training slices only: a tumour slice whose tumour covers fewer pixels (at the training size) is left out,
-    since nothing visible supports its label; 0 keeps every slice. Validation and test slices are never left out."""
+    """Training slices only: a tumour slice whose tumour covers fewer pixels (at the training size) is left out;
+    0 keeps every slice. Validation and test slices are never left out."""
 
     def settings(self) -> dict[str, object]:
         return asdict(self)
