@@ -18,12 +18,12 @@ from typer.testing import CliRunner
 from gpedge.cli import app
 from gpedge.data import open_dataset
 from gpedge.errors import DataError, GpedgeError
-from gpedge.runs import load_run
+from gpedge.runs import build_model, load_run
 from gpedge.train import TrainOptions, train
 from gpedge.train.augment import augment_batch
 from gpedge.train.health import check_layers, dead_layers
 from gpedge.train.losses import TOP_FRACTION, map_scores
-from gpedge.train.trainer import balanced_class_weights, visible_tumours
+from gpedge.train.trainer import balanced_class_weights, start_from, visible_tumours
 
 
 def test_augmentation_without_rotation_only_flips_and_renormalises():
@@ -182,6 +182,24 @@ def test_min_tumour_px_leaves_small_sections_out_of_training_only(brats, tmp_pat
     with pytest.raises(DataError, match="leaves no HGG slice"):
         train(_options(brats, tmp_path / "none", min_tumour_px=SIZE * SIZE + 1))
     assert not (tmp_path / "none" / "model.safetensors").exists()
+
+
+def test_init_from_starts_from_another_runs_weights_and_refuses_another_network(brats, tmp_path):
+    source = train(_options(brats, tmp_path / "source", epochs=1, max_steps=1))
+    trained, config = load_run(source)
+    model = build_model(config)
+    assert not all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), trained.state_dict().values()))
+    start_from(model, _options(brats, tmp_path / "unused", init_from=source), open_dataset(brats, image_size=SIZE))
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), trained.state_dict().values()))
+
+    run = train(_options(brats, tmp_path / "run", epochs=1, max_steps=1, image_size=SIZE // 2, init_from=source))
+    assert load_run(run)[1].train["init_from"] == str(source.resolve())
+    for overrides, what in (({"model_options": {"width": 8}}, "network options"), ({"channels": ["t1ce"]}, "--channels")):
+        with pytest.raises(GpedgeError, match=what):
+            train(_options(brats, tmp_path / "other", init_from=source, **overrides))
+        assert not (tmp_path / "other").exists()
+    with pytest.raises(GpedgeError, match="--init-from"):
+        train(_options(brats, tmp_path / "other", init_from=tmp_path / "missing"))
 
 
 def test_max_steps_stops_training_and_accumulation_counts_optimizer_steps(brats, tmp_path):

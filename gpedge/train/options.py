@@ -44,6 +44,7 @@ class TrainOptions:
     amp: bool = False
     workers: int = 2
     resume: bool = False
+    init_from: Path | None = None
     progress: bool = True
 
     def resolved(self) -> "TrainOptions":
@@ -56,7 +57,9 @@ class TrainOptions:
     def hyperparameters(self) -> dict[str, Any]:
         """The training settings recorded in ``config.json`` (``train`` field)."""
         skip = {"arch", "data", "out", "format", "channels", "image_size", "model_options", "resume", "progress"}
-        return {key: value for key, value in asdict(self).items() if key not in skip}
+        settings = {key: value for key, value in asdict(self).items() if key not in skip}
+        settings["init_from"] = None if self.init_from is None else str(Path(self.init_from).resolve())
+        return settings
 
     def validate(self) -> None:
         """Raise :class:`GpedgeError` for values no run can use, naming the flag to fix (on resolved options)."""

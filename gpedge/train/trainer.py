@@ -23,7 +23,7 @@ from gpedge._version import __version__
 from gpedge.data.dataset import SliceDataset
 from gpedge.errors import DataError, GpedgeError
 from gpedge.atomic import atomic_write_json
-from gpedge.runs import CONFIG, METRICS, RunConfig, save_weights
+from gpedge.runs import CONFIG, METRICS, RunConfig, load_run, save_weights
 from gpedge.train.augment import AUGMENTATIONS, augment_batch
 from gpedge.train import distributed
 from gpedge.train.checkpoint import CHECKPOINT, TrainState, load_checkpoint, process_rng_state, save_checkpoint
@@ -88,6 +88,8 @@ def _train(options: TrainOptions, ranks: Ranks, device: torch.device, console: C
         raise GpedgeError(
             f"--image-size {image_size} does not suit {options.arch}: it must be a multiple of {model.input_multiple}"
         )
+    if options.init_from is not None and not options.resume:
+        start_from(model, options, dataset)
     if ranks.rank:
         torch.manual_seed(options.seed + ranks.rank)  # own dropout draws; DDP copies rank 0's initial weights
     if ranks.active and device.type == "cuda":
@@ -412,6 +414,26 @@ def _resolve_amp(options: TrainOptions, device: torch.device, console: Console) 
         raise GpedgeError("--amp needs a CUDA device; drop --amp to train on the CPU in float32")
     console.print("no CUDA device: --amp ignored, training in float32 on the CPU")
     return False
+
+
+def start_from(model: nn.Module, options: TrainOptions, dataset: Any) -> None:
+    """Load the best weights of the run folder ``options.init_from`` into ``model``, which must be the same
+    network (architecture, options, channels in order, classes); a clear error names what differs."""
+    flag = f"--init-from {options.init_from}"
+    try:
+        source, config = load_run(options.init_from)
+    except GpedgeError as exc:
+        raise GpedgeError(f"{flag}: {exc}") from exc
+    wanted = {
+        "--arch": (options.arch, config.arch),
+        "network options (--width, --upsample, ...)": (model.config["options"], config.model_options),
+        "--channels": (list(dataset.channels), config.channels),
+        "classes": (list(dataset.class_names), config.class_names),
+    }
+    for what, (here, there) in wanted.items():
+        if here != there:
+            raise GpedgeError(f"{flag}: that run's {what} is {there}, this run's is {here}; start from a run of the same network")
+    model.load_state_dict(source.state_dict())
 
 
 def _check_run_dir(run_dir: Path, resume: bool) -> None:
