@@ -1,4 +1,4 @@
-"""Print the README's results table (Markdown) from ``WORK/<arch>/eval/metrics.json``.
+"""Print the README's results tables (Markdown) from ``WORK/<arch>/{eval,external,heldout}/metrics.json``.
 
 Usage: python scripts/results_table.py WORK_DIR ARCH [ARCH ...]
 """
@@ -8,14 +8,21 @@ import json
 import sys
 from pathlib import Path
 
+#: Evaluations of each package besides its own test patients, as ``train_eval_all.sh`` names them.
+UNSEEN = {"external": "32 more training-family patients", "heldout": "24 held-out-family patients"}
+
 
 def _fmt(value: float | None, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def _load(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
 def row(work: Path, arch: str) -> str:
-    metrics = json.loads((work / arch / "eval" / "metrics.json").read_text())
-    manifest = json.loads((work / arch / "package" / "manifest.json").read_text())
+    metrics = _load(work / arch / "eval" / "metrics.json")
+    manifest = _load(work / arch / "package" / "manifest.json")
     low, high = metrics["dice_ci95"] or (None, None)
     methods = metrics["posthoc_comparison"].get("methods", {})
     gradcam = methods.get("grad_cam", {}).get("dice_median")
@@ -28,6 +35,17 @@ def row(work: Path, arch: str) -> str:
     )
 
 
+def unseen_row(work: Path, arch: str) -> str | None:
+    cells = []
+    for name in UNSEEN:
+        path = work / arch / name / "metrics.json"
+        if not path.exists():
+            return None
+        m = _load(path)
+        cells.append(f"{_fmt(m['f1_macro'])} | {_fmt(m['dice_median'])} | {_fmt(m['healthy_fp_rate'])}")
+    return f"| {arch} | " + " | ".join(cells) + " |"
+
+
 def main(work: Path, archs: list[str]) -> None:
     print(
         "| network | parameters | macro F1 | accuracy | median Dice [95% CI] | median IoU | healthy FP rate "
@@ -36,6 +54,12 @@ def main(work: Path, archs: list[str]) -> None:
     print("| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- |")
     for arch in archs:
         print(row(work, arch))
+    rows = [r for r in (unseen_row(work, arch) for arch in archs) if r]
+    if rows:
+        print()
+        print("| network | " + " | ".join(f"{label}: macro F1 | median Dice | healthy FP" for label in UNSEEN.values()) + " |")
+        print("| --- |" + " ---: | ---: | ---: |" * len(UNSEEN))
+        print("\n".join(rows))
 
 
 if __name__ == "__main__":
