@@ -416,7 +416,7 @@ def _resolve_amp(options: TrainOptions, device: torch.device, console: Console) 
     return False
 
 
-def start_from(model: nn.Module, options: TrainOptions, dataset: Any) -> None:
+def start_from(model: nn.Module, options: TrainOptions, dataset: SliceDataset) -> None:
     """Load the best weights of the run folder ``options.init_from`` into ``model``, which must be the same
     network (architecture, options, channels in order, classes); a clear error names what differs."""
     flag = f"--init-from {options.init_from}"
