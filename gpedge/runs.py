@@ -67,20 +67,24 @@ def build_model(config: RunConfig):
     return create_model(config.arch, in_channels=config.in_channels, num_classes=config.num_classes, **config.model_options)
 
 
-def load_run(run_dir: str | os.PathLike):
-    """Return ``(model, config)`` for a run folder, weights loaded with safetensors, model in eval mode."""
+def load_weights(model, run_dir: str | os.PathLike, arch: str) -> None:
+    """Load a run folder's ``model.safetensors`` into ``model`` (a network ``arch`` of the run's config)."""
     from safetensors.torch import load_file
 
-    config = RunConfig.load(run_dir)
     weights = Path(run_dir) / WEIGHTS
     if not weights.is_file():
         raise GpedgeError(f"{weights} not found: the run has no saved model yet (train it first)")
-    model = build_model(config)
     try:
-        state = load_file(str(weights))
-        model.load_state_dict(state)
+        model.load_state_dict(load_file(str(weights)))
     except Exception as exc:  # safetensors raises several types for damaged files
-        raise GpedgeError(f"{weights} cannot be loaded into {config.arch} ({exc}); the run folder is inconsistent") from exc
+        raise GpedgeError(f"{weights} cannot be loaded into {arch} ({exc}); the run folder is inconsistent") from exc
+
+
+def load_run(run_dir: str | os.PathLike):
+    """Return ``(model, config)`` for a run folder, weights loaded with safetensors, model in eval mode."""
+    config = RunConfig.load(run_dir)
+    model = build_model(config)
+    load_weights(model, run_dir, config.arch)
     model.eval()
     return model, config
 

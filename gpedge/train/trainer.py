@@ -23,7 +23,7 @@ from gpedge._version import __version__
 from gpedge.data.dataset import SliceDataset
 from gpedge.errors import DataError, GpedgeError
 from gpedge.atomic import atomic_write_json
-from gpedge.runs import CONFIG, METRICS, RunConfig, load_run, save_weights
+from gpedge.runs import CONFIG, METRICS, RunConfig, load_weights, save_weights
 from gpedge.train.augment import AUGMENTATIONS, augment_batch
 from gpedge.train import distributed
 from gpedge.train.checkpoint import CHECKPOINT, TrainState, load_checkpoint, process_rng_state, save_checkpoint
@@ -418,10 +418,11 @@ def _resolve_amp(options: TrainOptions, device: torch.device, console: Console) 
 
 def start_from(model: nn.Module, options: TrainOptions, dataset: SliceDataset) -> None:
     """Load the best weights of the run folder ``options.init_from`` into ``model``, which must be the same
-    network (architecture, options, channels in order, classes); a clear error names what differs."""
+    network (architecture, options, channels in order, classes); a clear error names what differs. The run's
+    config is checked before its weights are read."""
     flag = f"--init-from {options.init_from}"
     try:
-        source, config = load_run(options.init_from)
+        config = RunConfig.load(options.init_from)
     except GpedgeError as exc:
         raise GpedgeError(f"{flag}: {exc}") from exc
     wanted = {
@@ -433,7 +434,10 @@ def start_from(model: nn.Module, options: TrainOptions, dataset: SliceDataset) -
     for what, (here, there) in wanted.items():
         if here != there:
             raise GpedgeError(f"{flag}: that run's {what} is {there}, this run's is {here}; start from a run of the same network")
-    model.load_state_dict(source.state_dict())
+    try:
+        load_weights(model, options.init_from, config.arch)
+    except GpedgeError as exc:
+        raise GpedgeError(f"{flag}: {exc}") from exc
 
 
 def _check_run_dir(run_dir: Path, resume: bool) -> None:
