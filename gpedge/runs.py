@@ -54,10 +54,22 @@ class RunConfig:
         if not path.is_file():
             raise GpedgeError(f"{path} not found: {run_dir} is not a training run folder (made by 'gpedge train')")
         try:
-            data = json.loads(path.read_text())
-            return cls(**data)
+            config = cls(**json.loads(path.read_text()))
         except (json.JSONDecodeError, TypeError) as exc:
             raise GpedgeError(f"{path} is malformed ({exc}); re-run 'gpedge train'") from exc
+        config.model_options = _with_defaults(config.arch, config.model_options)
+        return config
+
+
+def _with_defaults(arch: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` completed with the network's defaults for the options a run predates (e.g. ``norm``),
+    so that an older run compares equal to the same network built today."""
+    from gpedge.models import default_options
+
+    try:
+        return {**default_options(arch), **options}
+    except ValueError:
+        return options
 
 
 def build_model(config: RunConfig):

@@ -264,6 +264,7 @@ def test_fp16_parity(tiny_package: Path) -> None:
     ("arch", "options"),
     [
         ("gp-unet", {"width": 4, "depth": 2, "upsample": "transpose", "dropout": 0.5}),
+        ("gp-unet", {"width": 4, "depth": 2, "upsample": "sinc", "dropout": 0.5, "norm": "batch"}),
         ("gp-shuffle-unet", {"width": 4, "levels": 1, "dropout": 0.5}),
         ("gp-reconresnet", {"width": 4, "num_res_blocks": 1, "upsample": "sinc", "dropout": 0.5}),
     ],
@@ -275,6 +276,8 @@ def test_every_architecture_exports(tmp_path: Path, arch: str, options: dict) ->
     assert manifest["model"]["arch"] == arch
     assert manifest["parity"]["onnxruntime_fp32_vs_torch"]["label_agreement"] == 1.0
     assert set(manifest["parity"]["fp16_graph"]["network_compute"]) == {"float16"}
+    graph = onnx.load(str(package / "model.onnx"))
+    assert not [node for node in graph.graph.node if node.op_type == "BatchNormalization"], "BatchNorm left unfolded"
     out = _run(package, make_slices(2, seed=1).images, precision="fp16")
     assert np.isfinite(out["probs"]).all()
 

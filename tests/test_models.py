@@ -17,6 +17,7 @@ ARCH_VARIANTS = [
     ("gp-unet", {"upsample": "sinc"}),
     ("gp-unet", {"upsample": "transpose"}),
     ("gp-unet", {"upsample": "sinc-mirror"}),
+    ("gp-unet", {"norm": "batch"}),
     ("gp-shuffle-unet", {}),
     ("gp-reconresnet", {"upsample": "sinc"}),
     ("gp-reconresnet", {"upsample": "transpose"}),
@@ -117,6 +118,19 @@ def test_config_records_resolved_options_and_rebuilds_the_same_architecture():
     assert list(rebuilt.state_dict()) == list(model.state_dict())
 
 
+def test_unet_batch_norm_sits_between_each_3x3_convolution_and_its_relu():
+    model = create_model("gp-unet", width=4, depth=2, norm="batch")
+    convs = [m for m in model.modules() if isinstance(m, nn.Sequential) and len(m) == 3 and isinstance(m[0], nn.Conv2d)]
+    assert len(convs) == 6
+    for conv, norm, relu in convs:
+        assert conv.kernel_size == (3, 3) and conv.bias is None
+        assert isinstance(norm, nn.BatchNorm2d) and norm.num_features == conv.out_channels and isinstance(relu, nn.ReLU)
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 6
+    plain = create_model("gp-unet", width=4, depth=2)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in plain.modules())
+    assert plain.config["options"]["norm"] == "none"
+
+
 def test_sinc_constants_are_not_in_the_state_dict():
     model = create_model("gp-unet", width=4)
     model(torch.rand(1, 4, 16, 16))
@@ -209,6 +223,7 @@ def test_convolutions_are_he_initialised_for_what_follows_them():
         (lambda: create_model("gp-unet", levels=3), "valid options: width, depth, upsample, dropout"),
         (lambda: create_model("gp-shuffle-unet", upsample="sinc"), "valid options: width, levels, dropout"),
         (lambda: create_model("gp-unet", upsample="bilinear"), "upsample must be one of sinc, sinc-mirror, transpose"),
+        (lambda: create_model("gp-unet", norm="group"), "norm must be one of none, batch"),
         (lambda: create_model("gp-reconresnet", dropout=1.0), r"dropout must be a probability in \[0, 1\)"),
         (lambda: create_model("gp-unet", width=0), "width must be an integer >= 1"),
         (lambda: create_model("gp-unet", num_classes=1), "num_classes must be an integer >= 2"),

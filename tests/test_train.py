@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from gpedge.cli import app
 from gpedge.data import open_dataset
 from gpedge.errors import DataError, GpedgeError
-from gpedge.runs import build_model, load_run
+from gpedge.runs import RunConfig, build_model, load_run
 from gpedge.train import TrainOptions, train
 from gpedge.train.augment import augment_batch
 from gpedge.train.health import check_layers, dead_layers
@@ -200,6 +200,17 @@ def test_init_from_starts_from_another_runs_weights_and_refuses_another_network(
         assert not (tmp_path / "other").exists()
     with pytest.raises(GpedgeError, match="--init-from"):
         train(_options(brats, tmp_path / "other", init_from=tmp_path / "missing"))
+
+
+def test_a_run_written_before_an_option_existed_loads_as_the_default(brats, tmp_path):
+    source = train(_options(brats, tmp_path / "source", epochs=1, max_steps=1))
+    written = json.loads((source / "config.json").read_text())
+    assert written["model_options"]["norm"] == "none"
+    del written["model_options"]["norm"]
+    (source / "config.json").write_text(json.dumps(written))
+    assert RunConfig.load(source).model_options == load_run(source)[0].config["options"]
+    run = train(_options(brats, tmp_path / "run", epochs=1, max_steps=1, init_from=source))
+    assert load_run(run)[1].model_options["norm"] == "none"
 
 
 def test_max_steps_stops_training_and_accumulation_counts_optimizer_steps(brats, tmp_path):

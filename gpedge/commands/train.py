@@ -23,6 +23,11 @@ def main(
         help="GP-UNet / GP-ReconResNet upsampling: sinc (the paper's, periodic Fourier resampling), sinc-mirror "
         "(Fourier resampling without wrap across the borders) or transpose (default: the network's own).",
     ),
+    norm: Optional[str] = typer.Option(
+        None, "--norm",
+        help="GP-UNet: none (the paper's) or batch (BatchNorm between each 3x3 convolution and its ReLU; "
+        "folded into the convolutions at export) (default: the network's own).",
+    ),
     recipe: str = typer.Option(
         "paper", "--recipe",
         help="Training recipe filling the settings below: paper (Adam + L2 5e-4, batch 8 x 16, 300 epochs) "
@@ -80,7 +85,7 @@ def main(
         channels=[c.strip() for c in channels.split(",") if c.strip()] if channels else None,
         image_size=image_size,
         model_options={
-            key: value for key, value in (("width", width), ("dropout", dropout), ("upsample", upsample)) if value is not None
+            key: value for key, value in (("width", width), ("dropout", dropout), ("upsample", upsample), ("norm", norm)) if value is not None
         },
         recipe=recipe,
         epochs=epochs,

@@ -12,7 +12,7 @@ from torch import nn
 
 from gpedge.models.base import GPNetwork
 from gpedge.models.heads import GPHead, GPOutput
-from gpedge.models.layers import UPSAMPLE_MODES
+from gpedge.models.layers import NORMS, UPSAMPLE_MODES
 from gpedge.models.reconresnet import GPReconResNet
 from gpedge.models.shuffle_unet import GPShuffleUNet
 from gpedge.models.unet import GPUNet
@@ -27,7 +27,7 @@ class _Entry:
 
 
 _REGISTRY: dict[str, _Entry] = {
-    "gp-unet": _Entry(GPUNet, {"width": 64, "depth": 3, "upsample": "sinc", "dropout": 0.5}),
+    "gp-unet": _Entry(GPUNet, {"width": 64, "depth": 3, "upsample": "sinc", "dropout": 0.5, "norm": "none"}),
     "gp-shuffle-unet": _Entry(GPShuffleUNet, {"width": 64, "levels": 3, "dropout": 0.5}),
     "gp-reconresnet": _Entry(GPReconResNet, {"width": 64, "num_res_blocks": 14, "upsample": "sinc", "dropout": 0.5}),
 }
@@ -73,6 +73,8 @@ def _validate(name: str, in_channels: int, num_classes: int, options: dict[str, 
             raise ValueError(f"{name}: {key} must be an integer >= {minimum}, got {value!r}")
     if "upsample" in options and options["upsample"] not in UPSAMPLE_MODES:
         raise ValueError(f"{name}: upsample must be one of {', '.join(UPSAMPLE_MODES)}, got {options['upsample']!r}")
+    if "norm" in options and options["norm"] not in NORMS:
+        raise ValueError(f"{name}: norm must be one of {', '.join(NORMS)}, got {options['norm']!r}")
     dropout = options["dropout"]
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
         raise ValueError(f"{name}: dropout must be a probability in [0, 1), got {dropout!r}")
