@@ -85,7 +85,9 @@ def main(
         channels=[c.strip() for c in channels.split(",") if c.strip()] if channels else None,
         image_size=image_size,
         model_options={
-            key: value for key, value in (("width", width), ("dropout", dropout), ("upsample", upsample), ("norm", norm)) if value is not None
+            key: value
+            for key, value in (("width", width), ("dropout", dropout), ("upsample", upsample), ("norm", norm))
+            if value is not None
         },
         recipe=recipe,
         epochs=epochs,
