@@ -289,6 +289,20 @@ def test_existing_run_is_not_overwritten_and_resume_checks_settings(brats, tmp_p
         train(_options(brats, run, resume=True, model_options={"width": 8}))
 
 
+def test_cli_network_options_reach_the_network_and_a_foreign_one_is_refused(brats, tmp_path):
+    common = ["--data", str(brats), "--image-size", str(SIZE), "--width", "4", "--epochs", "1", "--max-steps", "1",
+              "--workers", "0"]
+    result = CliRunner().invoke(app, ["train", "--arch", "gp-reconresnet", "--num-res-blocks", "2", "--dropout", "0",
+                                      "--out", str(tmp_path / "run"), *common])
+    assert result.exit_code == 0, result.output
+    options = load_run(tmp_path / "run")[0].config["options"]
+    assert (options["num_res_blocks"], options["dropout"], options["width"]) == (2, 0.0, 4)
+    result = CliRunner().invoke(app, ["train", "--arch", "gp-unet", "--num-res-blocks", "2", "--out", str(tmp_path / "u"),
+                                      *common])
+    assert result.exit_code != 0 and "does not take option(s) num_res_blocks" in str(result.exception)
+    assert not (tmp_path / "u").exists()
+
+
 def test_cli_reports_user_errors_in_one_line_with_exit_code_2(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "gpedge.cli", "train", "--arch", "gp-unet", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "run")],

@@ -28,6 +28,9 @@ def main(
         help="GP-UNet: none (the paper's) or batch (BatchNorm between each 3x3 convolution and its ReLU; "
         "folded into the convolutions at export) (default: the network's own).",
     ),
+    num_res_blocks: Optional[int] = typer.Option(
+        None, "--num-res-blocks", min=0, help="GP-ReconResNet: residual blocks at the lowest resolution (paper: 14).",
+    ),
     recipe: str = typer.Option(
         "paper", "--recipe",
         help="Training recipe filling the settings below: paper (Adam + L2 5e-4, batch 8 x 16, 300 epochs) "
@@ -86,7 +89,10 @@ def main(
         image_size=image_size,
         model_options={
             key: value
-            for key, value in (("width", width), ("dropout", dropout), ("upsample", upsample), ("norm", norm))
+            for key, value in (
+                ("width", width), ("dropout", dropout), ("upsample", upsample), ("norm", norm),
+                ("num_res_blocks", num_res_blocks),
+            )
             if value is not None
         },
         recipe=recipe,
