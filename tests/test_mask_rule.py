@@ -133,14 +133,14 @@ def test_infer_cli_applies_the_stored_rule(every_class_package: Path, tmp_path: 
 def test_rule_offsets_are_checked(tiny_package: Path) -> None:
     with pytest.raises(GpedgeError, match="unknown mask rule"):
         Predictor(tiny_package, backend="onnxruntime", mask_rule="relative+tidy")
-    with pytest.raises(GpedgeError, match=r"fraction in \[-1, 2\]"):
-        Predictor(tiny_package, backend="onnxruntime", mask_rule="relative", offset=2.5)
+    with pytest.raises(GpedgeError, match=r"fraction in \[-1, 1\]"):
+        Predictor(tiny_package, backend="onnxruntime", mask_rule="relative", offset=1.5)
     with Predictor(tiny_package, backend="onnxruntime") as predictor:
         assert (predictor.mask_rule, predictor.offset) == ("paper", 0.5)
         image = make_slices(1, seed=4).images[0]
         with pytest.raises(GpedgeError, match="finite"):
             predictor.predict(image, offset=float("nan"))
-        with pytest.raises(GpedgeError, match=r"fraction in \[-1, 2\]"):
+        with pytest.raises(GpedgeError, match=r"fraction in \[-1, 1\]"):
             predictor.predict(image, mask_rule="head", offset=-2.0)
     # the package's offset (absolute) is not carried over to a relative rule: that rule's default is used
     with Predictor(tiny_package, backend="onnxruntime", mask_rule="relative") as predictor:

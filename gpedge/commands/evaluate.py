@@ -23,7 +23,7 @@ def main(
     offsets: Optional[str] = typer.Option(
         None, "--offsets",
         help="Comma-separated offsets to sweep on the val split for every rule of --mask-rules (default: the package's "
-        "rule), e.g. 0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0; relative rules take fractions in [-1, 2].",
+        "rule), e.g. 0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1.0; relative rules take fractions in [-1, 1].",
     ),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Slices per runtime call."),
     bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="Bootstrap resamples (over patients) for the Dice 95% CI."),

@@ -34,7 +34,7 @@ def main(
     offset: Optional[float] = typer.Option(
         None, "--offset",
         help="The rule's parameter (paper: absolute offset below the upper multi-Otsu threshold, default 0.5; "
-        "the others: a fraction in [-1, 2], default 0).",
+        "the others: a fraction in [-1, 1], default 0).",
     ),
     tune_mask: Optional[bool] = typer.Option(
         None, "--tune-mask/--no-tune-mask",

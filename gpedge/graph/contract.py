@@ -50,10 +50,9 @@ class MaskRule:
     ``map``: ``class`` (the predicted class's heatmap) or ``contrast`` (that map minus the
     no-tumour class's map; minus the mean of the other classes' maps when there is no
     no-tumour class). ``threshold``: ``absolute`` (upper multi-Otsu threshold - offset, the
-    paper's) or ``relative`` (scale-free: offset r in [-1, 2] moves the threshold from the upper
-    multi-Otsu threshold down by r x (upper - lower) for r >= 0, so r = 1 is the lower threshold
-    and r in (1, 2] goes below it in the same steps (clamped at 0), towards the map's maximum by
-    |r| x (max - upper) for r < 0). ``region``: ``image`` or ``head`` (the map
+    paper's) or ``relative`` (scale-free: offset r in [-1, 1] moves the threshold from the upper
+    multi-Otsu threshold towards the lower one by r x (upper - lower) for r >= 0, towards the
+    map's maximum by |r| x (max - upper) for r < 0). ``region``: ``image`` or ``head`` (the map
     zeroed outside the eroded head foreground before the threshold is computed). ``clean``:
     the host-side clean-up after mapping to the input's resolution.
     """
@@ -79,14 +78,14 @@ class MaskRule:
         return DEFAULT_OFFSETS[self.threshold]
 
     def check_offset(self, offset: float) -> float:
-        """``offset`` as a float when this rule accepts it (finite; in [-1, 2] for relative rules), else a clear error."""
+        """``offset`` as a float when this rule accepts it (finite; in [-1, 1] for relative rules), else a clear error."""
         value = float(offset)
         if not math.isfinite(value):
             raise GpedgeError(f"the offset of mask rule {self.name!r} must be a finite number, got {offset}")
-        if self.scale_free and not -1.0 <= value <= 2.0:
+        if self.scale_free and not -1.0 <= value <= 1.0:
             raise GpedgeError(
-                f"the offset of mask rule {self.name!r} is a fraction in [-1, 2] (0: the upper multi-Otsu threshold, "
-                f"1: the lower one, 2: as far again below it, -1: the map's maximum), got {offset}"
+                f"the offset of mask rule {self.name!r} is a fraction in [-1, 1] (0: the upper multi-Otsu threshold, "
+                f"1: the lower one, -1: the map's maximum), got {offset}"
             )
         return value
 
