@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Train, export and evaluate all three GP networks on one synthetic BraTS-layout data set, all four
-# contrasts as in the paper, on a CPU budget: 192 patients, 96 px, --recipe cpu for 6 epochs, GP-UNet width 16
-# with BatchNorm (--norm batch), the others width 8. Each package is then judged on its own test patients and on two sets no run sees:
+# contrasts as in the paper, on a CPU budget: 192 patients, 96 px, --recipe cpu; GP-UNet width 16 with BatchNorm
+# (--norm batch) for 8 epochs, GP-ShuffleUNet width 8 for 6, GP-ReconResNet width 16 with 4 residual blocks and no
+# dropout for 6. Each package is then judged on its own test patients and on two sets no run sees:
 # 32 more training-family patients and 24 patients of the held-out generator family (skull-stripped).
 # Usage: [SEED=1701] scripts/train_eval_all.sh [WORK_DIR] [ARCH ...]   (needs: pip install -e ".[dev]")
 # Writes WORK_DIR/<arch>/{run,package,eval,external,heldout}; the README's tables are read from their metrics.json.
@@ -15,12 +16,14 @@ mkdir -p "$work"
 [ -d "$work/heldout" ] || gpedge synth "$work/heldout" --family heldout --skull-fraction 0 --patients 24 --seed 32 --first-id 901 --size 128
 for arch in $archs; do
   case $arch in
-    gp-unet) network="--width 16 --norm batch" ;;
-    *) network="--width 8" ;;
+    gp-unet) network="--width 16 --norm batch --epochs 8" ;;
+    gp-shuffle-unet) network="--width 8 --epochs 6" ;;
+    gp-reconresnet) network="--width 16 --num-res-blocks 4 --dropout 0 --epochs 6" ;;
+    *) echo "unknown network: $arch (gp-unet, gp-shuffle-unet or gp-reconresnet)" >&2; exit 2 ;;
   esac
   rm -rf "${work:?}/$arch"
   gpedge train --arch "$arch" $network --data "$work/synth" --channels t1,t2,t1ce,flair --image-size 96 \
-    --recipe cpu --epochs 6 --seed ${SEED:-1701} --workers 1 --device auto --out "$work/$arch/run"
+    --recipe cpu --seed ${SEED:-1701} --workers 1 --device auto --out "$work/$arch/run"
   gpedge export "$work/$arch/run" --out "$work/$arch/package" --max-batch 16 --no-engine
   gpedge evaluate --model "$work/$arch/package" --data "$work/synth" --split test --backend onnxruntime --out "$work/$arch/eval"
   for set in external heldout; do
