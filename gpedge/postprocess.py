@@ -1,9 +1,11 @@
-"""The paper's mask clean-up (numpy + OpenCV), the host-side last step of the ``...+clean`` mask rules.
+"""The host-side last steps of the mask rules (numpy + OpenCV): the paper's clean-up (``...+clean``)
+and the map peak's connected region (``...+peak``).
 
 The mask rule itself runs inside the fused graph (:mod:`gpedge.graph.mask`);
 :mod:`gpedge.runtime.maps` maps its result to the input's resolution and, for rules named
-``...+clean``, applies :func:`clean_mask` there with :data:`gpedge.graph.contract.CLEAN_UP`.
-``tests/test_postprocess.py`` holds :func:`clean_mask` to scikit-image's morphology, which it replaces.
+``...+clean``, applies :func:`clean_mask` there with :data:`gpedge.graph.contract.CLEAN_UP`; for
+``...+peak``, :func:`peak_component`.
+``tests/test_postprocess.py`` holds both to scikit-image's morphology and labelling, which they replace.
 """
 from __future__ import annotations
 
@@ -57,3 +59,20 @@ def clean_mask(
         labels, sizes = _components(binary, 8)
         binary = labels == int(np.argmax(sizes))
     return binary.astype(np.uint8)
+
+
+def peak_component(mask: np.ndarray, score: np.ndarray, connectivity: int = 8) -> np.ndarray:
+    """The connected component of the (H, W) ``mask`` that holds the highest value of ``score`` (H, W) inside it.
+
+    A lesion is one region around the map's strongest response; responses elsewhere that cross the
+    same threshold (bright scalp, white matter) are dropped. Returns bool (H, W); empty for an empty mask.
+    """
+    binary = np.asarray(mask).astype(bool)
+    score = np.asarray(score, dtype=np.float32)
+    if binary.ndim != 2 or score.shape != binary.shape:
+        raise ValueError(f"mask and score must be 2-D of one shape, got {binary.shape} and {score.shape}")
+    if not binary.any():
+        return binary
+    labels, _ = _components(binary, connectivity)
+    peak = np.unravel_index(int(np.argmax(np.where(binary, score, -np.inf))), binary.shape)
+    return labels == labels[peak]

@@ -107,8 +107,8 @@ def test_parse_offsets():
 
 
 def test_parse_rules_and_candidates():
-    assert parse_rules("paper, relative+clean,paper") == ["paper", "relative+clean"]
-    for bad in ("", "paper,otsu", "relative+cleaned"):
+    assert parse_rules("paper, relative+clean,paper,head+peak") == ["paper", "relative+clean", "head+peak"]
+    for bad in ("", "paper,otsu", "relative+cleaned", "head+clean+peak", "+peak"):
         with pytest.raises(GpedgeError, match="mask rule|--mask-rules"):
             parse_rules(bad)
     pairs = candidates(["paper", "contrast"], None)

@@ -17,7 +17,7 @@ from gpedge.evaluate.sweep import RuleSweep, candidates, set_package_rule, sweep
 from gpedge.errors import GpedgeError
 from gpedge.graph.contract import CLEAN_UP
 from gpedge.package import ModelPackage
-from gpedge.postprocess import clean_mask
+from gpedge.postprocess import clean_mask, peak_component
 from gpedge.runtime.backends import create_backend
 from gpedge.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from gpedge.runtime.maps import to_input_resolution
@@ -28,7 +28,7 @@ from mask_reference import mask_from_heatmap
 DATA_SIZE = 120  # the tiny model runs at 64 px: a 1.875x resolution change, not a whole multiple
 OFFSETS = [0.0, 0.01, 0.02, 0.04, 0.08]  # the tiny model's heatmaps peak near 0.1
 FRACTIONS = [-0.5, 0.0, 0.5, 1.0]
-PAIRS = candidates(["paper"], OFFSETS) + candidates(["relative", "contrast-head", "contrast+clean"], FRACTIONS)
+PAIRS = candidates(["paper"], OFFSETS) + candidates(["relative", "contrast-head", "contrast+clean", "head+peak"], FRACTIONS)
 BACKENDS = [
     "onnxruntime",
     "onnxruntime-fp16",
@@ -176,6 +176,19 @@ def test_clean_up_runs_at_the_input_resolution() -> None:
     graph_mask = (score > 0.5).astype(np.uint8)
     maps = score[None]
     _, raw = to_input_resolution(maps, score, 0.5, graph_mask, (48, 48))
-    _, cleaned = to_input_resolution(maps, score, 0.5, graph_mask, (48, 48), clean=True)
+    _, cleaned = to_input_resolution(maps, score, 0.5, graph_mask, (48, 48), post="clean")
     np.testing.assert_array_equal(cleaned, clean_mask(raw, **CLEAN_UP).astype(bool))
     assert raw[40, 40] and not cleaned[40, 40] and cleaned[15, 15]
+
+
+def test_peak_region_is_taken_at_the_input_resolution() -> None:
+    """``+peak`` rules: of the thresholded, resized map, the component holding its maximum."""
+    score = np.zeros((16, 16), np.float32)
+    score[2:10, 2:10] = 1.0
+    score[12:15, 12:15] = 2.0  # smaller, but the map's peak
+    graph_mask = (score > 0.5).astype(np.uint8)
+    _, raw = to_input_resolution(score[None], score, 0.5, graph_mask, (48, 48))
+    _, peak = to_input_resolution(score[None], score, 0.5, graph_mask, (48, 48), post="peak")
+    resized = cv2.resize(score, (48, 48), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_array_equal(peak, peak_component(raw, resized))
+    assert raw[15, 15] and not peak[15, 15] and peak[40, 40]

@@ -1,5 +1,5 @@
 """The tests' mask-rule reference (tests/mask_reference.py) against scikit-image's multi-Otsu, and the
-OpenCV mask clean-up (gpedge.postprocess) against the scikit-image morphology it replaces."""
+OpenCV mask steps (gpedge.postprocess) against the scikit-image morphology and labelling they replace."""
 from __future__ import annotations
 
 import cv2
@@ -9,7 +9,7 @@ from skimage import morphology
 from skimage.filters import threshold_multiotsu
 from skimage.measure import label as label_components
 
-from gpedge.postprocess import clean_mask
+from gpedge.postprocess import clean_mask, peak_component
 from mask_reference import mask_from_heatmap, multiotsu_threshold
 
 
@@ -90,3 +90,30 @@ def test_clean_mask_equals_scikit_image(seed: int) -> None:
         options = dict(min_object=int(rng.integers(0, 100)), max_hole=int(rng.integers(0, 200)),
                        closing_radius=int(rng.integers(0, 4)), largest_component=bool(rng.integers(0, 2)))
         np.testing.assert_array_equal(clean_mask(mask, **options), _skimage_clean(mask, **options), err_msg=str(options))
+
+
+def test_peak_component_keeps_the_region_of_the_maps_maximum() -> None:
+    mask = np.zeros((40, 40), bool)
+    mask[2:30, 2:30] = True  # large region, lower map values
+    mask[33:38, 33:38] = True  # small region holding the peak
+    mask[30, 30] = mask[31, 31] = mask[32, 32] = True  # diagonal bridge: one 8-connected component, two 4-connected ones
+    score = np.where(mask, 1.0, 0.0).astype(np.float32)
+    score[35, 35] = 5.0
+    score[0, 0] = 9.0  # outside the mask: never the peak
+    kept = peak_component(mask, score)
+    assert kept.dtype == bool and kept[35, 35] and kept[10, 10]
+    np.testing.assert_array_equal(kept, label_components(mask, connectivity=2) == label_components(mask, connectivity=2)[35, 35])
+    four = peak_component(mask, score, connectivity=4)
+    assert four[35, 35] and not four[10, 10]
+    np.testing.assert_array_equal(four, label_components(mask, connectivity=1) == label_components(mask, connectivity=1)[35, 35])
+    assert not peak_component(np.zeros((4, 4), bool), score[:4, :4]).any()
+
+
+def test_peak_component_matches_scikit_image_on_random_masks() -> None:
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        score = cv2.GaussianBlur(rng.normal(size=(64, 48)).astype(np.float32), (0, 0), 2.0)
+        mask = score > np.quantile(score, 0.8)
+        labels = label_components(mask, connectivity=2)
+        peak = np.unravel_index(int(np.argmax(np.where(mask, score, -np.inf))), mask.shape)
+        np.testing.assert_array_equal(peak_component(mask, score), labels == labels[peak])

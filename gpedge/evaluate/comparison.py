@@ -44,7 +44,7 @@ def compare_explanations(
     rule = MaskRule(None, head_erosion_px(*package.image_size))
     name, no_tumour = package.mask_rule, package.no_tumour_class
     offset, code = (torch.from_numpy(v) for v in rule_inputs(package.offset, name).values())
-    clean = parse_mask_rule(name).clean
+    post = parse_mask_rule(name).post
     names = ("inherent", *POSTHOC_METHODS)
     scores: dict[str, dict[str, list[float]]] = {n: {"dice": [], "iou": [], "hit": []} for n in names}
     for start in range(0, len(indices), batch_size):
@@ -62,7 +62,7 @@ def compare_explanations(
             truth = sample["mask"]
             tolerance = pointing_tolerance(truth.shape, POINTING_FRACTION)
             for method, (maps, score, thresholds, masks) in graph_rule.items():
-                resized, mask = to_input_resolution(maps[row][None], score[row], thresholds[row], masks[row], truth.shape, clean)
+                resized, mask = to_input_resolution(maps[row][None], score[row], thresholds[row], masks[row], truth.shape, post)
                 scores[method]["dice"].append(dice_score(mask, truth))
                 scores[method]["iou"].append(iou_score(mask, truth))
                 scores[method]["hit"].append(float(pointing_hit(resized[0], truth, tolerance)))

@@ -31,11 +31,15 @@ MASK_BINS = 256
 HEAD_FRACTION = 0.05
 #: ... eroded by a square of side 2r+1, r = this fraction of the model's smaller side (at least 1 px).
 HEAD_EROSION = 0.03
-#: Suffix of a rule name that adds the host-side clean-up (:func:`gpedge.postprocess.clean_mask` with
-#: :data:`CLEAN_UP`, applied by :func:`gpedge.runtime.maps.to_input_resolution`).
-CLEAN_SUFFIX = "+clean"
+#: Suffixes of a rule name that add a host-side step at the input's resolution, applied by
+#: :func:`gpedge.runtime.maps.to_input_resolution`: ``+clean`` the paper's clean-up
+#: (:func:`gpedge.postprocess.clean_mask` with :data:`CLEAN_UP`), ``+peak`` the connected region of
+#: the map's maximum (:func:`gpedge.postprocess.peak_component`).
+POST_STEPS = {"+clean": "clean", "+peak": "peak"}
 #: Clean-up parameters at the input's resolution (pixels): objects and holes below these sizes, closing radius.
 CLEAN_UP = {"min_object": 64, "max_hole": 128, "closing_radius": 2, "largest_component": True}
+#: ``+peak``: the mask's 8-connected component that holds the maximum of the rule's map.
+PEAK_COMPONENT = {"connectivity": 8}
 
 #: Codes of the three parts of a rule, in the order of the ``mask_rule`` input.
 MAP_CODES = {"class": 0, "contrast": 1}
@@ -45,7 +49,7 @@ REGION_CODES = {"image": 0, "head": 1}
 
 @dataclass(frozen=True)
 class MaskRule:
-    """A named mask rule: which map is thresholded, how the threshold is set, where, and the clean-up.
+    """A named mask rule: which map is thresholded, how the threshold is set, where, and the host-side step.
 
     ``map``: ``class`` (the predicted class's heatmap) or ``contrast`` (that map minus the
     no-tumour class's map; minus the mean of the other classes' maps when there is no
@@ -53,15 +57,16 @@ class MaskRule:
     paper's) or ``relative`` (scale-free: offset r in [-1, 1] moves the threshold from the upper
     multi-Otsu threshold towards the lower one by r x (upper - lower) for r >= 0, towards the
     map's maximum by |r| x (max - upper) for r < 0). ``region``: ``image`` or ``head`` (the map
-    zeroed outside the eroded head foreground before the threshold is computed). ``clean``:
-    the host-side clean-up after mapping to the input's resolution.
+    zeroed outside the eroded head foreground before the threshold is computed). ``post``: the
+    host-side step after mapping to the input's resolution (a value of :data:`POST_STEPS`, or
+    ``""`` for none).
     """
 
     name: str
     map: str
     threshold: str
     region: str
-    clean: bool = False
+    post: str = ""
 
     @property
     def code(self) -> tuple[int, int, int]:
@@ -90,7 +95,7 @@ class MaskRule:
         return value
 
 
-#: The named rules (each may take the ``+clean`` suffix). ``paper`` is the published rule.
+#: The named rules (each may take one suffix of :data:`POST_STEPS`). ``paper`` is the published rule.
 MASK_RULES = {
     "paper": MaskRule("paper", "class", "absolute", "image"),
     "relative": MaskRule("relative", "class", "relative", "image"),
@@ -104,17 +109,17 @@ DEFAULT_OFFSETS = {"absolute": 0.5, "relative": 0.0}
 
 
 def parse_mask_rule(name: str) -> MaskRule:
-    """The :class:`MaskRule` called ``name`` (``paper``, ``relative+clean``, ...); a clear error otherwise."""
+    """The :class:`MaskRule` called ``name`` (``paper``, ``relative+clean``, ``head+peak``, ...); a clear error otherwise."""
     text = str(name).strip()
-    clean = text.endswith(CLEAN_SUFFIX)
-    base = text[: -len(CLEAN_SUFFIX)] if clean else text
+    suffix = next((s for s in POST_STEPS if text.endswith(s)), "")
+    base = text[: len(text) - len(suffix)]
     if base not in MASK_RULES:
         raise GpedgeError(
-            f"unknown mask rule {name!r}; use one of {', '.join(MASK_RULES)}, optionally with {CLEAN_SUFFIX!r} "
-            "(e.g. relative+clean)"
+            f"unknown mask rule {name!r}; use one of {', '.join(MASK_RULES)}, optionally with "
+            f"{' or '.join(map(repr, POST_STEPS))} (e.g. relative+clean, head+peak)"
         )
     rule = MASK_RULES[base]
-    return MaskRule(text, rule.map, rule.threshold, rule.region, clean)
+    return MaskRule(text, rule.map, rule.threshold, rule.region, POST_STEPS.get(suffix, ""))
 
 
 def head_erosion_px(height: int, width: int) -> int:
@@ -190,6 +195,7 @@ def mask_rule(rule: str, offset: float, empty_for_class: int | None, height: int
         "empty_for_class": empty_for_class,
         "head": {"fraction": HEAD_FRACTION, "erosion_px": head_erosion_px(height, width)},
         "clean_up": dict(CLEAN_UP),
+        "peak_component": dict(PEAK_COMPONENT),
         "rules": {name: {"map": r.map, "threshold": r.threshold, "region": r.region, "code": list(r.code)}
                   for name, r in MASK_RULES.items()},
         "inputs": {OFFSET: specs[OFFSET], MASK_RULE: specs[MASK_RULE]},

@@ -1,5 +1,5 @@
 """The mask rule at the input's resolution: the graph's outputs mapped to the input's geometry, then
-the optional clean-up.
+the rule's optional host-side step (clean-up or the peak's region).
 
 The graph computes the rule's map (``score``), threshold and mask at the model's resolution
 (:mod:`gpedge.graph.mask`); this is its one host-side step, shared by everything that produces
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from gpedge.graph.contract import CLEAN_UP
-from gpedge.postprocess import clean_mask
+from gpedge.graph.contract import CLEAN_UP, PEAK_COMPONENT
+from gpedge.postprocess import clean_mask, peak_component
 
 
 def resize_heatmaps(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -27,7 +27,7 @@ def resize_heatmaps(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def to_input_resolution(
     heatmaps: np.ndarray, score: np.ndarray, threshold: float, graph_mask: np.ndarray, size: tuple[int, int],
-    clean: bool = False,
+    post: str = "",
 ) -> tuple[np.ndarray, np.ndarray]:
     """The graph's outputs for one slice at the input's resolution ``size`` = (H, W).
 
@@ -35,13 +35,21 @@ def to_input_resolution(
     the graph returned for the slice. Returns the heatmaps resized bilinearly to (K, H, W) and
     the bool (H, W) mask: the rule's map ``score`` resized bilinearly, above the graph's
     threshold, and empty wherever the graph's own mask is empty (the no-tumour class, a map
-    without a multi-Otsu split); then :func:`gpedge.postprocess.clean_mask` with
-    :data:`gpedge.graph.contract.CLEAN_UP` when ``clean`` (rules named ``...+clean``).
-    At the model's resolution and without clean-up both are the graph's outputs unchanged.
+    without a multi-Otsu split); then the rule's ``post`` step: ``"clean"`` (rules named
+    ``...+clean``) :func:`gpedge.postprocess.clean_mask` with :data:`gpedge.graph.contract.CLEAN_UP`,
+    ``"peak"`` (``...+peak``) :func:`gpedge.postprocess.peak_component` of the resized map.
+    At the model's resolution and without a step both are the graph's outputs unchanged.
     """
     maps = resize_heatmaps(heatmaps, size)
     if not np.any(graph_mask):
         return maps, np.zeros(size, dtype=bool)
-    mask = resize_heatmaps(np.asarray(score)[None], size)[0] > np.float32(threshold)
-    return maps, clean_mask(mask, **CLEAN_UP).astype(bool) if clean else mask
+    resized = resize_heatmaps(np.asarray(score)[None], size)[0]
+    mask = resized > np.float32(threshold)
+    if post == "clean":
+        return maps, clean_mask(mask, **CLEAN_UP).astype(bool)
+    if post == "peak":
+        return maps, peak_component(mask, resized, **PEAK_COMPONENT)
+    if post:
+        raise ValueError(f"unknown host-side mask step {post!r}")
+    return maps, mask
 

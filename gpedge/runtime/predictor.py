@@ -44,7 +44,7 @@ class Predictor:
     or an open :class:`~gpedge.runtime.backends.Backend` (then ``model`` is its package).
     ``device``: ``None`` (backend's choice), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. ``mask_rule``
     and ``offset``: the mask rule (a name of :data:`gpedge.graph.contract.MASK_RULES`, optionally
-    ``+clean``) and its parameter, overriding the package's (fed to the graph's ``mask_rule`` and
+    ``+clean`` or ``+peak``) and its parameter, overriding the package's (fed to the graph's ``mask_rule`` and
     ``offset`` inputs). ``batch_size``: slices per model call (capped at the package's
     ``max_batch``). ``threads``: CPU threads of the backend (default: the physical cores; ONNX
     Runtime and torch on the CPU). ``max_pixels``: the largest input accepted, in pixels per
@@ -55,7 +55,7 @@ class Predictor:
 
     Masks follow one rule at every resolution: the graph thresholds the rule's map at the
     model's resolution, :func:`gpedge.runtime.maps.to_input_resolution` maps the result to the
-    input's (and applies the clean-up of ``+clean`` rules). Blank images are refused and slices
+    input's (and applies the host-side step of ``+clean`` and ``+peak`` rules). Blank images are refused and slices
     far from the training data are flagged (:mod:`gpedge.runtime.ood`). ``predict`` may be called
     from several threads at once. Use as a context manager or call ``close()`` to release device
     memory.
@@ -219,7 +219,7 @@ class Predictor:
         t1 = time.perf_counter()
         outputs = self._run(batch, offset, rule.name, {_where(scans[s]) for s, _ in chunk})
         t2 = time.perf_counter()
-        results = [self._postprocess(scans[s], i, outputs, row, rule.clean) for row, (s, i) in enumerate(chunk)]
+        results = [self._postprocess(scans[s], i, outputs, row, rule.post) for row, (s, i) in enumerate(chunk)]
         for result, row_values, (s, i) in zip(results, values, chunk):
             result.ood_reasons = self.ood.reasons(row_values, scans[s].images[i])
         t3 = time.perf_counter()
@@ -246,11 +246,11 @@ class Predictor:
                 f"({type(exc).__name__}: {text[0][:300] if text else 'no details'})"
             ) from exc
 
-    def _postprocess(self, scan: Scan, i: int, outputs: dict[str, np.ndarray], row: int, clean: bool) -> Result:
+    def _postprocess(self, scan: Scan, i: int, outputs: dict[str, np.ndarray], row: int, post: str) -> Result:
         k = int(outputs["label"][row])
         threshold = float(outputs["threshold"][row])
         heatmaps, mask = to_input_resolution(
-            outputs["heatmaps"][row], outputs["score"][row], threshold, outputs["mask"][row], scan.images.shape[-2:], clean
+            outputs["heatmaps"][row], outputs["score"][row], threshold, outputs["mask"][row], scan.images.shape[-2:], post
         )
         probs = np.asarray(outputs["probs"][row], dtype=np.float64)
         return Result(
