@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from typer.testing import CliRunner
 
 from gpedge.cli import app
 from gpedge.data import open_dataset
+from gpedge import pretrained
 from gpedge.errors import DataError, GpedgeError
 from gpedge.runs import RunConfig, build_model, load_run
 from gpedge.train import TrainOptions, train
@@ -200,6 +202,25 @@ def test_init_from_starts_from_another_runs_weights_and_refuses_another_network(
         assert not (tmp_path / "other").exists()
     with pytest.raises(GpedgeError, match="--init-from"):
         train(_options(brats, tmp_path / "other", init_from=tmp_path / "missing"))
+
+
+@pytest.mark.parametrize("name", sorted(pretrained.PRETRAINED))
+def test_init_from_a_bundled_network_verifies_and_loads_it(brats, tmp_path, monkeypatch, name):
+    folder = pretrained.resolve_init(name)
+    shipped, config = load_run(folder)
+    model = build_model(config)
+    options = _options(brats, tmp_path / "run", epochs=1, max_steps=1, model_options=config.model_options,
+                       channels=config.channels, init_from=name)
+    start_from(model, options, open_dataset(brats, image_size=SIZE, channels=config.channels))
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), shipped.state_dict().values()))
+    assert load_run(train(options))[1].train["init_from"] == name
+
+    copy = tmp_path / "assets" / name
+    shutil.copytree(folder, copy)
+    (copy / "model.safetensors").write_bytes((copy / "model.safetensors").read_bytes()[:-1] + b"\0")
+    monkeypatch.setattr(pretrained, "PRETRAINED_ROOT", tmp_path / "assets")
+    with pytest.raises(GpedgeError, match=f"--init-from {name}: .*sha256"):
+        pretrained.resolve_init(name)
 
 
 def test_a_run_written_before_an_option_existed_loads_as_the_default(brats, tmp_path):

@@ -6,6 +6,8 @@ from typing import Optional
 
 import typer
 
+from gpedge.pretrained import PRETRAINED
+
 _FROM_RECIPE = "Default: the recipe's."
 
 
@@ -66,10 +68,11 @@ def main(
     amp: bool = typer.Option(False, "--amp", help="16-bit mixed precision (CUDA only)."),
     workers: int = typer.Option(2, "--workers", help="DataLoader worker processes (0: load in the main process)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
-    init_from: Optional[Path] = typer.Option(
+    init_from: Optional[str] = typer.Option(
         None, "--init-from",
         help="Start from the best weights of another run folder of the same network (width, channels and classes), "
-        "e.g. one trained on 'gpedge synth' data; any --image-size. Optimiser and schedule start afresh.",
+        f"e.g. one trained on 'gpedge synth' data, or of a bundled one ({', '.join(PRETRAINED)}); any --image-size. "
+        "Optimiser and schedule start afresh.",
     ),
 ) -> None:
     """Train a GP network; the best model by validation macro F1 is kept, dead layers are reported.

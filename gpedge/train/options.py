@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from gpedge.errors import GpedgeError
+from gpedge.pretrained import PRETRAINED
 from gpedge.train.augment import AUGMENTATIONS
 from gpedge.train.recipes import OPTIMIZERS, RECIPES, SCHEDULES, Recipe
 
@@ -44,7 +45,7 @@ class TrainOptions:
     amp: bool = False
     workers: int = 2
     resume: bool = False
-    init_from: Path | None = None
+    init_from: str | None = None
     progress: bool = True
 
     def resolved(self) -> "TrainOptions":
@@ -58,7 +59,9 @@ class TrainOptions:
         """The training settings recorded in ``config.json`` (``train`` field)."""
         skip = {"arch", "data", "out", "format", "channels", "image_size", "model_options", "resume", "progress"}
         settings = {key: value for key, value in asdict(self).items() if key not in skip}
-        settings["init_from"] = None if self.init_from is None else str(Path(self.init_from).resolve())
+        settings["init_from"] = None if self.init_from is None else (
+            self.init_from if self.init_from in PRETRAINED else str(Path(self.init_from).resolve())
+        )
         return settings
 
     def validate(self) -> None:

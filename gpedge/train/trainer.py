@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 from gpedge._version import __version__
 from gpedge.data.dataset import SliceDataset
 from gpedge.errors import DataError, GpedgeError
+from gpedge.pretrained import resolve_init
 from gpedge.atomic import atomic_write_json
 from gpedge.runs import CONFIG, METRICS, RunConfig, load_weights, save_weights
 from gpedge.train.augment import AUGMENTATIONS, augment_batch
@@ -417,12 +418,14 @@ def _resolve_amp(options: TrainOptions, device: torch.device, console: Console) 
 
 
 def start_from(model: nn.Module, options: TrainOptions, dataset: SliceDataset) -> None:
-    """Load the best weights of the run folder ``options.init_from`` into ``model``, which must be the same
-    network (architecture, options, channels in order, classes); a clear error names what differs. The run's
-    config is checked before its weights are read."""
+    """Load the best weights of the run folder ``options.init_from`` (or of the bundled network of that name,
+    :mod:`gpedge.train.pretrained`) into ``model``, which must be the same network (architecture, options,
+    channels in order, classes); a clear error names what differs. The run's config is checked before its
+    weights are read."""
     flag = f"--init-from {options.init_from}"
+    folder = resolve_init(options.init_from)
     try:
-        config = RunConfig.load(options.init_from)
+        config = RunConfig.load(folder)
     except GpedgeError as exc:
         raise GpedgeError(f"{flag}: {exc}") from exc
     wanted = {
@@ -435,7 +438,7 @@ def start_from(model: nn.Module, options: TrainOptions, dataset: SliceDataset) -
         if here != there:
             raise GpedgeError(f"{flag}: that run's {what} is {there}, this run's is {here}; start from a run of the same network")
     try:
-        load_weights(model, options.init_from, config.arch)
+        load_weights(model, folder, config.arch)
     except GpedgeError as exc:
         raise GpedgeError(f"{flag}: {exc}") from exc
 
