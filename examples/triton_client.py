@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from gpedge.graph.contract import CLEAN_SUFFIX
+from gpedge.graph.contract import parse_mask_rule
 from gpedge.preprocess import resize_image
 from gpedge.runtime.io import Scan, load_input, write_png
 from gpedge.runtime.maps import to_input_resolution
@@ -43,8 +43,9 @@ class ModelInfo:
     offset: float
     rule: np.ndarray | None
     """The ``mask_rule`` input to send (a tensorrt_plan model); None where the served graph fixes the rule."""
-    clean: bool
-    """Whether the package's rule ends in ``+clean`` (a clean-up the client applies at the scan's resolution)."""
+    post: str
+    """The host-side step of the package's rule (``clean`` for ``+clean``, ``peak`` for ``+peak``, else ``""``),
+    which the client applies at the scan's resolution."""
 
 
 def model_info(config: dict[str, Any]) -> ModelInfo:
@@ -63,7 +64,7 @@ def model_info(config: dict[str, Any]) -> ModelInfo:
         offset=float(parameters["gpedge_mask_offset"]),
         rule=np.array([int(c) for c in parameters["gpedge_mask_rule_code"].split(",")], np.int32)
         if any(t["name"] == "mask_rule" for t in config["input"]) else None,
-        clean=parameters["gpedge_mask_rule"].endswith(CLEAN_SUFFIX),
+        post=parse_mask_rule(parameters["gpedge_mask_rule"]).post,
     )
 
 
@@ -84,7 +85,7 @@ def results(scan: Scan, outputs: dict[str, np.ndarray], info: ModelInfo) -> list
         k = int(np.asarray(outputs["label"]).reshape(-1)[row])
         threshold = float(np.asarray(outputs["threshold"]).reshape(-1)[row])
         _, mask = to_input_resolution(outputs["heatmaps"][row], outputs["score"][row], threshold, outputs["mask"][row],
-                                      scan.images.shape[-2:], clean=info.clean)
+                                      scan.images.shape[-2:], post=info.post)
         found.append({"label": info.classes[k], "probabilities": dict(zip(info.classes, map(float, outputs["probs"][row]))),
                       "mask": mask})
     return found
