@@ -14,16 +14,14 @@ from gpedge.runs import CONFIG, WEIGHTS
 
 PRETRAINED_ROOT = Path(__file__).resolve().parent / "assets" / "pretrained"
 
-#: name -> (what it is, sha256 of each file of its run folder).
-PRETRAINED: dict[str, tuple[str, dict[str, str]]] = {
-    "gp-unet-synth": (
-        "GP-UNet, width 16, BatchNorm, sinc upsampling, channels t1,t2,t1ce,flair; 8 epochs of --recipe cpu on 192 "
-        "'gpedge synth' patients at 96 px (scripts/train_eval_all.sh, seed 1701)",
-        {
-            CONFIG: "f741432ce48e139904491031756d3abc4b8c607267ae14cc594af9f23c3c261a",
-            WEIGHTS: "32f5f68edaa65e704eea53f4a938b7f1e3698edffb5f5e1d4825cb61bc93b5ae",
-        },
-    ),
+#: name -> sha256 of each file of its run folder.
+#: ``gp-unet-synth``: GP-UNet, width 16, BatchNorm, sinc upsampling, channels t1,t2,t1ce,flair; 8 epochs of
+#: ``--recipe cpu`` on 192 ``gpedge synth`` patients at 96 px (``scripts/train_eval_all.sh``, seed 1701).
+PRETRAINED: dict[str, dict[str, str]] = {
+    "gp-unet-synth": {
+        CONFIG: "f741432ce48e139904491031756d3abc4b8c607267ae14cc594af9f23c3c261a",
+        WEIGHTS: "32f5f68edaa65e704eea53f4a938b7f1e3698edffb5f5e1d4825cb61bc93b5ae",
+    },
 }
 
 
@@ -34,7 +32,7 @@ def resolve_init(value: str | Path) -> Path:
     if name not in PRETRAINED:
         return Path(value)
     folder = PRETRAINED_ROOT / name
-    for file, digest in PRETRAINED[name][1].items():
+    for file, digest in PRETRAINED[name].items():
         path = folder / file
         if not path.is_file() or sha256_file(path) != digest:
             raise GpedgeError(
