@@ -419,7 +419,7 @@ def _resolve_amp(options: TrainOptions, device: torch.device, console: Console) 
 
 def start_from(model: nn.Module, options: TrainOptions, dataset: SliceDataset) -> None:
     """Load the best weights of the run folder ``options.init_from`` (or of the bundled network of that name,
-    :mod:`gpedge.train.pretrained`) into ``model``, which must be the same network (architecture, options,
+    :mod:`gpedge.pretrained`) into ``model``, which must be the same network (architecture, options,
     channels in order, classes); a clear error names what differs. The run's config is checked before its
     weights are read."""
     flag = f"--init-from {options.init_from}"
