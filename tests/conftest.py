@@ -38,6 +38,8 @@ def train_tiny_run(run_dir: Path, arch: str = "gp-unet", options: dict | None = 
     from gpedge.preprocess import normalise_slice_max
     from gpedge.runs import RunConfig, save_weights
 
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # the same weights whatever OMP_NUM_THREADS says (reductions split by thread count)
     torch.manual_seed(1701)
     options = dict(TINY_OPTIONS if options is None else options)
     model = create_model(arch, in_channels=len(TINY_CHANNELS), num_classes=len(TINY_CLASSES), **options)
@@ -52,6 +54,7 @@ def train_tiny_run(run_dir: Path, arch: str = "gp-unet", options: dict | None = 
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
+    torch.set_num_threads(threads)
     model.eval()
     run_dir.mkdir(parents=True, exist_ok=True)
     RunConfig(
