@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from gpedge.errors import GpedgeError
-from gpedge.package import sha256_file
 from gpedge.runs import CONFIG, WEIGHTS
 
 PRETRAINED_ROOT = Path(__file__).resolve().parent / "assets" / "pretrained"
@@ -31,6 +30,8 @@ def resolve_init(value: str | Path) -> Path:
     name = str(value)
     if name not in PRETRAINED:
         return Path(value)
+    from gpedge.package import sha256_file  # not at import: the CLI reads PRETRAINED for its help text
+
     folder = PRETRAINED_ROOT / name
     for file, digest in PRETRAINED[name].items():
         path = folder / file
