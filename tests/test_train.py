@@ -416,3 +416,61 @@ def test_gain_augmentation_only_rescales_each_channel():
     relative = per_channel[:, :, 0, 0] / per_channel[:, :1, 0, 0]  # each channel against the first, per slice
     assert relative.min() >= math.exp(-1.8) - 1e-4 and relative.max() <= math.exp(1.8) + 1e-4
     assert relative[:, 1:].log().std() > 0.3
+
+
+def test_distil_loss_is_zero_for_the_teachers_own_outputs_whatever_its_maps_scale():
+    from types import SimpleNamespace
+
+    from gpedge.train.distil import distil_loss
+
+    gen = torch.Generator().manual_seed(0)
+    logits, maps = torch.randn(4, 3, generator=gen), torch.randn(4, 3, 16, 16, generator=gen)
+    student = SimpleNamespace(logits=logits.clone().requires_grad_(), heatmaps=maps.clone().requires_grad_())
+    same = SimpleNamespace(logits=logits, heatmaps=3.0 * maps + 2.0)
+    assert distil_loss(student, same).item() == pytest.approx(0.0, abs=1e-5)
+    coarse = SimpleNamespace(logits=logits, heatmaps=torch.nn.functional.avg_pool2d(maps, 2))
+    assert distil_loss(student, coarse).item() > 0  # compared at the student's resolution
+    other = SimpleNamespace(logits=torch.randn(4, 3, generator=gen), heatmaps=torch.randn(4, 3, 16, 16, generator=gen))
+    loss = distil_loss(student, other)
+    loss.backward()
+    assert loss.item() > 1.0 and student.heatmaps.grad.abs().sum() > 0 and student.logits.grad.abs().sum() > 0
+
+
+def test_the_students_input_is_its_channels_of_the_teachers_slice_normalised_alone(brats):
+    from gpedge.train.distil import Teacher
+
+    full = open_dataset(brats, image_size=SIZE, channels=["t1", "t2", "t1ce", "flair"])
+    alone = open_dataset(brats, image_size=SIZE, channels=["flair", "t1ce"])
+    teacher = Teacher(torch.nn.Identity(), full.channels, alone.channels)
+    for index in (0, 7, len(full) - 1):
+        derived = teacher.student_input(torch.as_tensor(full[index]["image"])[None])[0]
+        torch.testing.assert_close(derived, torch.as_tensor(alone[index]["image"]), rtol=1e-6, atol=1e-6)
+
+
+def test_distillation_teaches_a_one_channel_student_the_teachers_maps_and_refuses_a_teacher_it_cannot_use(brats, tmp_path):
+    from gpedge.train.distil import Teacher, distil_loss
+
+    contrasts = ["t1", "t2", "t1ce", "flair"]
+    source = train(_options(brats, tmp_path / "teacher", epochs=1, channels=contrasts))
+    common = dict(epochs=1, max_steps=48, accumulate=1, channels=["t1ce"], distil_from=str(source))
+    taught = train(_options(brats, tmp_path / "taught", distil_weight=10.0, **common))
+    plain = train(_options(brats, tmp_path / "plain", distil_weight=0.0, **common))
+    assert load_run(taught)[1].train["distil_from"] == str(source.resolve())
+
+    teacher = Teacher.load(source, ["t1ce"], load_run(source)[1].class_names, torch.device("cpu"))
+    data = open_dataset(brats, image_size=SIZE, channels=contrasts)
+    full = torch.as_tensor(np.stack([data[i]["image"] for i in range(0, len(data), 5)]))
+    images = teacher.student_input(full)
+    with torch.no_grad():
+        target = teacher(full)
+        gaps = {name: distil_loss(load_run(run)[0].eval()(images), target).item() for name, run in (("taught", taught), ("plain", plain))}
+    assert gaps["taught"] < 0.7 * gaps["plain"], gaps
+
+    one_channel = train(_options(brats, tmp_path / "t1ce-teacher", epochs=1, max_steps=1, channels=["t1ce"]))
+    with pytest.raises(GpedgeError, match=r"--distil-from .*without \['flair'\]"):
+        train(_options(brats, tmp_path / "other", channels=["flair"], distil_from=str(one_channel)))
+    with pytest.raises(GpedgeError, match="--distil-from"):
+        train(_options(brats, tmp_path / "other", channels=["t1ce"], distil_from=str(tmp_path / "missing")))
+    with pytest.raises(GpedgeError, match="--distil-weight"):
+        train(_options(brats, tmp_path / "other", channels=["t1ce"], distil_from=str(source), distil_weight=-1.0))
+    assert not (tmp_path / "other").exists()

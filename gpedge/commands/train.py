@@ -74,6 +74,13 @@ def main(
         f"e.g. one trained on 'gpedge synth' data, or of a bundled one ({', '.join(PRETRAINED)}); any --image-size. "
         "Optimiser and schedule start afresh.",
     ),
+    distil_from: Optional[str] = typer.Option(
+        None, "--distil-from",
+        help="Teacher: a run folder (or bundled network) trained on the same classes and on channels that include this "
+        "run's, e.g. gp-unet-synth (all four contrasts) for a T1CE-only network. The student also learns the teacher's "
+        "class probabilities and the shape of its heatmaps (image-level labels only, end to end).",
+    ),
+    distil_weight: float = typer.Option(1.0, "--distil-weight", help="Weight of the teacher's term (with --distil-from)."),
 ) -> None:
     """Train a GP network; the best model by validation macro F1 is kept, dead layers are reported.
 
@@ -118,5 +125,7 @@ def main(
         workers=workers,
         resume=resume,
         init_from=init_from,
+        distil_from=distil_from,
+        distil_weight=distil_weight,
     )
     train(options)

@@ -46,6 +46,8 @@ class TrainOptions:
     workers: int = 2
     resume: bool = False
     init_from: str | None = None
+    distil_from: str | None = None
+    distil_weight: float = 1.0
     progress: bool = True
 
     def resolved(self) -> "TrainOptions":
@@ -59,9 +61,9 @@ class TrainOptions:
         """The training settings recorded in ``config.json`` (``train`` field)."""
         skip = {"arch", "data", "out", "format", "channels", "image_size", "model_options", "resume", "progress"}
         settings = {key: value for key, value in asdict(self).items() if key not in skip}
-        settings["init_from"] = None if self.init_from is None else (
-            self.init_from if self.init_from in PRETRAINED else str(Path(self.init_from).resolve())
-        )
+        for key in ("init_from", "distil_from"):
+            value = settings[key]
+            settings[key] = None if value is None else (value if value in PRETRAINED else str(Path(value).resolve()))
         return settings
 
     def validate(self) -> None:
@@ -87,6 +89,8 @@ class TrainOptions:
             raise GpedgeError(f"--weight-decay must be 0 or more, got {self.weight_decay}")
         if not self.map_loss >= 0:
             raise GpedgeError(f"--map-loss must be 0 (off) or more, got {self.map_loss}")
+        if not self.distil_weight >= 0:
+            raise GpedgeError(f"--distil-weight must be 0 (off) or more, got {self.distil_weight}")
         if not self.clip_value >= 0:
             raise GpedgeError(f"--clip-value must be 0 (off) or more, got {self.clip_value}")
         choices = {

@@ -27,6 +27,7 @@ from gpedge.atomic import atomic_write_json
 from gpedge.runs import CONFIG, METRICS, RunConfig, load_weights, save_weights
 from gpedge.train.augment import AUGMENTATIONS, augment_batch
 from gpedge.train import distributed
+from gpedge.train.distil import Teacher, distil_loss
 from gpedge.train.checkpoint import CHECKPOINT, TrainState, load_checkpoint, process_rng_state, save_checkpoint
 from gpedge.train.distributed import Ranks
 from gpedge.train.health import check_layers, dead_layers
@@ -70,7 +71,9 @@ def _train(options: TrainOptions, ranks: Ranks, device: torch.device, console: C
     torch.manual_seed(options.seed)
     with distributed.local_main_first(ranks):
         dataset, split = _open_data(options, run_dir)
-    train_set, val_set = dataset.subset(split["train"]), dataset.subset(split["val"])
+    teacher = Teacher.load(options.distil_from, dataset.channels, dataset.class_names, device) if options.distil_from else None
+    val_set = dataset.subset(split["val"])
+    train_set = (dataset if teacher is None else _teacher_data(options, dataset, teacher)).subset(split["train"])
     train_set, left_out = visible_tumours(train_set, options.min_tumour_px)
     for name, subset in (("training", train_set), ("validation", val_set)):
         if len(subset) == 0:
@@ -145,7 +148,7 @@ def _train(options: TrainOptions, ranks: Ranks, device: torch.device, console: C
         f"effective batch {effective_batch} = {options.batch_size} per process x {ranks.world_size} "
         f"process{'es' if ranks.active else ''} x {options.accumulate} accumulated"
     )
-    loop = _Loop(trained, optimizer, schedule, scaler, criterion, options, device, amp, augment_gen, console, ranks)
+    loop = _Loop(trained, optimizer, schedule, scaler, criterion, options, device, amp, augment_gen, console, ranks, teacher)
     while state.epoch < options.epochs and not _steps_done(options, state):
         state.epoch += 1
         record = loop.train_epoch(train_loader, state)
@@ -267,11 +270,11 @@ class _Loop:
 
     def __init__(
         self, model, optimizer, schedule: LearningRate, scaler, criterion, options: TrainOptions, device, amp: bool,
-        augment_gen, console, ranks: Ranks,
+        augment_gen, console, ranks: Ranks, teacher: Teacher | None = None,
     ) -> None:
         self.model, self.optimizer, self.schedule, self.scaler, self.criterion = model, optimizer, schedule, scaler, criterion
         self.options, self.device, self.amp, self.augment_gen, self.console = options, device, amp, augment_gen, console
-        self.ranks = ranks
+        self.ranks, self.teacher = ranks, teacher
 
     def train_epoch(self, loader: DataLoader, state: TrainState) -> dict[str, Any]:
         options = self.options
@@ -290,6 +293,10 @@ class _Loop:
                     AUGMENTATIONS[options.augment],
                 )
                 labels = labels.to(self.device, non_blocking=True)
+                taught = None
+                if self.teacher is not None:
+                    taught = self.teacher(images)
+                    images = self.teacher.student_input(images)
                 sync = pending + 1 == options.accumulate or index + 1 == len(loader)
                 with self._sync(sync):
                     with _autocast(self.device, self.amp):
@@ -299,6 +306,10 @@ class _Loop:
                         map_loss, batch_map_loss = self._loss(map_scores(output.heatmaps.float()), labels)
                         loss = loss + options.map_loss * map_loss
                         batch_loss += options.map_loss * batch_map_loss
+                    if taught is not None and options.distil_weight > 0:
+                        taught_loss = distil_loss(output, taught)
+                        loss = loss + options.distil_weight * taught_loss
+                        batch_loss += options.distil_weight * self._mean_over_ranks(taught_loss.detach())
                     self.scaler.scale(loss / options.accumulate).backward()
                 pending += 1
                 count = len(labels) * self.ranks.world_size
@@ -331,6 +342,10 @@ class _Loop:
         totals = torch.stack([weighted.detach(), self.criterion.weight[labels].sum()])
         global_weighted, global_weight = distributed.all_reduce_sum(totals, self.ranks).tolist()
         return weighted * (self.ranks.world_size / global_weight), global_weighted / global_weight
+
+    def _mean_over_ranks(self, value: torch.Tensor) -> float:
+        """A per-process mean (over equal shards) as the mean over the global batch."""
+        return distributed.all_reduce_sum(value.reshape(1).clone(), self.ranks).item() / self.ranks.world_size
 
     def _sync(self, sync: bool):
         return nullcontext() if sync or not self.ranks.active else self.model.no_sync()
@@ -459,6 +474,17 @@ def _open_data(options: TrainOptions, run_dir: Path) -> tuple[Any, dict[str, lis
     dataset = open_dataset(options.data, format=options.format, channels=options.channels, image_size=options.image_size)
     split = RunConfig.load(run_dir).split if options.resume else split_patients(dataset, seed=options.seed)
     return dataset, split
+
+
+def _teacher_data(options: TrainOptions, dataset: SliceDataset, teacher: Teacher) -> SliceDataset:
+    """The data set in the teacher's channels (the training loop derives the student's input from them)."""
+    from gpedge.data import open_dataset
+
+    full = open_dataset(options.data, format=options.format, channels=teacher.channels, image_size=options.image_size)
+    if [(r.patient, r.slice, r.label) for r in full.records] != [(r.patient, r.slice, r.label) for r in dataset.records]:
+        raise DataError(f"--distil-from: {options.data} lists other slices in the teacher's channels {teacher.channels} "
+                        f"than in {dataset.channels}; every slice needs all the teacher's contrasts")
+    return full
 
 
 def visible_tumours(train_set: SliceDataset, min_px: int) -> tuple[SliceDataset, int]:
