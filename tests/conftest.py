@@ -48,13 +48,15 @@ def train_tiny_run(run_dir: Path, arch: str = "gp-unet", options: dict | None = 
     labels = torch.from_numpy(data.labels)
     optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
     model.train()
-    for step in range(steps):
-        index = torch.arange(step * 8, step * 8 + 8) % len(images)
-        loss = torch.nn.functional.cross_entropy(model(images[index]).logits, labels[index])
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-    torch.set_num_threads(threads)
+    try:
+        for step in range(steps):
+            index = torch.arange(step * 8, step * 8 + 8) % len(images)
+            loss = torch.nn.functional.cross_entropy(model(images[index]).logits, labels[index])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+    finally:
+        torch.set_num_threads(threads)
     model.eval()
     run_dir.mkdir(parents=True, exist_ok=True)
     RunConfig(

@@ -71,9 +71,9 @@ def _train(options: TrainOptions, ranks: Ranks, device: torch.device, console: C
     torch.manual_seed(options.seed)
     with distributed.local_main_first(ranks):
         dataset, split = _open_data(options, run_dir)
-    teacher = Teacher.load(options.distil_from, dataset.channels, dataset.class_names, device) if options.distil_from else None
-    val_set = dataset.subset(split["val"])
-    train_set = (dataset if teacher is None else _teacher_data(options, dataset, teacher)).subset(split["train"])
+        teacher = Teacher.load(options.distil_from, dataset.channels, dataset.class_names, device) if options.distil_from else None
+        training_data = dataset if teacher is None else _teacher_data(options, dataset, teacher)
+    train_set, val_set = training_data.subset(split["train"]), dataset.subset(split["val"])
     train_set, left_out = visible_tumours(train_set, options.min_tumour_px)
     for name, subset in (("training", train_set), ("validation", val_set)):
         if len(subset) == 0:
@@ -295,7 +295,7 @@ class _Loop:
                 labels = labels.to(self.device, non_blocking=True)
                 taught = None
                 if self.teacher is not None:
-                    taught = self.teacher(images)
+                    taught = self.teacher(images) if options.distil_weight > 0 else None
                     images = self.teacher.student_input(images)
                 sync = pending + 1 == options.accumulate or index + 1 == len(loader)
                 with self._sync(sync):
@@ -306,7 +306,7 @@ class _Loop:
                         map_loss, batch_map_loss = self._loss(map_scores(output.heatmaps.float()), labels)
                         loss = loss + options.map_loss * map_loss
                         batch_loss += options.map_loss * batch_map_loss
-                    if taught is not None and options.distil_weight > 0:
+                    if taught is not None:
                         taught_loss = distil_loss(output, taught)
                         loss = loss + options.distil_weight * taught_loss
                         batch_loss += options.distil_weight * self._mean_over_ranks(taught_loss.detach())
