@@ -3,6 +3,11 @@
 Usage: python scripts/make_examples.py [OUT_DIR]   (needs the [train] extra for the generator)
 Writes 16-bit PNG slices (HGG, LGG, healthy), one MR DICOM slice and small T1CE NIfTI volumes (HGG, LGG):
 24 slices around each tumour's largest section.
+
+The files in ``examples/`` were written by this script at commit 47c7795, with the generator of that commit; the
+generator has changed since (anatomy, scanners, lesions), so running the script now writes other scans (its
+``hgg_t1ce.nii.gz`` is ``tests/data/hgg_t1ce.nii.gz``, to one grey level in 1e-5 of the voxels). Check a regenerated
+set with ``gpedge infer`` before it replaces the bundled one: the README's figures are those of the bundled files.
 """
 from __future__ import annotations
 
