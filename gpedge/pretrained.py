@@ -1,8 +1,9 @@
-"""Networks pretrained on ``gpedge synth`` data, shipped to start a training run from (``--init-from NAME``; no torch).
+"""Networks pretrained on ``gpedge synth`` data, shipped to start a training run from or to teach it
+(``--init-from NAME``, ``--distil-from NAME``; no torch).
 
 Each is a run folder under ``gpedge/assets/pretrained/<name>`` (``config.json`` and
 ``model.safetensors``, as ``gpedge train`` writes them); its files are checked against the sha256
-recorded here before they are parsed. ``--init-from`` takes such a name or any run folder.
+recorded here before they are parsed. Both flags take such a name or any run folder.
 """
 from __future__ import annotations
 
@@ -24,8 +25,8 @@ PRETRAINED: dict[str, dict[str, str]] = {
 }
 
 
-def resolve_init(value: str | Path) -> Path:
-    """The run folder ``--init-from value`` names: a bundled network of :data:`PRETRAINED` (its files verified),
+def resolve_init(value: str | Path, flag: str = "--init-from") -> Path:
+    """The run folder ``flag value`` names: a bundled network of :data:`PRETRAINED` (its files verified),
     else ``value`` as a path."""
     name = str(value)
     if name not in PRETRAINED:
@@ -37,7 +38,7 @@ def resolve_init(value: str | Path) -> Path:
         path = folder / file
         if not path.is_file() or sha256_file(path) != digest:
             raise GpedgeError(
-                f"--init-from {name}: the bundled {path} is missing or does not match its recorded sha256; "
+                f"{flag} {name}: the bundled {path} is missing or does not match its recorded sha256; "
                 "reinstall gpedge"
             )
     return folder

@@ -23,6 +23,7 @@ from gpedge.errors import DataError, GpedgeError
 from gpedge.runs import RunConfig, build_model, load_run
 from gpedge.train import TrainOptions, train
 from gpedge.train.augment import augment_batch
+from gpedge.train.distil import Teacher, distil_loss
 from gpedge.train.health import check_layers, dead_layers
 from gpedge.train.losses import TOP_FRACTION, map_scores
 from gpedge.train.trainer import balanced_class_weights, start_from, visible_tumours
@@ -221,6 +222,8 @@ def test_init_from_a_bundled_network_verifies_and_loads_it(brats, tmp_path, monk
     monkeypatch.setattr(pretrained, "PRETRAINED_ROOT", tmp_path / "assets")
     with pytest.raises(GpedgeError, match=f"--init-from {name}: .*sha256"):
         pretrained.resolve_init(name)
+    with pytest.raises(GpedgeError, match=f"--distil-from {name}: .*sha256"):
+        Teacher.load(name, ["t1ce"], config.class_names, torch.device("cpu"))
 
 
 def test_a_run_written_before_an_option_existed_loads_as_the_default(brats, tmp_path):
@@ -421,8 +424,6 @@ def test_gain_augmentation_only_rescales_each_channel():
 def test_distil_loss_is_zero_for_the_teachers_own_outputs_whatever_its_maps_scale():
     from types import SimpleNamespace
 
-    from gpedge.train.distil import distil_loss
-
     gen = torch.Generator().manual_seed(0)
     logits, maps = torch.randn(4, 3, generator=gen), torch.randn(4, 3, 16, 16, generator=gen)
     student = SimpleNamespace(logits=logits.clone().requires_grad_(), heatmaps=maps.clone().requires_grad_())
@@ -437,8 +438,6 @@ def test_distil_loss_is_zero_for_the_teachers_own_outputs_whatever_its_maps_scal
 
 
 def test_the_students_input_is_its_channels_of_the_teachers_slice_normalised_alone(brats):
-    from gpedge.train.distil import Teacher
-
     full = open_dataset(brats, image_size=SIZE, channels=["t1", "t2", "t1ce", "flair"])
     alone = open_dataset(brats, image_size=SIZE, channels=["flair", "t1ce"])
     teacher = Teacher(torch.nn.Identity(), full.channels, alone.channels)
@@ -448,8 +447,6 @@ def test_the_students_input_is_its_channels_of_the_teachers_slice_normalised_alo
 
 
 def test_distillation_teaches_a_one_channel_student_the_teachers_maps_and_refuses_a_teacher_it_cannot_use(brats, tmp_path):
-    from gpedge.train.distil import Teacher, distil_loss
-
     contrasts = ["t1", "t2", "t1ce", "flair"]
     source = train(_options(brats, tmp_path / "teacher", epochs=1, channels=contrasts))
     common = dict(epochs=1, max_steps=48, accumulate=1, channels=["t1ce"], distil_from=str(source))

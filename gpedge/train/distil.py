@@ -43,7 +43,7 @@ class Teacher:
         from gpedge.models import create_model
 
         flag = f"--distil-from {value}"
-        folder = resolve_init(value)
+        folder = resolve_init(value, "--distil-from")
         try:
             config = RunConfig.load(folder)
         except GpedgeError as exc:
