@@ -1,6 +1,9 @@
 """Exceptions that the CLI reports as one clear line (no traceback)."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class GpedgeError(Exception):
     """Base class for errors caused by user input, data or model files.
@@ -31,3 +34,12 @@ class InferenceError(GpedgeError):
 
 class BackendUnavailable(GpedgeError):
     """A requested inference backend cannot run on this machine."""
+
+
+@contextmanager
+def prefixed(context: str) -> Iterator[None]:
+    """Re-raise a :class:`GpedgeError` of the block as ``"<context>: <message>"`` (e.g. the flag that named a file)."""
+    try:
+        yield
+    except GpedgeError as exc:
+        raise GpedgeError(f"{context}: {exc}") from exc

@@ -20,10 +20,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from gpedge.errors import GpedgeError
+from gpedge.errors import GpedgeError, prefixed
 from gpedge.graph.fused import normalise_slice_max
 from gpedge.pretrained import resolve_init
-from gpedge.runs import RunConfig, load_weights
+from gpedge.runs import RunConfig, build_model, load_weights
 
 
 class Teacher:
@@ -40,14 +40,10 @@ class Teacher:
 
         Its classes must be the student's, in order, and its channels must include the student's.
         """
-        from gpedge.models import create_model
-
         flag = f"--distil-from {value}"
         folder = resolve_init(value, "--distil-from")
-        try:
+        with prefixed(flag):
             config = RunConfig.load(folder)
-        except GpedgeError as exc:
-            raise GpedgeError(f"{flag}: {exc}") from exc
         if config.class_names != list(class_names):
             raise GpedgeError(f"{flag}: the teacher's classes are {config.class_names}, this run's {list(class_names)}; "
                               "distil from a network trained on the same classes")
@@ -55,12 +51,9 @@ class Teacher:
         if missing:
             raise GpedgeError(f"{flag}: the teacher was trained on {config.channels}, without {missing}; "
                               "distil from a network whose channels include this run's --channels")
-        model = create_model(config.arch, in_channels=len(config.channels), num_classes=len(config.class_names),
-                             **config.model_options)
-        try:
+        model = build_model(config)
+        with prefixed(flag):
             load_weights(model, folder, config.arch)
-        except GpedgeError as exc:
-            raise GpedgeError(f"{flag}: {exc}") from exc
         return cls(model.to(device), config.channels, student_channels)
 
     def student_input(self, images: torch.Tensor) -> torch.Tensor:

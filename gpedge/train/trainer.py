@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 
 from gpedge._version import __version__
 from gpedge.data.dataset import SliceDataset
-from gpedge.errors import DataError, GpedgeError
+from gpedge.errors import DataError, GpedgeError, prefixed
 from gpedge.pretrained import resolve_init
 from gpedge.atomic import atomic_write_json
 from gpedge.runs import CONFIG, METRICS, RunConfig, load_weights, save_weights
@@ -439,10 +439,8 @@ def start_from(model: nn.Module, options: TrainOptions, dataset: SliceDataset) -
     weights are read."""
     flag = f"--init-from {options.init_from}"
     folder = resolve_init(options.init_from)
-    try:
+    with prefixed(flag):
         config = RunConfig.load(folder)
-    except GpedgeError as exc:
-        raise GpedgeError(f"{flag}: {exc}") from exc
     wanted = {
         "--arch": (options.arch, config.arch),
         "network options (--width, --upsample, ...)": (model.config["options"], config.model_options),
@@ -452,10 +450,8 @@ def start_from(model: nn.Module, options: TrainOptions, dataset: SliceDataset) -
     for what, (here, there) in wanted.items():
         if here != there:
             raise GpedgeError(f"{flag}: that run's {what} is {there}, this run's is {here}; start from a run of the same network")
-    try:
+    with prefixed(flag):
         load_weights(model, folder, config.arch)
-    except GpedgeError as exc:
-        raise GpedgeError(f"{flag}: {exc}") from exc
 
 
 def _check_run_dir(run_dir: Path, resume: bool) -> None:
