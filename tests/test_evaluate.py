@@ -208,6 +208,23 @@ def test_split_errors(brats_root: Path, brats_package: Path, tmp_path: Path):
     assert not (tmp_path / "b").exists()
 
 
+def test_external_split_takes_patients_that_share_training_ids(tiny_package: Path, tmp_path: Path):
+    """--split all refuses data whose IDs the package trained on; --split external evaluates them, and says so."""
+    root = write_folder(tmp_path / "folder", {"healthy": [("scan01", 0), ("scan02", 0)], "hgg": [("scan03", 2), ("scan04", 2)]})
+    package = _with_split(tiny_package, tmp_path / "pkg", {"train": ["scan01", "scan03"], "val": ["x"], "test": ["y"]})
+    with pytest.raises(DataError, match="--split external if these are other patients"):
+        _evaluate("--model", str(package), "--data", str(root), "--split", "all", "--out", str(tmp_path / "a"), "--no-posthoc")
+    assert not (tmp_path / "a").exists()
+    out = tmp_path / "b"
+    code, output = _evaluate("--model", str(package), "--data", str(root), "--split", "external", "--out", str(out),
+                             "--no-posthoc", "--bootstrap", "20")
+    assert code == 0, output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["num_slices"] == 4
+    assert (metrics["data"]["split"], metrics["data"]["ids_shared_with_training"]) == ("external", 2)
+    assert "2 patient ID(s) of the data set are also training or validation IDs" in (out / "report.md").read_text()
+
+
 @pytest.fixture(scope="module")
 def figshare_package(tmp_path_factory) -> Path:
     """A 3-class figshare-like model: the tiny run relabelled meningioma/glioma/pituitary, exported."""

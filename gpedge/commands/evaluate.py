@@ -12,7 +12,7 @@ def main(
     data: Path = typer.Option(..., "--data", help="Data set root: BraTS 2020 folder, Figshare .mat files or an image folder."),
     out: Path = typer.Option(..., "--out", help="Report folder: metrics.json, report.md, report.html and PNG figures."),
     format: str = typer.Option("auto", "--format", help="auto, brats, figshare or folder."),
-    split: str = typer.Option("test", "--split", help="test or val (the package's patients), or all (external data only)."),
+    split: str = typer.Option("test", "--split", help="test or val (the package's patients); all (external data, refused when a patient ID is one the model trained on); external (every slice, IDs not checked: other patients that share the package's IDs)."),
     backend: str = typer.Option("auto", "--backend", help="Runtime backend: auto, onnxruntime, tensorrt or torch."),
     mask_rules: Optional[str] = typer.Option(
         None, "--mask-rules",

@@ -133,6 +133,11 @@ def evaluation_blocks(metrics: dict[str, Any], figures: dict[str, str]) -> list[
     ]
     if data["missing_patients"]:
         blocks.append(Paragraph(f"{len(data['missing_patients'])} patient(s) of the split are not in the data set and were skipped."))
+    if data.get("ids_shared_with_training"):
+        blocks.append(Paragraph(
+            f"{data['ids_shared_with_training']} patient ID(s) of the data set are also training or validation IDs of the "
+            "package; --split external vouches that they are other patients."
+        ))
     blocks += [
         Heading("Summary"),
         Table(

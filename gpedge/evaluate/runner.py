@@ -104,9 +104,7 @@ def evaluate(predictor: Any, options: EvaluateOptions, progress: Progress | None
         "data": {
             "path": str(Path(options.data).resolve()),
             "format": dataset.format,
-            "split": options.split,
-            "patients": selection["patients"],
-            "missing_patients": selection["missing_patients"],
+            **selection,
             "slices": len(outcomes),
         },
         "backend": predictor.backend_description,

@@ -8,7 +8,7 @@ import numpy as np
 from gpedge.errors import DataError
 from gpedge.package import ModelPackage
 
-SPLITS = ("test", "val", "all")
+SPLITS = ("test", "val", "all", "external")
 
 
 def class_index_map(dataset: Any, package: ModelPackage) -> np.ndarray:
@@ -27,7 +27,10 @@ def select_split(dataset: Any, package: ModelPackage, split: str) -> tuple[Any, 
     """The slices of ``split`` in ``dataset`` and a description of the selection.
 
     ``test``/``val`` take the patients the package records for that split; ``all`` takes every
-    slice but only of external data (no patient the model was trained or tuned on).
+    slice but only of external data (refused when a patient ID is one the model was trained or tuned
+    on); ``external`` takes every slice without that check, for other patients that happen to share
+    IDs with the package's (real BraTS against a model trained on ``gpedge synth``, which names its
+    patients the BraTS way).
     """
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
@@ -38,9 +41,13 @@ def select_split(dataset: Any, package: ModelPackage, split: str) -> tuple[Any, 
         if seen:
             raise DataError(
                 f"--split all is for external data, but {len(seen)} patient(s) of {dataset.root} were used to train "
-                f"or tune {package.root} (e.g. {', '.join(seen[:3])}); use --split test"
+                f"or tune {package.root} (e.g. {', '.join(seen[:3])}); use --split test, or --split external if these "
+                "are other patients that share the IDs"
             )
         return dataset, {"split": "all", "patients": len(available), "missing_patients": []}
+    if split == "external":
+        overlap = len(available & (set(recorded.get("train", [])) | set(recorded.get("val", []))))
+        return dataset, {"split": "external", "patients": len(available), "missing_patients": [], "ids_shared_with_training": overlap}
     wanted = list(recorded.get(split, []))
     if not wanted:
         raise DataError(
