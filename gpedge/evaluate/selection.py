@@ -36,8 +36,8 @@ def select_split(dataset: Any, package: ModelPackage, split: str) -> tuple[Any, 
         raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     recorded: dict[str, list[str]] = package.manifest.get("split") or {}
     available = set(dataset.patients)
+    seen = sorted(available & (set(recorded.get("train", [])) | set(recorded.get("val", []))))
     if split == "all":
-        seen = sorted(available & (set(recorded.get("train", [])) | set(recorded.get("val", []))))
         if seen:
             raise DataError(
                 f"--split all is for external data, but {len(seen)} patient(s) of {dataset.root} were used to train "
@@ -46,8 +46,7 @@ def select_split(dataset: Any, package: ModelPackage, split: str) -> tuple[Any, 
             )
         return dataset, {"split": "all", "patients": len(available), "missing_patients": []}
     if split == "external":
-        overlap = len(available & (set(recorded.get("train", [])) | set(recorded.get("val", []))))
-        return dataset, {"split": "external", "patients": len(available), "missing_patients": [], "ids_shared_with_training": overlap}
+        return dataset, {"split": "external", "patients": len(available), "missing_patients": [], "ids_shared_with_training": len(seen)}
     wanted = list(recorded.get(split, []))
     if not wanted:
         raise DataError(
