@@ -17,6 +17,7 @@ truth's area in pixels (the loss to small-lesion slices).
 
     python scripts/dice_breakdown.py PKG --split val [--data DIR] [--mask-rule head] [--json out.json]
     python scripts/dice_breakdown.py PKG --split all --data EXTERNAL   # every slice of external data
+    python scripts/dice_breakdown.py PKG --split external --data OTHER   # other patients sharing the package's IDs
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ import numpy as np
 from gpedge.data import open_dataset
 from gpedge.package import ModelPackage
 from gpedge.evaluate.metrics import dice_score
+from gpedge.evaluate.selection import SPLITS, select_split
 from gpedge.runtime.predictor import Predictor
 
 THRESHOLDS = 64
@@ -48,9 +50,7 @@ def best_threshold_dice(heatmap: np.ndarray, truth: np.ndarray) -> float:
 def breakdown(package: ModelPackage, data: Path, split: str, mask_rule: str | None) -> dict:
     manifest = package.manifest
     dataset = open_dataset(data, format=manifest["dataset"].get("format", "auto"), channels=package.channels)
-    patients = None if split == "all" else manifest.get("split", {}).get(split)
-    if patients:
-        dataset = dataset.subset(patients)
+    dataset, _ = select_split(dataset, package, split)
     rows = []
     with Predictor(package, backend="onnxruntime", mask_rule=mask_rule) as predictor:
         tumour_classes = [k for k in range(len(predictor.classes)) if k != package.no_tumour_class]
@@ -99,7 +99,8 @@ def breakdown(package: ModelPackage, data: Path, split: str, mask_rule: str | No
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("package", type=Path)
-    parser.add_argument("--split", default="val", help="val or test patients of the package's run (default val), or all (every slice of --data)")
+    parser.add_argument("--split", default="val", choices=SPLITS,
+                        help="val or test patients of the package's run (default val), all or external (every slice of --data)")
     parser.add_argument("--data", type=Path, help="data set folder (default: the one the package's manifest names)")
     parser.add_argument("--mask-rule", help="mask rule (default: the package's)")
     parser.add_argument("--json", type=Path)
