@@ -22,7 +22,6 @@ truth's area in pixels (the loss to small-lesion slices).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -33,6 +32,8 @@ from gpedge.package import ModelPackage
 from gpedge.evaluate.metrics import dice_score
 from gpedge.evaluate.selection import SPLITS, select_split
 from gpedge.runtime.predictor import Predictor
+
+from _report import emit, package_and_data
 
 THRESHOLDS = 64
 AREAS = ((1, 50), (50, 200), (200, 600), (600, None))  # ground-truth pixels at the data's resolution
@@ -105,13 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mask-rule", help="mask rule (default: the package's)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
-    package = ModelPackage.load(args.package)
-    data = args.data or Path(package.manifest["dataset"]["path"])
-    found = breakdown(package, data, args.split, args.mask_rule)
-    print(json.dumps(found, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(found, indent=2) + "\n")
-    return 0
+    package, data = package_and_data(args.package, args.data)
+    return emit(breakdown(package, data, args.split, args.mask_rule), args.json)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ tells it from an LGG slice by enhancement. For a split of a BraTS-layout data se
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -30,6 +29,8 @@ from gpedge.data.brats import decode_patient, find_files
 from gpedge.evaluate.selection import SPLITS, class_index_map, select_split
 from gpedge.package import ModelPackage
 from gpedge.runtime.predictor import Predictor
+
+from _report import emit, package_and_data
 
 ENHANCING = 4  # BraTS label of enhancing tumour
 SMALL = 20  # tumour pixels at the data's resolution
@@ -111,14 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, help="BraTS-layout folder (default: the one the package's manifest names)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
-    package = ModelPackage.load(args.package)
-    data = args.data or Path(package.manifest["dataset"]["path"])
+    package, data = package_and_data(args.package, args.data)
     found = {"package": str(package.root), "data": str(data), "split": args.split,
              **breakdown(slice_rows(package, data, args.split), list(package.classes))}
-    print(json.dumps(found, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(found, indent=2) + "\n")
-    return 0
+    return emit(found, args.json)
 
 
 if __name__ == "__main__":

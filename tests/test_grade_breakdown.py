@@ -2,15 +2,21 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("sklearn")
 
-_SPEC = importlib.util.spec_from_file_location("grade_breakdown", Path(__file__).parents[1] / "scripts" / "grade_breakdown.py")
+SCRIPTS = Path(__file__).parents[1] / "scripts"
+_SPEC = importlib.util.spec_from_file_location("grade_breakdown", SCRIPTS / "grade_breakdown.py")
 grade_breakdown = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(grade_breakdown)
+sys.path.insert(0, str(SCRIPTS))  # the script imports its sibling _report, as `python scripts/...` finds it
+try:
+    _SPEC.loader.exec_module(grade_breakdown)
+finally:
+    sys.path.remove(str(SCRIPTS))
 
 CLASSES = ["Healthy", "LGG", "HGG"]
 
