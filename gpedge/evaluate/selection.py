@@ -36,17 +36,8 @@ def select_split(dataset: Any, package: ModelPackage, split: str) -> tuple[Any, 
         raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     recorded: dict[str, list[str]] = package.manifest.get("split") or {}
     available = set(dataset.patients)
-    seen = sorted(available & (set(recorded.get("train", [])) | set(recorded.get("val", []))))
-    if split == "all":
-        if seen:
-            raise DataError(
-                f"--split all is for external data, but {len(seen)} patient(s) of {dataset.root} were used to train "
-                f"or tune {package.root} (e.g. {', '.join(seen[:3])}); use --split test, or --split external if these "
-                "are other patients that share the IDs"
-            )
-        return dataset, {"split": "all", "patients": len(available), "missing_patients": []}
-    if split == "external":
-        return dataset, {"split": "external", "patients": len(available), "missing_patients": [], "ids_shared_with_training": len(seen)}
+    if split in ("all", "external"):
+        return _every_slice(dataset, package, split, recorded, available)
     wanted = list(recorded.get(split, []))
     if not wanted:
         raise DataError(
@@ -62,3 +53,18 @@ def select_split(dataset: Any, package: ModelPackage, split: str) -> tuple[Any, 
         )
     missing = sorted(set(wanted) - available)
     return dataset.subset(present), {"split": split, "patients": len(present), "missing_patients": missing}
+
+
+def _every_slice(dataset: Any, package: ModelPackage, split: str, recorded: dict[str, list[str]],
+                 available: set[str]) -> tuple[Any, dict[str, Any]]:
+    """``all`` (refused when a patient ID is a training or validation one) or ``external`` (the shared IDs counted)."""
+    seen = sorted(available & (set(recorded.get("train", [])) | set(recorded.get("val", []))))
+    if split == "all":
+        if seen:
+            raise DataError(
+                f"--split all is for external data, but {len(seen)} patient(s) of {dataset.root} were used to train "
+                f"or tune {package.root} (e.g. {', '.join(seen[:3])}); use --split test, or --split external if these "
+                "are other patients that share the IDs"
+            )
+        return dataset, {"split": "all", "patients": len(available), "missing_patients": []}
+    return dataset, {"split": "external", "patients": len(available), "missing_patients": [], "ids_shared_with_training": len(seen)}
