@@ -54,7 +54,7 @@ def slice_rows(package: ModelPackage, data: Path, split: str) -> list[dict]:
             rows.append({
                 "patient": patient,
                 "truth": int(to_package[int(sample["label"])]),
-                "predicted": predictor.classes.index(result.label),
+                "predicted": result.class_index,
                 "probabilities": [float(result.probabilities[name]) for name in predictor.classes],
                 "area": int((np.asarray(sample["mask"]) > 0).sum()),
                 "enhancing": enhancing[patient][int(sample["slice"])],
@@ -100,7 +100,7 @@ def breakdown(rows: list[dict], classes: list[str]) -> dict:
         "macro_f1": macro(everything),
         "macro_f1_without_hgg_without_enhancing": macro(~no_et),
         f"macro_f1_without_tumour_under_{SMALL}px": macro(~small),
-        "bound_no_et_as_lgg": float(f1_score(truth, bound, labels=labels, average="macro")),
+        "bound_no_et_as_lgg": macro(everything, bound),
         "volume_grade_macro_f1": macro(everything, volume_grades(rows, [low, high])),
     }
 
