@@ -10,6 +10,10 @@ For every tumour slice (non-empty ground truth) of a split of the package's own 
   that slice (an oracle for the threshold rule and the offset's scale: what the map itself allows);
 - ``pointing``: share of slices whose map peaks inside the tumour.
 
+``by_class`` gives, per true tumour class, how many of its slices are called that class and how often
+that class's own map peaks inside the tumour (on all its slices and on those of at least
+``LARGE_PX`` pixels, where the lesion is plain): whether the map of the class finds its lesion.
+
 The medians over all tumour slices: ``deployed`` vs ``classified`` is the loss to misclassification,
 ``classified`` vs ``best threshold`` the loss to the threshold rule, and a low ``best threshold`` the
 loss to the map (it does not light up the tumour). ``by_area`` repeats the first two by the ground
@@ -30,13 +34,14 @@ import numpy as np
 from gpedge.data import open_dataset
 from gpedge.package import ModelPackage
 from gpedge.evaluate.metrics import dice_score
-from gpedge.evaluate.selection import SPLITS, select_split
+from gpedge.evaluate.selection import SPLITS, class_index_map, select_split
 from gpedge.runtime.predictor import Predictor
 
 from _report import emit, package_and_data
 
 THRESHOLDS = 64
 AREAS = ((1, 50), (50, 200), (200, 600), (600, None))  # ground-truth pixels at the data's resolution
+LARGE_PX = 200
 
 
 def best_threshold_dice(heatmap: np.ndarray, truth: np.ndarray) -> float:
@@ -48,10 +53,33 @@ def best_threshold_dice(heatmap: np.ndarray, truth: np.ndarray) -> float:
     return max(dice_score(heatmap > t, truth) for t in levels)
 
 
+def peak_in(heatmap: np.ndarray, truth: np.ndarray) -> bool:
+    """Whether ``heatmap``'s maximum lies inside ``truth``."""
+    return bool(truth[np.unravel_index(int(np.argmax(heatmap)), heatmap.shape)])
+
+
+def by_class(rows: list[dict]) -> dict[str, dict]:
+    """Per true tumour class: slices, the share called that class, and the share whose own class map peaks
+    inside the tumour, on all the class's slices and on those of at least ``LARGE_PX`` pixels."""
+    out = {}
+    for name in dict.fromkeys(r["label"] for r in rows):
+        group = [r for r in rows if r["label"] == name]
+        large = [r for r in group if r["area"] >= LARGE_PX]
+        out[name] = {
+            "slices": len(group),
+            "called_this_class": float(np.mean([r["called"] == name for r in group])),
+            "own_map_pointing": float(np.mean([r["true_map_peak_in_tumour"] for r in group])),
+            f"slices_{LARGE_PX}px_or_more": len(large),
+            f"own_map_pointing_{LARGE_PX}px_or_more": float(np.mean([r["true_map_peak_in_tumour"] for r in large])) if large else None,
+        }
+    return out
+
+
 def breakdown(package: ModelPackage, data: Path, split: str, mask_rule: str | None) -> dict:
     manifest = package.manifest
     dataset = open_dataset(data, format=manifest["dataset"].get("format", "auto"), channels=package.channels)
     dataset, _ = select_split(dataset, package, split)
+    to_package = class_index_map(dataset, package)
     rows = []
     with Predictor(package, backend="onnxruntime", mask_rule=mask_rule) as predictor:
         tumour_classes = [k for k in range(len(predictor.classes)) if k != package.no_tumour_class]
@@ -63,13 +91,17 @@ def breakdown(package: ModelPackage, data: Path, split: str, mask_rule: str | No
             result = predictor.predict(np.asarray(sample["image"], np.float32))[0]
             tumour_class = max(tumour_classes, key=lambda k: result.probabilities[predictor.classes[k]])
             tumour_map = result.heatmaps[tumour_class]
-            peak = np.unravel_index(int(np.argmax(tumour_map)), tumour_map.shape)
+            true_class = int(to_package[int(sample["label"])])
+            true_map = result.heatmaps[true_class]
             rows.append({
+                "label": predictor.classes[true_class],
+                "called": result.label,
                 "area": int(truth.sum()),
                 "called_tumour": bool(result.is_tumour),
                 "deployed": dice_score(result.mask, truth),
                 "best_threshold": best_threshold_dice(tumour_map, truth),
-                "peak_in_tumour": bool(truth[peak]),
+                "peak_in_tumour": peak_in(tumour_map, truth),
+                "true_map_peak_in_tumour": peak_in(true_map, truth),
             })
         rule, offset = predictor.mask_rule, predictor.offset
     called = [r for r in rows if r["called_tumour"]]
@@ -84,6 +116,7 @@ def breakdown(package: ModelPackage, data: Path, split: str, mask_rule: str | No
         "median_dice_classified": median([r["deployed"] for r in called]),
         "median_dice_best_threshold": median([r["best_threshold"] for r in rows]),
         "pointing": float(np.mean([r["peak_in_tumour"] for r in rows])) if rows else None,
+        "by_class": by_class(rows),
         "by_area": {
             f"{low}-{high or 'max'} px": {
                 "slices": len(group),

@@ -1,0 +1,57 @@
+"""scripts/dice_breakdown.py: whether each tumour class's own map finds its lesion, on rows built by hand."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCRIPTS = Path(__file__).parents[1] / "scripts"
+_SPEC = importlib.util.spec_from_file_location("dice_breakdown", SCRIPTS / "dice_breakdown.py")
+dice_breakdown = importlib.util.module_from_spec(_SPEC)
+sys.path.insert(0, str(SCRIPTS))  # the script imports its sibling _report, as `python scripts/...` finds it
+try:
+    _SPEC.loader.exec_module(dice_breakdown)
+finally:
+    sys.path.remove(str(SCRIPTS))
+
+
+def row(label: str, called: str, area: int, own_map_in_lesion: bool) -> dict:
+    return {"label": label, "called": called, "area": area, "true_map_peak_in_tumour": own_map_in_lesion}
+
+
+def test_peak_in_is_true_only_when_the_maximum_lies_in_the_mask() -> None:
+    truth = np.zeros((8, 8), bool)
+    truth[2:4, 2:4] = True
+    heatmap = np.zeros((8, 8), np.float32)
+    heatmap[3, 3] = 1.0
+    assert dice_breakdown.peak_in(heatmap, truth)
+    heatmap[6, 6] = 2.0
+    assert not dice_breakdown.peak_in(heatmap, truth)
+
+
+def test_by_class_counts_calls_and_pointing_per_true_class_and_on_large_lesions() -> None:
+    large = dice_breakdown.LARGE_PX
+    rows = [
+        row("LGG", "LGG", large, False),
+        row("LGG", "Healthy", large + 50, False),
+        row("LGG", "HGG", 10, True),
+        row("LGG", "LGG", 20, False),
+        row("HGG", "HGG", large, True),
+        row("HGG", "LGG", 5, False),
+    ]
+    found = dice_breakdown.by_class(rows)
+    assert found["LGG"]["slices"] == 4
+    assert found["LGG"]["called_this_class"] == pytest.approx(0.5)
+    assert found["LGG"]["own_map_pointing"] == pytest.approx(0.25)
+    assert found["LGG"][f"slices_{large}px_or_more"] == 2
+    assert found["LGG"][f"own_map_pointing_{large}px_or_more"] == 0.0
+    assert found["HGG"]["called_this_class"] == pytest.approx(0.5)
+    assert found["HGG"][f"own_map_pointing_{large}px_or_more"] == 1.0
+
+
+def test_by_class_has_no_large_lesion_share_without_large_lesions() -> None:
+    found = dice_breakdown.by_class([row("LGG", "LGG", 3, True)])
+    assert found["LGG"][f"own_map_pointing_{dice_breakdown.LARGE_PX}px_or_more"] is None
