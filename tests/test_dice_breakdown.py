@@ -1,21 +1,11 @@
 """scripts/dice_breakdown.py: whether each tumour class's own map finds its lesion, on rows built by hand."""
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
+from script_module import load_script
 
-SCRIPTS = Path(__file__).parents[1] / "scripts"
-_SPEC = importlib.util.spec_from_file_location("dice_breakdown", SCRIPTS / "dice_breakdown.py")
-dice_breakdown = importlib.util.module_from_spec(_SPEC)
-sys.path.insert(0, str(SCRIPTS))  # the script imports its sibling _report, as `python scripts/...` finds it
-try:
-    _SPEC.loader.exec_module(dice_breakdown)
-finally:
-    sys.path.remove(str(SCRIPTS))
+dice_breakdown = load_script("dice_breakdown")
 
 
 def row(label: str, called: str, area: int, own_map_in_lesion: bool) -> dict:

@@ -1,22 +1,12 @@
 """scripts/grade_breakdown.py: the bound and the volume grade it reports, on slices built by hand."""
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
+from script_module import load_script
 
 pytest.importorskip("sklearn")
 
-SCRIPTS = Path(__file__).parents[1] / "scripts"
-_SPEC = importlib.util.spec_from_file_location("grade_breakdown", SCRIPTS / "grade_breakdown.py")
-grade_breakdown = importlib.util.module_from_spec(_SPEC)
-sys.path.insert(0, str(SCRIPTS))  # the script imports its sibling _report, as `python scripts/...` finds it
-try:
-    _SPEC.loader.exec_module(grade_breakdown)
-finally:
-    sys.path.remove(str(SCRIPTS))
+grade_breakdown = load_script("grade_breakdown")
 
 CLASSES = ["Healthy", "LGG", "HGG"]
 
