@@ -41,7 +41,7 @@ from _report import emit, package_and_data
 
 THRESHOLDS = 64
 AREAS = ((1, 50), (50, 200), (200, 600), (600, None))  # ground-truth pixels at the data's resolution
-LARGE_PX = 200
+LARGE_PX = 200  # a plain lesion, in ground-truth pixels at the data's resolution
 
 
 def best_threshold_dice(heatmap: np.ndarray, truth: np.ndarray) -> float:
