@@ -33,7 +33,7 @@ import numpy as np
 
 from gpedge.data import open_dataset
 from gpedge.package import ModelPackage
-from gpedge.evaluate.metrics import dice_score
+from gpedge.evaluate.metrics import dice_score, pointing_hit
 from gpedge.evaluate.selection import SPLITS, class_index_map, select_split
 from gpedge.runtime.predictor import Predictor
 
@@ -51,11 +51,6 @@ def best_threshold_dice(heatmap: np.ndarray, truth: np.ndarray) -> float:
         return 0.0
     levels = np.unique(np.quantile(positive, np.linspace(0.0, 0.995, THRESHOLDS)))
     return max(dice_score(heatmap > t, truth) for t in levels)
-
-
-def peak_in(heatmap: np.ndarray, truth: np.ndarray) -> bool:
-    """Whether ``heatmap``'s maximum lies inside ``truth``."""
-    return bool(truth[np.unravel_index(int(np.argmax(heatmap)), heatmap.shape)])
 
 
 def by_class(rows: list[dict]) -> dict[str, dict]:
@@ -100,8 +95,8 @@ def breakdown(package: ModelPackage, data: Path, split: str, mask_rule: str | No
                 "called_tumour": bool(result.is_tumour),
                 "deployed": dice_score(result.mask, truth),
                 "best_threshold": best_threshold_dice(tumour_map, truth),
-                "peak_in_tumour": peak_in(tumour_map, truth),
-                "true_map_peak_in_tumour": peak_in(true_map, truth),
+                "peak_in_tumour": pointing_hit(tumour_map, truth, 0.0),
+                "true_map_peak_in_tumour": pointing_hit(true_map, truth, 0.0),
             })
         rule, offset = predictor.mask_rule, predictor.offset
     called = [r for r in rows if r["called_tumour"]]

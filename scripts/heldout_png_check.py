@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from gpedge.data.folder import MASK_SUFFIX, NO_TUMOUR_NAMES
-from gpedge.evaluate.metrics import dice_score
+from gpedge.evaluate.metrics import dice_score, pointing_hit
 from gpedge.runtime.predictor import Predictor
 
 
@@ -34,14 +34,13 @@ def check(data: Path, predictor: Predictor) -> tuple[list[dict], list[np.ndarray
         tumour = image.parent.name.lower() not in NO_TUMOUR_NAMES
         result = predictor.predict(image)[0]
         predicted_tumour = result.is_tumour
-        peak = np.unravel_index(int(np.argmax(result.heatmap)), result.heatmap.shape)
         records.append({
             "file": str(image.relative_to(data)),
             "truth": image.parent.name,
             "label": result.label,
             "tumour_right": bool(predicted_tumour == tumour),
             "dice": dice_score(result.mask, truth) if tumour else None,
-            "peak_in_tumour": bool(truth[peak]) if tumour else None,
+            "peak_in_tumour": pointing_hit(result.heatmap, truth, 0.0) if tumour else None,
             "out_of_distribution": result.out_of_distribution,
         })
         overlays.append(_overlay(result, truth))

@@ -1,7 +1,6 @@
 """scripts/dice_breakdown.py: whether each tumour class's own map finds its lesion, on rows built by hand."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from script_module import load_script
 
@@ -10,16 +9,6 @@ dice_breakdown = load_script("dice_breakdown")
 
 def row(label: str, called: str, area: int, own_map_in_lesion: bool) -> dict:
     return {"label": label, "called": called, "area": area, "true_map_peak_in_tumour": own_map_in_lesion}
-
-
-def test_peak_in_is_true_only_when_the_maximum_lies_in_the_mask() -> None:
-    truth = np.zeros((8, 8), bool)
-    truth[2:4, 2:4] = True
-    heatmap = np.zeros((8, 8), np.float32)
-    heatmap[3, 3] = 1.0
-    assert dice_breakdown.peak_in(heatmap, truth)
-    heatmap[6, 6] = 2.0
-    assert not dice_breakdown.peak_in(heatmap, truth)
 
 
 def test_by_class_counts_calls_and_pointing_per_true_class_and_on_large_lesions() -> None:
