@@ -26,7 +26,7 @@ if [[ "${ONLY:-}" != default ]]; then
     done
 fi
 
-default_pkg="$(python -c 'import pathlib, gpedge; print(next((str(p.parent) for p in sorted(pathlib.Path(gpedge.__file__).parent.joinpath("assets").glob("*/manifest.json"))), ""))')"
+default_pkg="$(python -c 'from gpedge.package import BUNDLED; d = BUNDLED["default"]; print(d if (d / "manifest.json").is_file() else "")')"
 if [[ -n "$default_pkg" ]]; then
     echo "== bundled model $default_pkg =="
     default_backends=torch,onnxruntime  # onnxruntime-int8 runs the package's own model.int8.onnx (gpedge export --int8)

@@ -29,7 +29,6 @@ from gpedge.preprocess import resize_image
 from gpedge.runtime.backends.base import rule_inputs
 from gpedge.runtime.backends.onnxruntime import OPTIMIZATIONS
 from gpedge.runtime.io import read_file
-from gpedge.runtime.predictor import default_model_path
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "hgg_t1ce.png"
 
@@ -67,7 +66,7 @@ def main() -> int:
     parser.add_argument("--torch", action="store_true", help="also time eager PyTorch (needs [train])")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    package = ModelPackage.load(args.model or default_model_path())
+    package = ModelPackage.load(args.model or "default")
     height, width = package.image_size
     slice_ = resize_image(read_file(EXAMPLE).images[0], (height, width))
     image = np.ascontiguousarray(np.repeat(slice_[None], len(package.channels), axis=1))

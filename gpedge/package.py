@@ -26,6 +26,15 @@ _OLD_SCHEMAS = {
     2: "its graph has only the paper's mask rule (no 'mask_rule' input, no 'score' output)",
 }
 MANIFEST = "manifest.json"
+_ASSETS = Path(__file__).resolve().parent / "assets"
+#: Model packages shipped with gpedge, by name (``--model NAME``, ``Predictor(model=NAME)``):
+#: ``default``: GP-UNet on one T1CE slice, what ``gpedge infer`` runs when no model is given;
+#: ``gp-unet-synth``: GP-UNet on T1, T2, T1CE and FLAIR, the network :mod:`gpedge.pretrained` ships
+#: as training weights under the same name (model card: the README).
+BUNDLED: dict[str, Path] = {
+    "default": _ASSETS / "default_model",
+    "gp-unet-synth": _ASSETS / "models" / "gp-unet-synth",
+}
 #: The fused graphs a package may hold, by the precision of the network's compute.
 GRAPHS = {"fp32": "model.onnx", "fp16": "model.fp16.onnx", "int8": "model.int8.onnx"}
 
@@ -118,6 +127,19 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def bundled_package(name: str) -> Path:
+    """The folder of the bundled package ``name`` (:data:`BUNDLED`); a clear error when it is not installed."""
+    if name not in BUNDLED:
+        raise PackageError(f"no bundled model is called {name!r}; use one of {', '.join(BUNDLED)} or a package folder")
+    folder = BUNDLED[name]
+    if not (folder / MANIFEST).is_file():
+        raise PackageError(
+            f"the bundled {name} model ({folder}) is missing; reinstall gpedge, or pass a package folder written by "
+            "'gpedge export' (Predictor(model=PATH) or --model PATH)"
+        )
+    return folder
+
+
 @dataclass
 class ModelPackage:
     """A model package folder whose manifest was read and checked (files are verified when opened).
@@ -130,8 +152,10 @@ class ModelPackage:
 
     @classmethod
     def load(cls, root: str | os.PathLike) -> "ModelPackage":
-        """Read and validate the manifest of ``root`` (files are verified when opened)."""
-        root = Path(root)
+        """Read and validate the manifest of the package folder ``root``, or of the bundled package of
+        that name (:data:`BUNDLED`; a folder of the same name is then given as ``./NAME``). Files are
+        verified when opened."""
+        root = bundled_package(str(root)) if str(root) in BUNDLED else Path(root)
         path = root / MANIFEST
         if not root.is_dir():
             raise PackageError(f"model package {root} is not a folder; pass the folder written by 'gpedge export'")

@@ -5,9 +5,13 @@ with ``<name>_mask.png``), runs every image through the runtime (``gpedge.Predic
 ``gpedge infer`` applies) and reports per image and in total: tumour vs healthy right, the mask's Dice
 with the ground truth on tumour images, and whether the predicted class's heatmap peaks inside the
 tumour (the pointing game). Optionally writes a contact sheet of the overlays (heatmap, mask in red,
-ground truth in green) for looking at them.
+ground truth in green) for looking at them. A model with several channels reads each image's other
+contrasts from folders of the same layout (``--contrast NAME=DIR``, as ``gpedge synth --format png
+--channel NAME`` writes them with the same seed); DATA supplies the channel not named.
 
     python scripts/heldout_png_check.py data/heldout-png --json check.json --overlays check-overlays.png
+    python scripts/heldout_png_check.py held-t1ce --model gp-unet-synth --contrast t1=held-t1 --contrast t2=held-t2 \
+        --contrast flair=held-flair
 """
 from __future__ import annotations
 
@@ -24,15 +28,19 @@ from gpedge.evaluate.metrics import dice_score, pointing_hit
 from gpedge.runtime.predictor import Predictor
 
 
-def check(data: Path, predictor: Predictor) -> tuple[list[dict], list[np.ndarray]]:
-    """One record per image of ``data`` and the overlays (RGB, ground truth outlined in green)."""
+def check(data: Path, predictor: Predictor, contrasts: dict[str, Path] | None = None) -> tuple[list[dict], list[np.ndarray]]:
+    """One record per image of ``data`` and the overlays (RGB, ground truth outlined in green); ``contrasts``:
+    the folders holding each image's other channels, by channel name (a multi-channel model)."""
     import cv2
 
     records, overlays = [], []
     for image in sorted(p for p in data.glob("*/*.png") if not p.stem.endswith(MASK_SUFFIX)):
         truth = cv2.imread(str(image.with_name(f"{image.stem}{MASK_SUFFIX}.png")), cv2.IMREAD_GRAYSCALE) > 0
         tumour = image.parent.name.lower() not in NO_TUMOUR_NAMES
-        result = predictor.predict(image)[0]
+        item = image if not contrasts else {
+            name: contrasts[name] / image.relative_to(data) if name in contrasts else image for name in predictor.channels
+        }
+        result = predictor.predict(item)[0]
         predicted_tumour = result.is_tumour
         records.append({
             "file": str(image.relative_to(data)),
@@ -84,17 +92,30 @@ def summary(records: list[dict], by_class: bool = True) -> dict:
     return found
 
 
+def _contrast(value: str, parser: argparse.ArgumentParser) -> tuple[str, Path]:
+    name, sep, folder = value.partition("=")
+    if not sep or not name or not folder:
+        parser.error(f"--contrast {value!r}: expected NAME=DIR, e.g. flair=held-flair")
+    return name.lower(), Path(folder)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path)
-    parser.add_argument("--model", type=Path, help="model package (default: the bundled model)")
+    parser.add_argument("--model", type=Path, help="model package or bundled model's name (default: the bundled default)")
+    parser.add_argument("--contrast", action="append", default=[], metavar="NAME=DIR",
+                        help="folder holding the images' contrast NAME (repeat for each channel DATA does not hold)")
     parser.add_argument("--mask-rule", help="mask rule (default: the package's)")
     parser.add_argument("--offset", type=float, help="the rule's parameter (default: the package's)")
     parser.add_argument("--json", type=Path, help="write records and summary here")
     parser.add_argument("--overlays", type=Path, help="write a PNG contact sheet of the overlays here")
     args = parser.parse_args(argv)
+    contrasts = dict(_contrast(value, parser) for value in args.contrast)
     with Predictor(args.model, backend="onnxruntime", mask_rule=args.mask_rule, offset=args.offset) as predictor:
-        records, overlays = check(args.data, predictor)
+        missing = [name for name in predictor.channels if name not in contrasts]
+        if len(missing) != 1:
+            parser.error(f"the model reads {predictor.channels}; name with --contrast every channel but the one DATA holds")
+        records, overlays = check(args.data, predictor, contrasts)
         found = {"model": str(predictor.package.root), "mask_rule": predictor.mask_rule, "offset": predictor.offset,
                  "data": str(args.data), "summary": summary(records), "records": records}
     print(json.dumps(found["summary"]))

@@ -8,6 +8,10 @@ The files in ``examples/`` were written by this script at commit 47c7795, with t
 generator has changed since (anatomy, scanners, lesions), so running the script now writes other scans (its
 ``hgg_t1ce.nii.gz`` is ``tests/data/hgg_t1ce.nii.gz``, to one grey level in 1e-5 of the voxels). Check a regenerated
 set with ``gpedge infer`` before it replaces the bundled one: the README's figures are those of the bundled files.
+
+The four ``lgg_heldout_{t1,t2,t1ce,flair}.png`` (one held-out-family LGG slice in four contrasts, for the bundled
+``gp-unet-synth`` model) are not written here: each is ``LGG/heldout_lgg_000.png`` of ``gpedge synth DIR --family
+heldout --format png --patients 1 --min-lesion-mm 8 --seed 7 --channel C`` (same seed, same slice).
 """
 from __future__ import annotations
 

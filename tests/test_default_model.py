@@ -1,4 +1,4 @@
-"""The bundled default model and the README's main command on the bundled examples."""
+"""The bundled models and the README's commands on the bundled examples."""
 from __future__ import annotations
 
 import json
@@ -6,24 +6,37 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import nibabel as nib
 import numpy as np
 
+import pytest
+
 import gpedge
-from gpedge.package import ModelPackage
-from gpedge.runtime.predictor import DEFAULT_MODEL
+from gpedge.package import BUNDLED, ModelPackage
+from gpedge.pretrained import PRETRAINED
+from gpedge.runs import WEIGHTS
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+FOUR_CONTRASTS = ("t1", "t2", "t1ce", "flair")
 
 
-def test_bundled_package_is_complete_and_verified() -> None:
-    package = ModelPackage.load(DEFAULT_MODEL)
-    for name in package.manifest["files"]:
-        assert package.file(name).is_file()
+@pytest.mark.parametrize("name, channels", [("default", ["t1ce"]), ("gp-unet-synth", list(FOUR_CONTRASTS))])
+def test_bundled_package_is_complete_and_verified(name: str, channels: list[str]) -> None:
+    package = ModelPackage.load(name)
+    assert package.root == BUNDLED[name]
+    for file in package.manifest["files"]:
+        assert package.file(file).is_file()
     assert package.classes == ["Healthy", "LGG", "HGG"]
-    assert package.channels == ["t1ce"]
+    assert package.channels == channels
     assert package.manifest["dataset"]["format"] == "brats"
     assert package.manifest["parity"]["onnxruntime_fp32_vs_torch"]["label_agreement"] == 1.0
+
+
+def test_a_bundled_name_is_one_network() -> None:
+    """A name shipped both as training weights (--init-from, --distil-from) and as a package holds the same weights."""
+    for name in set(BUNDLED) & set(PRETRAINED):
+        assert ModelPackage.load(name).manifest["files"][WEIGHTS]["sha256"] == PRETRAINED[name][WEIGHTS]
 
 
 def test_predictor_defaults_to_the_bundled_model() -> None:
@@ -58,3 +71,16 @@ def test_readme_main_command_on_every_example(tmp_path: Path) -> None:
     mask = nib.load(volume_outputs["mask_nifti"])
     source = nib.load(EXAMPLES / "lgg_t1ce.nii.gz")
     assert mask.shape == source.shape and np.allclose(mask.affine, source.affine)
+
+
+def test_readme_four_contrast_command(tmp_path: Path) -> None:
+    """``gpedge infer --model gp-unet-synth`` with one file per contrast: one result for the four files."""
+    files = [arg for c in FOUR_CONTRASTS for arg in (f"--{c}", str(EXAMPLES / f"lgg_heldout_{c}.png"))]
+    proc = subprocess.run(
+        [sys.executable, "-m", "gpedge.cli", "infer", "--model", "gp-unet-synth", *files, "--out", str(tmp_path), "--json"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (record,) = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert record["label"] in ("Healthy", "LGG", "HGG")
+    assert record["mask_area_px"] == int((cv2.imread(record["outputs"]["mask"], cv2.IMREAD_GRAYSCALE) > 0).sum())

@@ -13,9 +13,9 @@ import pytest
 
 import gpedge
 from conftest import make_slices
+from gpedge import package as package_module
 from gpedge.errors import GpedgeError, PackageError
 from gpedge.preprocess import resize_image
-from gpedge.runtime import predictor as predictor_module
 from gpedge.runtime.results import STAGES
 from mask_reference import multiotsu_threshold
 
@@ -209,9 +209,20 @@ def test_damaged_package(every_class_package: Path, tmp_path: Path) -> None:
 
 
 def test_missing_default_model_is_a_clear_error(monkeypatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(predictor_module, "DEFAULT_MODEL", tmp_path / "absent")
-    with pytest.raises(PackageError, match="default model"):
+    monkeypatch.setitem(package_module.BUNDLED, "default", tmp_path / "absent")
+    with pytest.raises(PackageError, match="bundled default model .* is missing"):
         gpedge.Predictor()
+
+
+def test_bundled_models_by_name(tmp_path: Path) -> None:
+    """``model=NAME`` opens the bundled package of that name; a name that is none is refused by name."""
+    for name, folder in package_module.BUNDLED.items():
+        assert gpedge.Predictor(name, backend="onnxruntime").package.root == folder
+    assert gpedge.Predictor("gp-unet-synth", backend="onnxruntime").channels == ["t1", "t2", "t1ce", "flair"]
+    with pytest.raises(PackageError, match="not a folder"):
+        gpedge.Predictor(tmp_path / "gp-unet-synth")
+    with pytest.raises(PackageError, match="no bundled model is called 'nope'"):
+        package_module.bundled_package("nope")
 
 
 def test_closed_predictor_and_bad_arguments(every_class_package: Path, slices) -> None:

@@ -125,7 +125,7 @@ def run_child(job: dict[str, Any], workdir: Path, threads: int) -> dict[str, Any
 
 
 def benchmark_package(package_dir: str | os.PathLike, settings: BenchSettings) -> list[dict[str, Any]]:
-    """Benchmark the model package at ``package_dir``; one row per backend and batch size."""
+    """Benchmark the model package at ``package_dir`` (or bundled of that name); one row per backend and batch size."""
     package = ModelPackage.load(package_dir)
     backends = _backends(package, settings)
     check_backends(backends)
@@ -141,7 +141,7 @@ def benchmark_package(package_dir: str | os.PathLike, settings: BenchSettings) -
         np.save(workdir / "accuracy.npy", slices[: settings.accuracy_slices])
         common = {
             "task": "bench",
-            "package": str(Path(package_dir).resolve()),
+            "package": str(package.root.resolve()),
             "inputs": str(workdir / "inputs.npy"),
             "accuracy_inputs": str(workdir / "accuracy.npy"),
             "accuracy_batch": min(8, settings.accuracy_slices, _max_batch(package)),
@@ -257,7 +257,7 @@ def benchmark_volume(
             job = {
                 "task": "volume",
                 "backend": backend,
-                "package": str(Path(package_dir).resolve()),
+                "package": str(package.root.resolve()),
                 "scan": str(scan),
                 "mask_out": str(_mask_path(Path(mask_out), backend, len(backends))),
                 "batch": max(settings.batches),

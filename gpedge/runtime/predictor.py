@@ -5,11 +5,10 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numpy as np
 
-from gpedge.errors import GpedgeError, InferenceError, InputError, PackageError
+from gpedge.errors import GpedgeError, InferenceError, InputError
 from gpedge.graph.contract import MaskRule, parse_mask_rule
 from gpedge.package import ModelPackage
 from gpedge.preprocess import resize_image
@@ -21,26 +20,15 @@ from gpedge.runtime.results import Result, Source
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "assets" / "default_model"
 #: Channel shown in overlays, in order of preference (else the first channel).
 DISPLAY_CHANNELS = ("flair", "t1ce", "t2", "t1")
-
-
-def default_model_path() -> Path:
-    """The bundled default model package; a clear error when it is not installed."""
-    if not (DEFAULT_MODEL / "manifest.json").is_file():
-        raise PackageError(
-            f"no model given and the bundled default model ({DEFAULT_MODEL}) is missing; "
-            "pass a package folder written by 'gpedge export' (Predictor(model=PATH) or --model PATH)"
-        )
-    return DEFAULT_MODEL
 
 
 class Predictor:
     """Runs a gpedge model package on scans and returns one :class:`Result` per image or slice.
 
-    ``model``: package folder or loaded :class:`~gpedge.package.ModelPackage` (``None``: the
-    bundled default model). ``backend``: ``auto``, ``onnxruntime``, ``tensorrt`` or ``torch``,
+    ``model``: package folder, a bundled model's name (:data:`gpedge.package.BUNDLED`) or loaded
+    :class:`~gpedge.package.ModelPackage` (``None``: the bundled default model). ``backend``: ``auto``, ``onnxruntime``, ``tensorrt`` or ``torch``,
     or an open :class:`~gpedge.runtime.backends.Backend` (then ``model`` is its package).
     ``device``: ``None`` (backend's choice), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. ``mask_rule``
     and ``offset``: the mask rule (a name of :data:`gpedge.graph.contract.MASK_RULES`, optionally
@@ -90,7 +78,7 @@ class Predictor:
             self.package = backend.package
         else:
             self.package = model if isinstance(model, ModelPackage) else ModelPackage.load(
-                default_model_path() if model is None else model
+                "default" if model is None else model
             )
         parse_mask_rule(self.mask_rule).check_offset(self.offset)
         self.ood = _ood_check(self.package)

@@ -1,0 +1,82 @@
+"""Re-export the bundled model packages from their own weights with this gpedge's exporter (no training).
+
+For changes of the graph contract or the package format: for each bundled package named (default:
+every one of ``gpedge.package.BUNDLED``), a run folder is rebuilt from its ``model.safetensors``
+(checked against its manifest) and the model, data and split its manifest records, exported with
+the same image size, max batch, mask rule and offset, and swapped in for the bundled folder.
+Needs the ``[export]`` extra.
+
+    python scripts/reexport_bundled_models.py [--data DIR] [NAME ...]
+
+``--data``: where the training data set the manifests record lies on this machine (both bundled
+models were trained on ``gpedge synth DIR --patients 192 --seed 2027 --size 128 --slices 48``); with
+it each package records the input statistics of its training slices (the runtime's
+out-of-distribution check) and the parity checks run on its test patients.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from gpedge.export import ExportOptions, export_package
+from gpedge.graph.contract import DEFAULT_MASK_RULE
+from gpedge.package import BUNDLED
+from gpedge.runs import WEIGHTS, RunConfig
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help=f"bundled packages: {', '.join(BUNDLED)} (default: all)")
+    parser.add_argument("--data", type=Path, help="the training data set's folder on this machine")
+    args = parser.parse_args()
+    unknown = [name for name in args.names if name not in BUNDLED]
+    if unknown:
+        parser.error(f"no bundled package is called {', '.join(unknown)}; use {', '.join(BUNDLED)}")
+    for name in args.names or BUNDLED:
+        if reexport(BUNDLED[name], args.data):
+            return 2
+    return 0
+
+
+def reexport(asset: Path, data: Path | None) -> int:
+    """Re-export the bundled package folder ``asset`` in place; 2 (and a message) when its weights are damaged."""
+    manifest = json.loads((asset / "manifest.json").read_text())
+    dataset = dict(manifest["dataset"])
+    if data is not None:
+        dataset["path"] = str(data.resolve())
+    weights = (asset / WEIGHTS).read_bytes()
+    if hashlib.sha256(weights).hexdigest() != manifest["files"][WEIGHTS]["sha256"]:
+        print(f"{asset / WEIGHTS} does not match its manifest; restore it from git first", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="gpedge-reexport-") as tmp:
+        run = Path(tmp) / "run"
+        run.mkdir()
+        (run / WEIGHTS).write_bytes(weights)
+        RunConfig(
+            arch=manifest["model"]["arch"],
+            model_options=manifest["model"]["options"],
+            channels=manifest["input"]["channels"],
+            class_names=manifest["classes"],
+            image_size=int(manifest["input"]["height"]),
+            no_tumour_class=manifest["mask_rule"]["empty_for_class"],
+            normalisation=manifest["normalisation"]["type"],
+            dataset=dataset,
+            split=manifest["split"],
+        ).save(run)
+        options = ExportOptions(max_batch=int(manifest["input"]["max_batch"]), engine=False,
+                                mask_rule=manifest["mask_rule"].get("rule", DEFAULT_MASK_RULE),
+                                offset=float(manifest["mask_rule"]["offset"]))
+        package = export_package(run, Path(tmp) / "package", options)
+        shutil.rmtree(asset)
+        shutil.copytree(package, asset)
+    print(f"re-exported {asset} (mask rule {options.mask_rule}, offset {options.offset}, max batch {options.max_batch})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
