@@ -310,6 +310,29 @@ def test_first_id_renames_patients_without_changing_their_data(tmp_path):
         write_synthetic_brats(tmp_path / "c", 2, seed=9, size=32, slices=12, first_id=999)
 
 
+def test_lesion_free_writes_the_same_patients_without_their_tumours(tmp_path):
+    """``lesion_free``: the twins of a set written with the same arguments; their grade kept, no tumour voxel, and the
+    images those of the set away from its lesions."""
+    ids = write_synthetic_brats(tmp_path / "set", 2, seed=9, size=32, slices=12)
+    assert write_synthetic_brats(tmp_path / "twins", 2, seed=9, size=32, slices=12, lesion_free=True) == ids
+    assert read_grades(tmp_path / "twins") == read_grades(tmp_path / "set")
+    for pid in ids:
+        def volume(root, name):
+            return np.asanyarray(nib.load(tmp_path / root / pid / f"{pid}_{name}.nii.gz").dataobj).astype(float)
+
+        seg = volume("set", "seg") > 0
+        assert seg.any() and not volume("twins", "seg").any()
+        far = ~ndimage.binary_dilation(seg, iterations=4)
+        assert far.mean() > 0.3
+        in_lesion = []
+        for name in contrast.CONTRASTS:
+            with_tumour, twin = volume("set", name), volume("twins", name)
+            level = np.percentile(twin[twin > 0], 50)
+            assert np.abs(with_tumour - twin)[far].mean() < 0.01 * level, (pid, name)
+            in_lesion.append(np.abs(with_tumour - twin)[seg].mean() / level)
+        assert max(in_lesion) > 0.1, (pid, in_lesion)  # a lesion need not show in every contrast, but shows
+
+
 def test_min_lesion_size_raises_every_radius():
     for seed in range(6):
         patient = synthesise_patient(np.random.default_rng(seed), "LGG", SHAPE, min_lesion_mm=20.0)
@@ -362,6 +385,8 @@ def test_synth_command(tmp_path):
     ds = open_dataset(out, cache_dir=tmp_path / "cache", image_size=32)
     assert ds.patients == ["BraTS20_Training_001", "BraTS20_Training_002"]
     assert ds[0]["image"].shape == (4, 32, 32)
+    refused = CliRunner().invoke(app, ["synth", str(tmp_path / "no"), "--format", "png", "--lesion-free"])
+    assert refused.exit_code != 0 and "--lesion-free" in str(refused.exception or refused.output)
     png = tmp_path / "png"
     args = ["synth", str(png), "--family", "heldout", "--format", "png", "--patients", "1", "--size", "48", "--slices", "12"]
     result = CliRunner().invoke(app, args)

@@ -26,6 +26,9 @@ def main(
         0.0, "--min-lesion-mm", min=0.0, help="Smallest tumour radius in mm (0: the family's own sizes, down to a few voxels)."
     ),
     first_id: int = typer.Option(1, "--first-id", min=1, help="brats: number of the first patient (BraTS20_Training_<N>); the data do not change, only the ids."),
+    lesion_free: bool = typer.Option(
+        False, "--lesion-free", help="brats: the same patients without their tumours (their lesion-free twins: same anatomy, scanner and noise; for scripts/twin_check.py)."
+    ),
     workers: int = typer.Option(1, "--workers", min=1, help="Processes synthesising patients in parallel (same data for any number)."),
 ) -> None:
     """Write synthetic brain MRI with gliomas (T1, T2, T1CE, FLAIR + tumour segmentation)."""
@@ -35,6 +38,8 @@ def main(
 
     if format not in FORMATS:
         raise DataError(f"--format {format!r} is unknown; use brats or png")
+    if format == "png" and lesion_free:
+        raise DataError("--lesion-free writes the lesion-free twins of a BraTS set; png images are picked by their lesion, so use --format brats")
     if format == "png" and first_id != 1:
         raise DataError("--first-id numbers BraTS patients; png images are named by class, so leave it out with --format png")
 
@@ -45,9 +50,10 @@ def main(
         depth = slices or 155
         ids = write_synthetic_brats(
             out, patients, seed, size, depth, lgg_fraction=lgg_fraction, family=family, skull_fraction=skull_fraction,
-            min_lesion_mm=min_lesion_mm, first_id=first_id, workers=workers, progress=progress,
+            min_lesion_mm=min_lesion_mm, first_id=first_id, lesion_free=lesion_free, workers=workers, progress=progress,
         )
-        typer.echo(f"wrote {len(ids)} {family}-family patients ({size}x{size}x{depth}) to {out}")
+        what = "lesion-free twins of " if lesion_free else ""
+        typer.echo(f"wrote {what}{len(ids)} {family}-family patients ({size}x{size}x{depth}) to {out}")
     else:
         depth = slices or 24
         paths = write_synthetic_pngs(

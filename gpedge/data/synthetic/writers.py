@@ -87,6 +87,7 @@ def write_synthetic_brats(
     skull_fraction: float = 0.3,
     min_lesion_mm: float = 0.0,
     first_id: int = 1,
+    lesion_free: bool = False,
     workers: int = 1,
     progress: Progress | None = None,
 ) -> list[str]:
@@ -99,9 +100,12 @@ def write_synthetic_brats(
     Deterministic for a given ``seed`` (a patient depends only on the seed, its number and which
     patients keep the skull); ``min_lesion_mm`` raises the smallest tumour radius (see
     :func:`synthesise_patient`); ``first_id`` numbers the patients from that id on without changing
-    their data (so two sets can sit side by side); ``workers`` > 1 synthesises patients in that many
-    processes (same data); ``progress`` may wrap the patient loop (e.g. ``rich.progress.track``).
-    Returns the patient ids.
+    their data (so two sets can sit side by side); ``lesion_free`` writes the same patients without
+    their tumours and the tumours' mass effect (same anatomy, pose, scanner and noise; every slice
+    tumour-free; the name mapping keeps each patient's grade): the lesion-free twins of the set written
+    with the same arguments, to test whether a model's call rests on the lesion (``scripts/twin_check.py``);
+    ``workers`` > 1 synthesises patients in that many processes (same data); ``progress`` may wrap the
+    patient loop (e.g. ``rich.progress.track``). Returns the patient ids.
     """
     out = Path(out)
     grid = _grid(size, slices, shape)
@@ -114,7 +118,8 @@ def write_synthetic_brats(
     grades = np.array(["LGG"] * n_lgg + ["HGG"] * (patients - n_lgg))
     np.random.default_rng([seed, 0]).shuffle(grades)
     jobs = [
-        partial(_write_patient, out, number, first_id + number - 1, str(grade), seed, grid, family, skull, min_lesion_mm)
+        partial(_write_patient, out, number, first_id + number - 1, None if lesion_free else str(grade), seed, grid, family,
+                skull, min_lesion_mm)
         for number, grade, skull in zip(range(1, patients + 1), grades, _with_skull(seed, list(grades), skull_fraction))
     ]
     ids = _run_jobs(jobs, workers, progress)
@@ -127,7 +132,7 @@ def write_synthetic_brats(
     return ids
 
 
-def _write_patient(out: Path, number: int, id_number: int, grade: str, seed: int, grid: tuple[int, int, int],
+def _write_patient(out: Path, number: int, id_number: int, grade: str | None, seed: int, grid: tuple[int, int, int],
                    family: str, skull: bool, min_lesion_mm: float) -> str:
     pid = patient_id(id_number)
     patient = synthesise_patient(np.random.default_rng([seed, number]), grade, grid, family, skull=skull, min_lesion_mm=min_lesion_mm)
