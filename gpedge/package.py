@@ -158,7 +158,8 @@ class ModelPackage:
         root = bundled_package(str(root)) if str(root) in BUNDLED else Path(root)
         path = root / MANIFEST
         if not root.is_dir():
-            raise PackageError(f"model package {root} is not a folder; pass the folder written by 'gpedge export'")
+            raise PackageError(f"model package {root} is not a folder; pass the folder written by 'gpedge export' "
+                               f"or a bundled model's name ({', '.join(BUNDLED)})")
         if not path.is_file():
             raise PackageError(f"{path} is missing: {root} is not a gpedge model package (re-run 'gpedge export')")
         try:
