@@ -147,3 +147,52 @@ def test_unknown_routes_and_methods_answer_json(http_server) -> None:
         with pytest.raises(urllib.error.HTTPError) as info:
             urllib.request.urlopen(request, timeout=30)
         assert info.value.code == code and "error" in json.loads(info.value.read())
+
+
+def _multipart(parts: dict[str, bytes]) -> tuple[bytes, dict[str, str]]:
+    """A multipart/form-data body with one file part per name, and its Content-Type header."""
+    boundary = "gpedge-test-boundary-7f3a"
+    body = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{name}.png"\r\n'
+        f"Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n"
+        for name, data in parts.items()
+    ) + f"--{boundary}--\r\n".encode()
+    return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+
+
+@pytest.fixture(scope="module")
+def four_contrast_server(tmp_path_factory):
+    """``gpedge serve --no-dicom --model gp-unet-synth`` (the bundled four-contrast model)."""
+    from serve_process import ServeProcess
+
+    folder = tmp_path_factory.mktemp("four_contrast_server")
+    with ServeProcess(["--no-dicom", "--model", "gp-unet-synth", "--out", str(folder / "out")], folder / "serve.log") as server:
+        yield server
+
+
+@pytest.mark.slow
+def test_four_contrast_model_takes_one_form_part_per_contrast(four_contrast_server) -> None:
+    files = {c: EXAMPLES / f"lgg_heldout_{c}.png" for c in ("t1", "t2", "t1ce", "flair")}
+    proc = subprocess.run([sys.executable, "-m", "gpedge.cli", "infer", "--model", "gp-unet-synth", "--json",
+                           *(arg for c, path in files.items() for arg in (f"--{c}", str(path)))],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    (want,) = [json.loads(line) for line in proc.stdout.splitlines()]
+    parts = {c: path.read_bytes() for c, path in files.items()}
+    body, headers = _multipart(dict(reversed(parts.items())))  # the parts' order does not matter
+    status, answer = post(four_contrast_server, body, "?name=lgg", headers)
+    assert status == 200, answer
+    (got,) = answer["results"]
+    assert {k: v for k, v in got.items() if k not in RUN_FIELDS} == {k: v for k, v in want.items() if k not in RUN_FIELDS}
+
+    status, answer = post(four_contrast_server, parts["flair"])
+    assert status == 422 and "multipart/form-data" in answer["error"] and "t1, t2, t1ce, flair" in answer["error"]
+    for sent, message in (({c: parts[c] for c in ("t1", "t2")}, "no form part for t1ce, flair"),
+                          ({**parts, "dwi": parts["t1"]}, "form part 'dwi' is not a contrast"),
+                          ({**parts, "flair": b""}, "form part 'flair' is empty")):
+        body, headers = _multipart(sent)
+        status, answer = post(four_contrast_server, body, "", headers)
+        assert status == 400 and message in answer["error"], answer
+    body, headers = _multipart({**parts, "t2": b"%PDF-1.7 not a scan" * 20})
+    status, answer = post(four_contrast_server, body, "", headers)
+    assert status == 415 and answer["error"].startswith("form part 't2': ")

@@ -28,8 +28,9 @@ class Predictor:
     """Runs a gpedge model package on scans and returns one :class:`Result` per image or slice.
 
     ``model``: package folder, a bundled model's name (:data:`gpedge.package.BUNDLED`) or loaded
-    :class:`~gpedge.package.ModelPackage` (``None``: the bundled default model). ``backend``: ``auto``, ``onnxruntime``, ``tensorrt`` or ``torch``,
-    or an open :class:`~gpedge.runtime.backends.Backend` (then ``model`` is its package).
+    :class:`~gpedge.package.ModelPackage` (``None``: the bundled default model). ``backend``: ``auto``,
+    ``onnxruntime``, ``tensorrt`` or ``torch``, or an open :class:`~gpedge.runtime.backends.Backend`
+    (then ``model`` is its package).
     ``device``: ``None`` (backend's choice), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. ``mask_rule``
     and ``offset``: the mask rule (a name of :data:`gpedge.graph.contract.MASK_RULES`, optionally
     ``+clean`` or ``+peak``) and its parameter, overriding the package's (fed to the graph's ``mask_rule`` and

@@ -1,7 +1,9 @@
 """The HTTP API and web page (Starlette): ``POST /predict``, ``GET /health``, ``GET /``.
 
 ``POST /predict`` takes the scan as the raw request body — PNG, JPEG, TIFF, DICOM (Part 10
-file) or NIfTI (``.nii``/``.nii.gz``), recognised by its content — and answers
+file) or NIfTI (``.nii``/``.nii.gz``), recognised by its content — or, for a model of several
+contrasts, as ``multipart/form-data`` with one file part per contrast, named after it (``t1``,
+``t2``, ``t1ce``, ``flair``; ``curl -F t1=@t1.nii.gz -F t2=@t2.nii.gz ...``) — and answers
 ``{"file", "results": [...], "key_slice", "speed_ms"}`` where each element of ``results`` is the
 record ``gpedge infer --json`` prints for that image or slice, and ``speed_ms`` holds the key
 slice's stages plus ``upload`` (reading the body), ``render`` (mask/overlay PNGs, when asked)
@@ -75,19 +77,58 @@ def _safe_name(name: str | None) -> str:
     return "".join(c for c in base if c.isprintable())[:128] or "upload"
 
 
-def predict_bytes(predictor, data: bytes, name: str, mask_png: bool, overlay_png: bool) -> dict[str, Any]:
-    """Run ``predictor`` on an uploaded scan and build the response (blocking: call off the event loop)."""
+def contrast_parts(body: bytes, content_type: str, channels: list[str]) -> dict[str, bytes]:
+    """The files of a ``multipart/form-data`` body by the contrast each part is named after, one per channel."""
+    from email import policy
+    from email.parser import BytesParser
+
+    header = b"Content-Type: " + content_type.encode("latin-1", "replace") + b"\r\n\r\n"
+    message = BytesParser(policy=policy.HTTP).parsebytes(header + body)
+    if not message.is_multipart():
+        raise _HTTPError(400, "the multipart/form-data body has no parts (boundary missing or wrong)")
+    expected = ", ".join(channels)
+    parts: dict[str, bytes] = {}
+    for part in message.iter_parts():
+        name = (part.get_param("name", header="content-disposition") or "").lower()
+        if name not in channels:
+            raise _HTTPError(400, f"form part {name!r} is not a contrast of this model; name one file part after each of {expected}")
+        if name in parts:
+            raise _HTTPError(400, f"form part {name!r} is sent twice; send one file per contrast")
+        parts[name] = part.get_payload(decode=True) or b""
+    missing = [c for c in channels if c not in parts]
+    if missing:
+        raise _HTTPError(400, f"no form part for {', '.join(missing)}; this model reads {expected}, one file part each")
+    empty = [c for c in channels if not parts[c]]
+    if empty:
+        raise _HTTPError(400, f"form part {empty[0]!r} is empty; send the scan file of that contrast")
+    return parts
+
+
+def predict_bytes(predictor, data: bytes | dict[str, bytes], name: str, mask_png: bool, overlay_png: bool) -> dict[str, Any]:
+    """Run ``predictor`` on an uploaded scan (one file, or one per contrast by name) and build the response
+    (blocking: call off the event loop)."""
     from gpedge.runtime.save import key_slice
 
-    suffix = sniff_suffix(data)
+    files = data if isinstance(data, dict) else {"": data}
+    suffixes = {}
+    for contrast, content in files.items():
+        try:
+            suffixes[contrast] = sniff_suffix(content)
+        except _HTTPError as exc:
+            raise _HTTPError(exc.status, f"form part {contrast!r}: {exc}" if contrast else str(exc)) from None
     with tempfile.TemporaryDirectory(prefix="gpedge-upload-") as tmp:
         stem = Path(name).name.split(".")[0] or "upload"
-        path = Path(tmp) / f"{stem}{suffix}"
-        path.write_bytes(data)
+        paths = {contrast: Path(tmp) / f"{stem}{'_' + contrast if contrast else ''}{suffixes[contrast]}" for contrast in files}
+        for contrast, path in paths.items():
+            path.write_bytes(files[contrast])
         try:
-            results = predictor.predict_scans([predictor.read_scan(path, name=stem)])[0]
+            scan = predictor.read_scan(paths if isinstance(data, dict) else paths[""], name=stem)
+            results = predictor.predict_scans([scan])[0]
         except GpedgeError as exc:
-            raise _HTTPError(422, str(exc).replace(str(path), name)) from exc
+            message = str(exc)
+            for contrast, path in paths.items():
+                message = message.replace(str(path), f"{name} ({contrast})" if contrast else name)
+            raise _HTTPError(422, message) from exc
     start = time.perf_counter()
     records = []
     for result in results:
@@ -197,8 +238,18 @@ def create_app(
             if key in params and params[key] not in allowed:
                 raise _HTTPError(400, f"{key}={params[key]!r} is not supported; use {key}=png or leave it out")
         name = _safe_name(params.get("name"))
+        content_type = request.headers.get("content-type", "")
+        channels = list(predictor.channels)
+        if content_type.lower().startswith("multipart/form-data"):
+            upload: bytes | dict[str, bytes] = contrast_parts(data, content_type, channels)
+        elif len(channels) > 1:
+            raise _HTTPError(422, f"this model reads {len(channels)} contrasts ({', '.join(channels)}); POST them as "
+                                  "multipart/form-data with one file part per contrast, named after it "
+                                  f"(curl {' '.join(f'-F {c}=@{c}.nii.gz' for c in channels)})")
+        else:
+            upload = data
         response = await anyio.to_thread.run_sync(
-            predict_bytes, predictor, data, name, "mask" in params, "overlay" in params, limiter=limiter
+            predict_bytes, predictor, upload, name, "mask" in params, "overlay" in params, limiter=limiter
         )
         response["speed_ms"]["upload"] = (received - start) * 1e3
         response["speed_ms"]["server_total"] = (time.perf_counter() - start) * 1e3
