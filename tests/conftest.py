@@ -178,6 +178,16 @@ def synthetic_batch() -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
+def four_contrast_server(tmp_path_factory: pytest.TempPathFactory):
+    """``gpedge serve --no-dicom --model gp-unet-synth``: the bundled four-contrast model on a free port."""
+    from serve_process import ServeProcess
+
+    folder = tmp_path_factory.mktemp("four_contrast_server")
+    with ServeProcess(["--no-dicom", "--model", "gp-unet-synth", "--out", str(folder / "out")], folder / "serve.log") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
 def http_server(tmp_path_factory: pytest.TempPathFactory):
     """``gpedge serve --no-dicom`` with the bundled model on a free port, upload limit 1 MiB."""
     from serve_process import ServeProcess

@@ -160,16 +160,6 @@ def _multipart(parts: dict[str, bytes]) -> tuple[bytes, dict[str, str]]:
     return body, {"Content-Type": f"multipart/form-data; boundary={boundary}"}
 
 
-@pytest.fixture(scope="module")
-def four_contrast_server(tmp_path_factory):
-    """``gpedge serve --no-dicom --model gp-unet-synth`` (the bundled four-contrast model)."""
-    from serve_process import ServeProcess
-
-    folder = tmp_path_factory.mktemp("four_contrast_server")
-    with ServeProcess(["--no-dicom", "--model", "gp-unet-synth", "--out", str(folder / "out")], folder / "serve.log") as server:
-        yield server
-
-
 @pytest.mark.slow
 def test_four_contrast_model_takes_one_form_part_per_contrast(four_contrast_server) -> None:
     files = {c: EXAMPLES / f"lgg_heldout_{c}.png" for c in ("t1", "t2", "t1ce", "flair")}

@@ -133,3 +133,28 @@ def test_a_bad_file_shows_the_error(browser, http_server, tmp_path: Path) -> Non
     status = browser.find_element("id", "status").text
     assert status.startswith("notes.txt: the body is not a recognised scan") and "HTTP 415" in status
     assert not browser.find_element("id", "result").is_displayed()
+
+
+FOUR_CONTRASTS = ("t1", "t2", "t1ce", "flair")
+
+
+@pytest.mark.slow
+def test_a_four_contrast_model_takes_the_files_of_one_scan(browser, four_contrast_server) -> None:
+    import gpedge
+
+    files = {c: EXAMPLES / f"lgg_heldout_{c}.png" for c in FOUR_CONTRASTS}
+    _open(browser, four_contrast_server)
+    assert "t1, t2, t1ce, flair" in browser.find_element("id", "hint").text
+    browser.find_element("id", "file").send_keys("\n".join(str(files[c]) for c in reversed(FOUR_CONTRASTS)))
+    _wait_done(browser)
+    with gpedge.Predictor("gp-unet-synth", backend="onnxruntime") as predictor:
+        (expected,) = predictor.predict(files)
+    assert browser.find_element("id", "label").text == expected.label
+    rows = [[td.text for td in tr.find_elements("tag name", "td")]
+            for tr in browser.find_elements("css selector", "#probabilities tr")]
+    assert [[name, p] for name, _, p in rows] == [[name, f"{p:.3f}"] for name, p in expected.probabilities.items()]
+
+    _open(browser, four_contrast_server)
+    browser.find_element("id", "file").send_keys("\n".join(str(files[c]) for c in ("t1", "t1ce")))
+    _wait_done(browser, "error")
+    assert browser.find_element("id", "status").text.startswith("no file for t2, flair")

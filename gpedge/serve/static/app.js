@@ -1,5 +1,7 @@
 "use strict";
-// The gpedge web page: send a dropped or chosen scan to POST /predict and show the answer.
+// The gpedge web page: send a dropped or chosen scan to POST /predict and show the answer. For a model of
+// several contrasts, the files of one scan are sent together, one form part per contrast, each file going
+// to the contrast its name contains (the longest such name: "t1ce" before "t1").
 
 const STAGES = [
   ["upload", "upload (server read)"],
@@ -75,15 +77,42 @@ function show(answer, file, roundTripMs) {
   $("result").hidden = false;
 }
 
-async function predict(file) {
+let channels = [];
+
+// {contrast: file} for the files of one scan, or an error message naming what is missing or doubled.
+function byContrast(files) {
+  const found = {};
+  for (const file of files) {
+    const name = file.name.toLowerCase();
+    const contrast = [...channels].sort((a, b) => b.length - a.length).find((c) => name.includes(c));
+    if (!contrast) return `${file.name}: its name names none of this model's contrasts (${channels.join(", ")})`;
+    if (found[contrast]) return `${found[contrast].name} and ${file.name} both look like ${contrast}; choose one file per contrast`;
+    found[contrast] = file;
+  }
+  const missing = channels.filter((c) => !found[c]);
+  return missing.length ? `no file for ${missing.join(", ")}: choose the ${channels.length} files of one scan (${channels.join(", ")})` : found;
+}
+
+function send(files) {
+  if (channels.length <= 1) return predict(files[0], files[0]);
+  const parts = byContrast(files);
+  if (typeof parts === "string") {
+    $("result").hidden = true;
+    setState("error", parts);
+    return;
+  }
+  const form = new FormData();
+  for (const c of channels) form.append(c, parts[c], parts[c].name);
+  return predict(form, parts[channels[0]]);
+}
+
+async function predict(body, file) {
   setState("busy", `classifying ${file.name}…`);
   const start = performance.now();
   try {
-    const response = await fetch(`/predict?overlay=png&name=${encodeURIComponent(file.name)}`, {
-      method: "POST",
-      headers: { "Content-Type": file.type || "application/octet-stream" },
-      body: file,
-    });
+    const response = await fetch(`/predict?overlay=png&name=${encodeURIComponent(file.name)}`, body instanceof FormData
+      ? { method: "POST", body }
+      : { method: "POST", headers: { "Content-Type": file.type || "application/octet-stream" }, body });
     const answer = await response.json();
     if (!response.ok) {
       $("result").hidden = true;
@@ -102,6 +131,11 @@ async function describeModel() {
   try {
     const health = await (await fetch("/health")).json();
     const m = health.model;
+    channels = m.channels;
+    if (channels.length > 1) {
+      $("file").multiple = true;
+      $("hint").textContent = `the ${channels.length} files of one scan, each named after its contrast (${channels.join(", ")})`;
+    }
     $("model").textContent =
       `${m.arch} · ${m.classes.join(" / ")} · ${m.channels.join(", ")} · ${m.image_size.join("×")} · ${health.backend_description}`;
   } catch (err) {
@@ -119,10 +153,10 @@ window.addEventListener("DOMContentLoaded", () => {
   }
   drop.addEventListener("drop", (e) => {
     e.preventDefault();
-    if (e.dataTransfer.files.length) predict(e.dataTransfer.files[0]);
+    if (e.dataTransfer.files.length) send([...e.dataTransfer.files]);
   });
   $("file").addEventListener("change", (e) => {
-    if (e.target.files.length) predict(e.target.files[0]);
+    if (e.target.files.length) send([...e.target.files]);
   });
   describeModel();
 });
