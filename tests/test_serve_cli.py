@@ -1,8 +1,8 @@
 """``gpedge serve`` end to end with real third-party DICOM tools.
 
-dcmtk's storescu sends a series, storescp receives the results as the destination node,
-dicom3tools' dciodvfy validates them, and the SEG's mask equals what ``gpedge infer --dicom-out``
-writes for the same files. Also: restart after a crash (SIGKILL) loses nothing, and SIGTERM
+dcmtk's storescu sends a series (or a study of four, to the four-contrast model), storescp receives
+the results as the destination node, dicom3tools' dciodvfy validates them, and the SEG's mask equals
+what ``gpedge infer --dicom-out`` writes for the same files. Also: restart after a crash (SIGKILL) loses nothing, and SIGTERM
 finishes the series being processed.
 """
 from __future__ import annotations
@@ -14,11 +14,14 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
 
 from dcmtk import StoreSCP, dciodvfy, echoscu, need, store_responses, storescu, wait_until
+from dicom_series import write_series
+from gpedge.data import write_synthetic_brats
 from mr_series import example_series
 from serve_process import ServeProcess
 
@@ -135,3 +138,42 @@ def test_crash_loses_nothing_and_sigterm_finishes_work_in_progress(tmp_path: Pat
     assert len(list(out.glob("*/*/result.json"))) == 2
     assert not spool_state.parent.exists()
     assert "stopped" in server.log().splitlines()[-1]
+
+
+def test_four_series_study_with_the_four_contrast_model(tmp_path: Path) -> None:
+    """A held-out-family patient sent as one study of four series (T1, T2, T1CE, FLAIR, told apart by their
+    descriptions) to ``gpedge serve --model gp-unet-synth``: one valid SEG, Parametric Map and SR, whose mask is
+    what ``gpedge infer --model gp-unet-synth --dicom-out`` writes for the same files."""
+    (pid,) = write_synthetic_brats(tmp_path / "brats", 1, seed=3, size=96, slices=16, family="heldout", skull_fraction=0)
+    study_uid, frame_uid = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
+    files = []
+    for number, (contrast, description) in enumerate(
+        (("t1", "t1_se_tra"), ("t2", "T2W AX"), ("t1ce", "AX T1 POST GD"), ("flair", "AX FLAIR")), start=1
+    ):
+        img = nib.load(tmp_path / "brats" / pid / f"{pid}_{contrast}.nii.gz")
+        files += write_series(tmp_path / "study" / contrast, np.asarray(img.dataobj), img.affine, description=description,
+                              series_number=number, study_uid=study_uid, frame_of_reference_uid=frame_uid).files
+    with StoreSCP(tmp_path / "dest") as dest, ServeProcess(
+        ["--model", "gp-unet-synth", "--out", str(tmp_path / "out"), "--destination", f"DEST@127.0.0.1:{dest.port}",
+         "--idle-timeout", "0.5", "--no-http"], tmp_path / "serve.log",
+    ) as server:
+        proc = storescu(server.dicom_port, sorted(files))
+        assert store_responses(proc) == ["Success"] * len(files), proc.stderr
+        received = _by_class(dest.wait_for(3, timeout=180))
+    assert set(received) == {SEG, PMAP, SR}
+    for path in received.values():
+        assert dciodvfy(path) == [], path.name
+
+    proc = subprocess.run([sys.executable, "-m", "gpedge.cli", "infer", str(tmp_path / "study"), "--model", "gp-unet-synth",
+                           "--dicom-out", str(tmp_path / "infer"), "--json"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(records) == 16
+    (infer_seg,) = (tmp_path / "infer").glob("*_seg.dcm")
+    node_masks, infer_masks = seg_masks(received[SEG]), seg_masks(infer_seg)
+    assert node_masks.keys() == infer_masks.keys()
+    for key, mask in node_masks.items():
+        assert np.array_equal(mask, infer_masks[key]), key
+    (result_file,) = (tmp_path / "out").glob("*/*/result.json")
+    result = json.loads(result_file.read_text())
+    assert result["instances"] == len(files) and result["label"] in {"Healthy", "LGG", "HGG"}
