@@ -440,7 +440,8 @@ def check_channels(scan: Scan, channels: Sequence[str]) -> None:
         return
     where = str(scan.path) if scan.path else scan.name
     hint = (
-        "pass a BraTS patient folder or one file per contrast with --t1/--t2/--t1ce/--flair"
+        "pass a BraTS patient folder, a DICOM study with a series per contrast, or one file per contrast "
+        "(gpedge infer --t1/--t2/--t1ce/--flair, Predictor.predict({contrast: path}))"
         if need > 1
         else f"pass a single-contrast ({channels[0]}) image"
     )
