@@ -1,10 +1,23 @@
 """What the breakdown scripts share: the package and data folder they read, and how they report."""
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
+from gpedge.evaluate.selection import SPLITS
 from gpedge.package import ModelPackage
+
+
+def package_parser(description: str, split: str) -> argparse.ArgumentParser:
+    """The arguments every breakdown script takes: the package, ``--split`` (default ``split``), ``--data``, ``--json``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("package", type=Path, help="model package folder or a bundled model's name")
+    parser.add_argument("--split", default=split, choices=SPLITS,
+                        help=f"val or test patients of the package's run (default {split}), all or external (every slice of --data)")
+    parser.add_argument("--data", type=Path, help="data set folder (default: the one the package's manifest names)")
+    parser.add_argument("--json", type=Path, help="also write the result here")
+    return parser
 
 
 def package_and_data(package: Path, data: Path | None) -> tuple[ModelPackage, Path]:

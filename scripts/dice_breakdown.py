@@ -25,7 +25,6 @@ truth's area in pixels (the loss to small-lesion slices).
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -34,10 +33,10 @@ import numpy as np
 from gpedge.data import open_dataset
 from gpedge.package import ModelPackage
 from gpedge.evaluate.metrics import dice_score, pointing_hit
-from gpedge.evaluate.selection import SPLITS, class_index_map, select_split
+from gpedge.evaluate.selection import class_index_map, select_split
 from gpedge.runtime.predictor import Predictor
 
-from _report import emit, package_and_data
+from _report import emit, package_and_data, package_parser
 
 THRESHOLDS = 64
 AREAS = ((1, 50), (50, 200), (200, 600), (600, None))  # ground-truth pixels at the data's resolution
@@ -126,13 +125,8 @@ def breakdown(package: ModelPackage, data: Path, split: str, mask_rule: str | No
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("package", type=Path)
-    parser.add_argument("--split", default="val", choices=SPLITS,
-                        help="val or test patients of the package's run (default val), all or external (every slice of --data)")
-    parser.add_argument("--data", type=Path, help="data set folder (default: the one the package's manifest names)")
+    parser = package_parser(__doc__.splitlines()[0], split="val")
     parser.add_argument("--mask-rule", help="mask rule (default: the package's)")
-    parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     package, data = package_and_data(args.package, args.data)
     return emit(breakdown(package, data, args.split, args.mask_rule), args.json)

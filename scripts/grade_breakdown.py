@@ -17,7 +17,6 @@ tells it from an LGG slice by enhancement. For a split of a BraTS-layout data se
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -26,11 +25,11 @@ from sklearn.metrics import confusion_matrix, f1_score
 
 from gpedge.data import open_dataset
 from gpedge.data.brats import decode_patient, find_files
-from gpedge.evaluate.selection import SPLITS, class_index_map, select_split
+from gpedge.evaluate.selection import class_index_map, select_split
 from gpedge.package import ModelPackage
 from gpedge.runtime.predictor import Predictor
 
-from _report import emit, package_and_data
+from _report import emit, package_and_data, package_parser
 
 ENHANCING = 4  # BraTS label of enhancing tumour
 SMALL = 20  # tumour pixels at the data's resolution
@@ -106,12 +105,7 @@ def breakdown(rows: list[dict], classes: list[str]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("package", type=Path)
-    parser.add_argument("--split", default="test", choices=SPLITS)
-    parser.add_argument("--data", type=Path, help="BraTS-layout folder (default: the one the package's manifest names)")
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args(argv)
+    args = package_parser(__doc__.splitlines()[0], split="test").parse_args(argv)
     package, data = package_and_data(args.package, args.data)
     found = {"package": str(package.root), "data": str(data), "split": args.split,
              **breakdown(slice_rows(package, data, args.split), list(package.classes))}

@@ -13,7 +13,6 @@ with it; one that rests on anything else (the section's outline, the anatomy, th
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -21,11 +20,11 @@ import numpy as np
 
 from gpedge.data import open_dataset
 from gpedge.errors import DataError
-from gpedge.evaluate.selection import SPLITS, class_index_map, select_split
+from gpedge.evaluate.selection import class_index_map, select_split
 from gpedge.package import ModelPackage
 from gpedge.runtime.predictor import Predictor
 
-from _report import emit, package_and_data
+from _report import emit, package_and_data, package_parser
 
 DROP = 0.1  # a fall in the true class's probability that counts as the call resting on the lesion
 
@@ -78,12 +77,8 @@ def twin_check(package: ModelPackage, data: Path, twins: Path, split: str) -> di
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("package", type=Path, help="model package folder or bundled model's name")
+    parser = package_parser(__doc__.splitlines()[0], split="test")
     parser.add_argument("--twins", type=Path, required=True, help="the data set's lesion-free twins (gpedge synth --lesion-free)")
-    parser.add_argument("--data", type=Path, help="data set folder (default: the one the package's manifest names)")
-    parser.add_argument("--split", default="test", choices=SPLITS)
-    parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     package, data = package_and_data(args.package, args.data)
     return emit(twin_check(package, data, args.twins, args.split), args.json)
