@@ -59,6 +59,7 @@ def test_out_is_a_file_fails_each_input_in_one_line(tmp_path: Path, noisy_png: P
     for line, name in zip(errors, ("hgg_t1ce", "noisy")):
         assert line.startswith("error: ") and name in line and "output folder" in line
     assert target.read_text() == "not a folder"
+    assert "label" not in done.stdout  # no result, so no (empty) results table
 
 
 def test_disk_full_leaves_no_partial_set_and_the_next_input_runs(tmp_path: Path, noisy_png: Path) -> None:

@@ -124,7 +124,7 @@ def _infer(inputs, model, backend, device, precision, out, overwrite, json_lines
                 if json_lines:
                     typer.echo(json.dumps(record))
             rows.append((label, results))
-    if not json_lines:
+    if not json_lines and rows:
         _table(console, rows, predictor.classes)
         for label, written in saved:
             files = ", ".join(f"{kind} {path}" for kind, path in written.items() if kind in _SHOWN_OUTPUTS)
