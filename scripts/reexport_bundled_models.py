@@ -16,16 +16,15 @@ out-of-distribution check) and the parity checks run on its test patients.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
+from gpedge.errors import PackageError
 from gpedge.export import ExportOptions, export_package
 from gpedge.graph.contract import DEFAULT_MASK_RULE
-from gpedge.package import BUNDLED
+from gpedge.package import BUNDLED, ModelPackage
 from gpedge.runs import WEIGHTS, RunConfig
 
 
@@ -38,21 +37,21 @@ def main() -> int:
     if unknown:
         parser.error(f"no bundled package is called {', '.join(unknown)}; use {', '.join(BUNDLED)}")
     for name in args.names or BUNDLED:
-        if reexport(BUNDLED[name], args.data):
+        try:
+            reexport(ModelPackage.load(name), args.data)
+        except PackageError as exc:  # a damaged bundled package: restore it from git first
+            print(exc, file=sys.stderr)
             return 2
     return 0
 
 
-def reexport(asset: Path, data: Path | None) -> int:
-    """Re-export the bundled package folder ``asset`` in place; 2 (and a message) when its weights are damaged."""
-    manifest = json.loads((asset / "manifest.json").read_text())
+def reexport(package: ModelPackage, data: Path | None) -> None:
+    """Re-export the bundled ``package`` in place from its weights (checked against its manifest)."""
+    manifest, asset = package.manifest, package.root
     dataset = dict(manifest["dataset"])
     if data is not None:
         dataset["path"] = str(data.resolve())
-    weights = (asset / WEIGHTS).read_bytes()
-    if hashlib.sha256(weights).hexdigest() != manifest["files"][WEIGHTS]["sha256"]:
-        print(f"{asset / WEIGHTS} does not match its manifest; restore it from git first", file=sys.stderr)
-        return 2
+    weights = package.read_bytes(WEIGHTS)
     with tempfile.TemporaryDirectory(prefix="gpedge-reexport-") as tmp:
         run = Path(tmp) / "run"
         run.mkdir()
@@ -71,11 +70,10 @@ def reexport(asset: Path, data: Path | None) -> int:
         options = ExportOptions(max_batch=int(manifest["input"]["max_batch"]), engine=False,
                                 mask_rule=manifest["mask_rule"].get("rule", DEFAULT_MASK_RULE),
                                 offset=float(manifest["mask_rule"]["offset"]))
-        package = export_package(run, Path(tmp) / "package", options)
+        exported = export_package(run, Path(tmp) / "package", options)
         shutil.rmtree(asset)
-        shutil.copytree(package, asset)
+        shutil.copytree(exported, asset)
     print(f"re-exported {asset} (mask rule {options.mask_rule}, offset {options.offset}, max batch {options.max_batch})")
-    return 0
 
 
 if __name__ == "__main__":
