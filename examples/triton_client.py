@@ -1,7 +1,7 @@
 """Send a scan to a gpedge model on Triton Inference Server and get label and mask back.
 
-    python examples/triton_client.py examples/hgg_t1ce.png --model default_model            # HTTP, port 8000
-    python examples/triton_client.py examples/lgg_t1ce.nii.gz --model default_model \\
+    python examples/triton_client.py examples/hgg_flair.png --model default_model           # HTTP, port 8000
+    python examples/triton_client.py examples/lgg_flair.nii.gz --model default_model \\
         --protocol grpc --url localhost:8001 --out triton-out/
 
 The repository comes from ``gpedge triton PKG REPO`` (see the README). The client needs

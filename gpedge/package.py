@@ -28,11 +28,13 @@ _OLD_SCHEMAS = {
 MANIFEST = "manifest.json"
 _ASSETS = Path(__file__).resolve().parent / "assets"
 #: Model packages shipped with gpedge, by name (``--model NAME``, ``Predictor(model=NAME)``):
-#: ``default``: GP-UNet on one T1CE slice, what ``gpedge infer`` runs when no model is given;
+#: ``default``: GP-UNet on one FLAIR slice, what ``gpedge infer`` runs when no model is given;
+#: ``gp-unet-t1ce``: GP-UNet on one T1CE slice (the default model before FLAIR);
 #: ``gp-unet-synth``: GP-UNet on T1, T2, T1CE and FLAIR, the network :mod:`gpedge.pretrained` ships
-#: as training weights under the same name (model card: the README).
+#: as training weights under the same name (model cards: the README).
 BUNDLED: dict[str, Path] = {
     "default": _ASSETS / "default_model",
+    "gp-unet-t1ce": _ASSETS / "models" / "gp-unet-t1ce",
     "gp-unet-synth": _ASSETS / "models" / "gp-unet-synth",
 }
 #: The fused graphs a package may hold, by the precision of the network's compute.

@@ -1,13 +1,15 @@
 """Write the example scans in ``examples/`` from the synthetic generator (seed unseen in training).
 
-Usage: python scripts/make_examples.py [OUT_DIR]   (needs the [train] extra for the generator)
-Writes 16-bit PNG slices (HGG, LGG, healthy), one MR DICOM slice and small T1CE NIfTI volumes (HGG, LGG):
-24 slices around each tumour's largest section.
+Usage: python scripts/make_examples.py [OUT_DIR] [--contrast flair|t1ce ...]   (needs the [train] extra)
+Writes, per contrast, 16-bit PNG slices (HGG, LGG, healthy), one MR DICOM slice (HGG) and small NIfTI volumes
+(HGG, LGG): 24 slices around each tumour's largest section.
 
-The files in ``examples/`` were written by this script at commit 47c7795, with the generator of that commit; the
-generator has changed since (anatomy, scanners, lesions), so running the script now writes other scans (its
-``hgg_t1ce.nii.gz`` is ``tests/data/hgg_t1ce.nii.gz``, to one grey level in 1e-5 of the voxels). Check a regenerated
-set with ``gpedge infer`` before it replaces the bundled one: the README's figures are those of the bundled files.
+The ``*_t1ce*`` files in ``examples/`` were written by this script at commit 47c7795, with the generator of that
+commit; the generator has changed since (anatomy, scanners, lesions), so running the script now writes other scans.
+The ``*_flair*`` files were written with ``--contrast flair`` by the generator of the commit that added them (its
+``hgg_flair.nii.gz`` is ``tests/data/hgg_flair.nii.gz``, the DICOM tests' series). Check a
+regenerated set with ``gpedge infer`` before it replaces the bundled one: the README's figures are those of the
+bundled files.
 
 The four ``lgg_heldout_{t1,t2,t1ce,flair}.png`` (one held-out-family LGG slice in four contrasts, for the bundled
 ``gp-unet-synth`` model) are not written here: each is ``LGG/heldout_lgg_000.png`` of ``gpedge synth DIR --family
@@ -15,7 +17,7 @@ heldout --format png --patients 1 --min-lesion-mm 8 --seed 7 --channel C`` (same
 """
 from __future__ import annotations
 
-import sys
+import argparse
 import tempfile
 from pathlib import Path
 
@@ -71,29 +73,35 @@ def write_dicom(path: Path, pixels: np.ndarray, description: str) -> None:
     pydicom.dcmwrite(path, ds, enforce_file_format=True)
 
 
-def main(out: Path) -> None:
+def main(out: Path, contrasts: list[str]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for grade in ("HGG", "LGG"):
         patient = synthesise_patient(np.random.default_rng([SEED, 1 if grade == "HGG" else 2]), grade, SHAPE)
-        t1ce = display_slices(patient.volumes["t1ce"], patient.affine)
         seg = display_slices(patient.seg.astype(np.int16), patient.affine) > 0
         area = seg.sum(axis=(1, 2))
         best = int(area.argmax())
-        png = np.clip(t1ce[best], 0, 65535).astype(np.uint16)
-        write_png(out / f"{grade.lower()}_t1ce.png", png)
-        if grade == "HGG":
-            write_dicom(out / "hgg_t1ce.dcm", png, "T1CE synthetic HGG")
-            brain_area = (t1ce > 0).sum(axis=(1, 2))
-            far = np.abs(np.arange(len(t1ce)) - best) > 20
-            healthy = int(np.argmax(np.where(far & (area == 0), brain_area, -1)))
-            write_png(out / "healthy_t1ce.png", np.clip(t1ce[healthy], 0, 65535).astype(np.uint16))
         k = np.argmax(patient.seg.sum(axis=(0, 1)))
-        crop = patient.volumes["t1ce"][:, :, max(k - 12, 0) : k + 12]
         affine = patient.affine.copy()
         affine[:3, 3] = patient.affine[:3, :3] @ [0, 0, max(k - 12, 0)] + patient.affine[:3, 3]
-        nib.save(nib.Nifti1Image(crop.astype(np.int16), affine), out / f"{grade.lower()}_t1ce.nii.gz")
+        for contrast in contrasts:
+            slices = display_slices(patient.volumes[contrast], patient.affine)
+            png = np.clip(slices[best], 0, 65535).astype(np.uint16)
+            write_png(out / f"{grade.lower()}_{contrast}.png", png)
+            if grade == "HGG":
+                write_dicom(out / f"hgg_{contrast}.dcm", png, f"{contrast.upper()} synthetic HGG")
+                brain_area = (slices > 0).sum(axis=(1, 2))
+                far = np.abs(np.arange(len(slices)) - best) > 20
+                healthy = int(np.argmax(np.where(far & (area == 0), brain_area, -1)))
+                write_png(out / f"healthy_{contrast}.png", np.clip(slices[healthy], 0, 65535).astype(np.uint16))
+            crop = patient.volumes[contrast][:, :, max(k - 12, 0) : k + 12]
+            nib.save(nib.Nifti1Image(crop.astype(np.int16), affine), out / f"{grade.lower()}_{contrast}.nii.gz")
     print(f"examples written to {out}")
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[1] / "examples")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", nargs="?", type=Path, default=Path(__file__).resolve().parents[1] / "examples")
+    parser.add_argument("--contrast", action="append", choices=("t1", "t2", "t1ce", "flair"),
+                        help="contrast to write (repeat; default: t1ce and flair)")
+    args = parser.parse_args()
+    main(args.out, args.contrast or ["t1ce", "flair"])

@@ -10,18 +10,20 @@ from pydicom.uid import CTImageStorage
 
 from dicom_series import write_series
 
-#: ``scripts/make_examples.py``'s HGG volume: the bundled model calls its slices tumour, so every mask check has a mask.
-HGG_VOLUME = Path(__file__).resolve().parent / "data" / "hgg_t1ce.nii.gz"
+#: ``scripts/make_examples.py``'s HGG FLAIR volume: the bundled default model calls its slices tumour, so every
+#: mask check has a mask.
+HGG_VOLUME = Path(__file__).resolve().parent / "data" / "hgg_flair.nii.gz"
 
 
 def example_series(folder: Path, count: int = 12, first: int = 6, **options) -> list[Path]:
-    """Slices ``first`` to ``first + count`` of :data:`HGG_VOLUME` as one MR series (files
-    named IM0001... in shuffled order); ``options`` go to ``write_series`` (e.g. ``study_uid``)."""
+    """Slices ``first`` to ``first + count`` of :data:`HGG_VOLUME` as one FLAIR series (files named
+    IM0001... in shuffled order); ``options`` go to ``write_series`` (e.g. ``study_uid``)."""
     img = nib.load(HGG_VOLUME)
     data = np.asarray(img.dataobj)[..., first : first + count]
     shift = np.eye(4)
     shift[2, 3] = first
     options.setdefault("shuffle_seed", count)
+    options.setdefault("description", "AX FLAIR")
     return write_series(folder, data, img.affine @ shift, **options).files
 
 

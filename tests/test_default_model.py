@@ -21,7 +21,9 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 FOUR_CONTRASTS = ("t1", "t2", "t1ce", "flair")
 
 
-@pytest.mark.parametrize("name, channels", [("default", ["t1ce"]), ("gp-unet-synth", list(FOUR_CONTRASTS))])
+@pytest.mark.parametrize("name, channels", [
+    ("default", ["flair"]), ("gp-unet-t1ce", ["t1ce"]), ("gp-unet-synth", list(FOUR_CONTRASTS)),
+])
 def test_bundled_package_is_complete_and_verified(name: str, channels: list[str]) -> None:
     package = ModelPackage.load(name)
     assert package.root == BUNDLED[name]
@@ -41,17 +43,20 @@ def test_a_bundled_name_is_one_network() -> None:
 
 def test_predictor_defaults_to_the_bundled_model() -> None:
     with gpedge.Predictor() as predictor:
-        result = predictor.predict(EXAMPLES / "hgg_t1ce.png")[0]
+        result = predictor.predict(EXAMPLES / "hgg_flair.png")[0]
     assert result.label in ("Healthy", "LGG", "HGG")
     assert abs(sum(result.probabilities.values()) - 1.0) < 1e-5
     assert result.mask.shape == result.heatmap.shape == (240, 240)
     assert set(result.speed) >= {"preprocess", "inference", "postprocess"}
 
 
-def test_readme_main_command_on_every_example(tmp_path: Path) -> None:
-    scans = [EXAMPLES / n for n in ("hgg_t1ce.png", "lgg_t1ce.png", "healthy_t1ce.png", "hgg_t1ce.dcm", "lgg_t1ce.nii.gz")]
+@pytest.mark.parametrize("contrast, model", [("flair", []), ("t1ce", ["--model", "gp-unet-t1ce"])])
+def test_readme_main_command_on_every_example(tmp_path: Path, contrast: str, model: list[str]) -> None:
+    """The default model on the FLAIR examples, the T1CE model on the T1CE ones."""
+    png, dcm, volume = f"hgg_{contrast}.png", f"hgg_{contrast}.dcm", f"lgg_{contrast}.nii.gz"
+    scans = [EXAMPLES / n for n in (png, f"lgg_{contrast}.png", f"healthy_{contrast}.png", dcm, volume)]
     proc = subprocess.run(
-        [sys.executable, "-m", "gpedge.cli", "infer", *map(str, scans), "--out", str(tmp_path), "--json"],
+        [sys.executable, "-m", "gpedge.cli", "infer", *map(str, scans), *model, "--out", str(tmp_path), "--json"],
         capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
@@ -60,16 +65,17 @@ def test_readme_main_command_on_every_example(tmp_path: Path) -> None:
     for record in records:
         by_file.setdefault(Path(record["file"]).name, []).append(record)
     assert set(by_file) == {s.name for s in scans}
-    assert len(by_file["lgg_t1ce.nii.gz"]) == nib.load(EXAMPLES / "lgg_t1ce.nii.gz").shape[2]
-    png, dcm = by_file["hgg_t1ce.png"][0], by_file["hgg_t1ce.dcm"][0]
-    assert png["label"] == dcm["label"] and np.allclose(list(png["probabilities"].values()), list(dcm["probabilities"].values()), atol=1e-5)
-    for name in ("hgg_t1ce.png", "lgg_t1ce.png", "healthy_t1ce.png", "hgg_t1ce.dcm"):
-        outputs = by_file[name][0]["outputs"]
+    assert len(by_file[volume]) == nib.load(EXAMPLES / volume).shape[2]
+    from_png, from_dcm = by_file[png][0], by_file[dcm][0]
+    assert from_png["label"] == from_dcm["label"]
+    assert np.allclose(list(from_png["probabilities"].values()), list(from_dcm["probabilities"].values()), atol=1e-5)
+    for scan in scans[:4]:
+        outputs = by_file[scan.name][0]["outputs"]
         for kind in ("mask", "heatmap", "overlay", "json"):
             assert Path(outputs[kind]).is_file() and Path(outputs[kind]).parent == tmp_path
-    volume_outputs = by_file["lgg_t1ce.nii.gz"][0]["outputs"]
+    volume_outputs = by_file[volume][0]["outputs"]
     mask = nib.load(volume_outputs["mask_nifti"])
-    source = nib.load(EXAMPLES / "lgg_t1ce.nii.gz")
+    source = nib.load(EXAMPLES / volume)
     assert mask.shape == source.shape and np.allclose(mask.affine, source.affine)
 
 

@@ -29,6 +29,8 @@ from gpedge.runtime.predictor import Predictor
 
 hd = pytest.importorskip("highdicom", reason="DICOM output needs highdicom (pip install 'gpedge[dicom]')")
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+#: The series description of the FLAIR series these tests write: the default model takes FLAIR.
+FLAIR = "AX FLAIR"
 DCIODVFY = tool("dciodvfy")
 
 
@@ -94,7 +96,7 @@ def test_seg_pmap_sr_round_trip(tmp_path: Path, predictor, volume, storage: str)
     last = (180, 140, 24) if storage.startswith("coronal") else (240, 240, 18)
     data = data[first[0]:last[0], first[1]:last[1], first[2]:last[2]]
     affine = affine @ np.array([[1, 0, 0, first[0]], [0, 1, 0, first[1]], [0, 0, 1, first[2]], [0, 0, 0, 1]], float)
-    written = write_series(tmp_path / "in", data, affine, **STORAGES[storage])
+    written = write_series(tmp_path / "in", data, affine, description=FLAIR, **STORAGES[storage])
     nib.save(nib.Nifti1Image(data, affine), tmp_path / "ref.nii.gz")
     reference = predictor.predict(tmp_path / "ref.nii.gz")
     nifti_mask = _to_voxels(np.stack([r.mask for r in reference]), affine)
@@ -182,7 +184,7 @@ def test_no_partial_set_when_a_write_fails(tmp_path: Path, predictor, volume) ->
     from gpedge.dicom.writers import default_stem
 
     data, affine = volume
-    write_series(tmp_path / "in", data[..., 8:12], affine)
+    write_series(tmp_path / "in", data[..., 8:12], affine, description=FLAIR)
     out = tmp_path / "out"
     (out / f"{default_stem(read_study(tmp_path / 'in', predictor.channels))}_pmap.dcm").mkdir(parents=True)
     with pytest.raises(GpedgeError, match="already exists and was not written by this call"):
@@ -195,7 +197,7 @@ def test_no_partial_set_when_a_write_fails(tmp_path: Path, predictor, volume) ->
 def test_sources_without_type_2_patient_and_study_attributes(tmp_path: Path, predictor, volume) -> None:
     """Anonymised series often lack birth date, accession number...: the results are still valid."""
     data, affine = volume
-    written = write_series(tmp_path / "in", data[..., 8:12], affine)
+    written = write_series(tmp_path / "in", data[..., 8:12], affine, description=FLAIR)
     for path in written.files:
         ds = pydicom.dcmread(path)
         for keyword in ("PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID", "ReferringPhysicianName"):
@@ -212,7 +214,8 @@ def test_empty_mask_gives_valid_objects(tmp_path: Path, predictor) -> None:
     """A series without tumour (a small bright disc): empty mask, all SEG frames kept, empty."""
     yy, xx = np.mgrid[:64, :64]
     disc = (((yy - 32) ** 2 + (xx - 32) ** 2) < 36).astype(np.int16) * 500
-    written = write_series(tmp_path / "in", np.repeat(disc[..., None], 4, axis=2), np.diag([-1.0, -1.0, 1.0, 1.0]))
+    written = write_series(tmp_path / "in", np.repeat(disc[..., None], 4, axis=2), np.diag([-1.0, -1.0, 1.0, 1.0]),
+                           description=FLAIR)
     result = process_study(predictor, tmp_path / "in", tmp_path / "out")
     assert result.mask_volume_ml == 0, "this test needs a study without mask"
     assert len(predictor.predict(tmp_path / "in")) == 4  # the Predictor reads DICOM folders too
@@ -234,9 +237,9 @@ def test_missing_highdicom_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_infer_cli_dicom_folder_and_dicom_out(tmp_path: Path, volume) -> None:
     data, affine = volume
-    written = write_series(tmp_path / "scans" / "patient" / "t1ce", data[..., 4:10], affine, shuffle_seed=9)
-    write_series(tmp_path / "scans" / "patient" / "gappy", data[..., :6], affine, skip=(2,), description="T1+C gappy")
-    shutil.copy(EXAMPLES / "hgg_t1ce.dcm", tmp_path / "scans" / "secondary.dcm")  # no patient geometry
+    written = write_series(tmp_path / "scans" / "patient" / "flair", data[..., 4:10], affine, shuffle_seed=9, description=FLAIR)
+    write_series(tmp_path / "scans" / "patient" / "gappy", data[..., :6], affine, skip=(2,), description="FLAIR gappy")
+    shutil.copy(EXAMPLES / "hgg_flair.dcm", tmp_path / "scans" / "secondary.dcm")  # no patient geometry
     command = [sys.executable, "-m", "gpedge.cli", "infer", str(tmp_path / "scans"), "--json",
                "--dicom-out", str(tmp_path / "dicom"), "--backend", "onnxruntime"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
@@ -247,7 +250,7 @@ def test_infer_cli_dicom_folder_and_dicom_out(tmp_path: Path, volume) -> None:
     assert any("slice(s) missing" in e and "gappy" in e for e in errors)
     assert any("secondary.dcm" in e and "no patient geometry" in e for e in errors)
     records = [json.loads(line) for line in done.stdout.splitlines()]
-    series_records = [r for r in records if "AX T1 POST GD" in r["file"]]
+    series_records = [r for r in records if FLAIR in r["file"]]
     assert [r["slice"] for r in series_records] == list(range(6))
     assert [r for r in records if r["file"].endswith("secondary.dcm")] == []  # its outputs failed: no partial result
     outputs = series_records[0]["outputs"]

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-HGG = EXAMPLES / "hgg_t1ce.png"
+HGG = EXAMPLES / "hgg_flair.png"
 UNSHARE = shutil.which("unshare")
 
 
@@ -56,7 +56,7 @@ def test_out_is_a_file_fails_each_input_in_one_line(tmp_path: Path, noisy_png: P
     assert done.returncode == 2
     errors = error_lines(done)
     assert len(errors) == 2, done.stderr
-    for line, name in zip(errors, ("hgg_t1ce", "noisy")):
+    for line, name in zip(errors, ("hgg_flair", "noisy")):
         assert line.startswith("error: ") and name in line and "output folder" in line
     assert target.read_text() == "not a folder"
     assert "label" not in done.stdout  # no result, so no (empty) results table
@@ -70,7 +70,7 @@ def test_disk_full_leaves_no_partial_set_and_the_next_input_runs(tmp_path: Path,
     errors = error_lines(done)
     assert len(errors) == 1 and "noisy" in errors[0] and "No space left on device" in errors[0], done.stderr
     records = [json.loads(line) for line in done.stdout.splitlines()]
-    assert [Path(r["file"]).name for r in records] == ["hgg_t1ce.png"]
+    assert [Path(r["file"]).name for r in records] == ["hgg_flair.png"]
     assert set(records[0]["outputs"]) == {"mask", "heatmap", "overlay", "json"}
 
 
@@ -80,7 +80,7 @@ def test_read_only_folder_fails_each_input_in_one_line(tmp_path: Path, noisy_png
     assert done.returncode == 2
     errors = error_lines(done)
     assert len(errors) == 2 and all("Read-only file system" in line for line in errors), done.stderr
-    assert "hgg_t1ce" in errors[0] and "noisy" in errors[1]
+    assert "hgg_flair" in errors[0] and "noisy" in errors[1]
 
 
 def test_unreadable_inputs_do_not_abort_the_call(tmp_path: Path) -> None:
@@ -92,7 +92,7 @@ def test_unreadable_inputs_do_not_abort_the_call(tmp_path: Path) -> None:
     errors = error_lines(done)
     assert len(errors) == 2, done.stderr
     assert "File name too long" in errors[0] and "gone.nii.gz" in errors[1]
-    assert [Path(json.loads(line)["file"]).name for line in done.stdout.splitlines()] == ["hgg_t1ce.png"]
+    assert [Path(json.loads(line)["file"]).name for line in done.stdout.splitlines()] == ["hgg_flair.png"]
 
 
 def test_ground_truth_beside_the_input_is_not_overwritten(tmp_path: Path) -> None:

@@ -16,12 +16,12 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 def _noisy_inputs(folder: Path) -> tuple[list[Path], list[Path]]:
     """Inputs whose libraries print to stderr: (those gpedge reads, those it refuses)."""
-    png = (EXAMPLES / "hgg_t1ce.png").read_bytes()
+    png = (EXAMPLES / "hgg_flair.png").read_bytes()
     end_of_ihdr = 8 + 25
     bad_text = struct.pack(">I", 5) + b"tEXt" + b"a\x00bcd" + b"\x00\x00\x00\x00"  # libpng warning: tEXt: CRC error
     (folder / "text_crc.png").write_bytes(png[:end_of_ihdr] + bad_text + png[end_of_ihdr:])
     (folder / "truncated.png").write_bytes(png[: len(png) // 2])  # libpng error
-    ok, tiff = cv2.imencode(".tiff", cv2.imread(str(EXAMPLES / "hgg_t1ce.png"), cv2.IMREAD_UNCHANGED))
+    ok, tiff = cv2.imencode(".tiff", cv2.imread(str(EXAMPLES / "hgg_flair.png"), cv2.IMREAD_UNCHANGED))
     tiff = bytearray(tiff.tobytes())
     (ifd,) = struct.unpack("<I", tiff[4:8])
     (count,) = struct.unpack("<H", tiff[ifd : ifd + 2])
@@ -29,7 +29,7 @@ def _noisy_inputs(folder: Path) -> tuple[list[Path], list[Path]]:
         if struct.unpack("<H", tiff[at : at + 2])[0] == 284:  # PlanarConfiguration: a wrong count, a libtiff error
             struct.pack_into("<I", tiff, at + 4, 2)
     (folder / "planar.tif").write_bytes(bytes(tiff))
-    volume = np.asarray(nib.load(EXAMPLES / "lgg_t1ce.nii.gz").dataobj)[..., :2]
+    volume = np.asarray(nib.load(EXAMPLES / "lgg_flair.nii.gz").dataobj)[..., :2]
     header = bytearray(nib.Nifti1Image(volume, np.eye(4)).to_bytes())
     struct.pack_into("<8f", header, 76, 1, 0, 0, 0, 1, 1, 1, 1)  # zero pixdims: nibabel logs a fix
     struct.pack_into("<hh", header, 252, 0, 0)
@@ -37,7 +37,7 @@ def _noisy_inputs(folder: Path) -> tuple[list[Path], list[Path]]:
     struct.pack_into("<hh", header, 252, 0, 1)
     struct.pack_into("<12f", header, 280, *([0.0] * 12))  # zero sform: numpy RuntimeWarnings in nibabel
     (folder / "affine.nii").write_bytes(bytes(header))
-    read = [folder / "text_crc.png", folder / "pixdim.nii", EXAMPLES / "hgg_t1ce.dcm"]
+    read = [folder / "text_crc.png", folder / "pixdim.nii", EXAMPLES / "hgg_flair.dcm"]
     refused = [folder / "truncated.png", folder / "planar.tif", folder / "affine.nii"]
     return read, refused
 
@@ -55,6 +55,6 @@ def test_stderr_is_one_line_per_problem(tmp_path: Path) -> None:
 
 
 def test_a_clean_run_prints_nothing_on_stderr(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "gpedge.cli", "infer", str(EXAMPLES / "hgg_t1ce.png"), "--out",
+    done = subprocess.run([sys.executable, "-m", "gpedge.cli", "infer", str(EXAMPLES / "hgg_flair.png"), "--out",
                            str(tmp_path), "--backend", "onnxruntime"], capture_output=True, text=True, timeout=180)
     assert done.returncode == 0 and done.stderr == "", done.stderr

@@ -28,7 +28,7 @@ def predictor():
 
 @pytest.fixture(scope="module")
 def brain() -> np.ndarray:
-    return cv2.imread(str(EXAMPLES / "hgg_t1ce.png"), cv2.IMREAD_UNCHANGED).astype(np.float32)
+    return cv2.imread(str(EXAMPLES / "hgg_flair.png"), cv2.IMREAD_UNCHANGED).astype(np.float32)
 
 
 def infer(*args: str | Path) -> subprocess.CompletedProcess:
@@ -39,7 +39,7 @@ def infer(*args: str | Path) -> subprocess.CompletedProcess:
 def test_blank_images_are_refused(predictor, tmp_path: Path) -> None:
     cv2.imwrite(str(tmp_path / "black.png"), np.zeros((240, 240), np.uint8))
     cv2.imwrite(str(tmp_path / "negative.tif"), -np.random.default_rng(0).random((64, 64)).astype(np.float32) - 1)
-    ds = pydicom.dcmread(EXAMPLES / "hgg_t1ce.dcm")
+    ds = pydicom.dcmread(EXAMPLES / "hgg_flair.dcm")
     ds.RescaleSlope, ds.RescaleIntercept = 0, 0
     ds.save_as(tmp_path / "slope0.dcm")
     for name, message in (("black.png", "blank image (every pixel is 0)"), ("negative.tif", "no positive intensity"),
@@ -47,7 +47,7 @@ def test_blank_images_are_refused(predictor, tmp_path: Path) -> None:
         with pytest.raises(InputError, match=re.escape(message)) as info:
             predictor.predict(tmp_path / name)
         assert name in str(info.value) and "nothing to classify" in str(info.value)
-    done = infer(tmp_path / "black.png", tmp_path / "slope0.dcm", tmp_path / "negative.tif", EXAMPLES / "hgg_t1ce.png", "--json")
+    done = infer(tmp_path / "black.png", tmp_path / "slope0.dcm", tmp_path / "negative.tif", EXAMPLES / "hgg_flair.png", "--json")
     assert done.returncode == 2
     errors = done.stderr.strip().splitlines()
     assert len(errors) == 3 and all("nothing to classify" in line for line in errors), done.stderr
@@ -84,9 +84,9 @@ def test_non_brain_images_are_flagged_and_the_examples_are_not(predictor, brain)
         result = predictor.predict(image)[0]
         assert result.out_of_distribution, name
         assert all("training range" in reason for reason in result.ood_reasons), result.ood_reasons
-    for path in ("hgg_t1ce.png", "lgg_t1ce.png", "healthy_t1ce.png", "hgg_t1ce.dcm"):
+    for path in ("hgg_flair.png", "lgg_flair.png", "healthy_flair.png", "hgg_flair.dcm"):
         assert not predictor.predict(EXAMPLES / path)[0].out_of_distribution, path
-    volume = predictor.predict(EXAMPLES / "lgg_t1ce.nii.gz")
+    volume = predictor.predict(EXAMPLES / "lgg_flair.nii.gz")
     assert not any(r.out_of_distribution for r in volume)
 
 
@@ -118,7 +118,7 @@ def test_the_flag_is_in_the_result_json_cli_and_overlay(predictor, brain, tmp_pa
     line = json.loads(done.stdout)
     assert line["out_of_distribution"] is True and line["ood_reasons"]
     assert json.loads((tmp_path / "out" / "noise.json").read_text())["out_of_distribution"] is True
-    table = infer(tmp_path / "noise.png", EXAMPLES / "hgg_t1ce.png")
+    table = infer(tmp_path / "noise.png", EXAMPLES / "hgg_flair.png")
     assert table.returncode == 0
     rows = [line for line in table.stdout.splitlines() if line.count("│") > 3 and line.split("│")[3].strip()]
     assert len(rows) == 2, table.stdout

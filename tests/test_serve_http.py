@@ -18,7 +18,7 @@ import pytest
 from mr_series import HGG_VOLUME
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-FILES = ["hgg_t1ce.png", "hgg_t1ce.dcm", "lgg_t1ce.nii.gz"]
+FILES = ["hgg_flair.png", "hgg_flair.dcm", "lgg_flair.nii.gz"]
 #: Fields of a ``gpedge infer --json`` record that depend on the run, not on the prediction.
 RUN_FIELDS = ("speed_ms", "file", "outputs")
 
@@ -77,15 +77,15 @@ def _png(b64: str) -> np.ndarray:
 
 def test_mask_and_overlay_on_request(http_server, infer_records) -> None:
     _, out = infer_records
-    status, answer = post(http_server, (EXAMPLES / "hgg_t1ce.png").read_bytes(), "?mask=png&overlay=png&name=a.png")
+    status, answer = post(http_server, (EXAMPLES / "hgg_flair.png").read_bytes(), "?mask=png&overlay=png&name=a.png")
     assert status == 200
     (record,) = answer["results"]
     mask = _png(record["mask_png"])
-    assert np.array_equal(mask, cv2.imread(str(out / "hgg_t1ce_mask.png"), cv2.IMREAD_UNCHANGED))
+    assert np.array_equal(mask, cv2.imread(str(out / "hgg_flair_mask.png"), cv2.IMREAD_UNCHANGED))
     assert int((mask > 0).sum()) == record["mask_area_px"] > 0
     overlay = _png(answer["overlay_png"])
     assert overlay.ndim == 3 and min(overlay.shape[:2]) >= 512
-    status, plain = post(http_server, (EXAMPLES / "hgg_t1ce.png").read_bytes())
+    status, plain = post(http_server, (EXAMPLES / "hgg_flair.png").read_bytes())
     assert "mask_png" not in plain["results"][0] and "overlay_png" not in plain
 
 
@@ -98,14 +98,14 @@ def test_nifti_volume_key_slice(http_server) -> None:
 
 
 def test_bad_inputs_get_clear_json_errors(http_server) -> None:
-    png = (EXAMPLES / "hgg_t1ce.png").read_bytes()
+    png = (EXAMPLES / "hgg_flair.png").read_bytes()
     status, answer = post(http_server, b"")
     assert status == 400 and "empty body" in answer["error"]
     status, answer = post(http_server, b"%PDF-1.7 not a scan" * 20, "?name=report.pdf")
     assert status == 415 and "PNG, JPEG, TIFF, DICOM" in answer["error"]
     status, answer = post(http_server, png[: len(png) // 3], "?name=cut.png")
     assert status == 422 and answer["error"].startswith("cut.png: ") and "gpedge-upload" not in answer["error"]
-    dicom = bytearray((EXAMPLES / "hgg_t1ce.dcm").read_bytes())
+    dicom = bytearray((EXAMPLES / "hgg_flair.dcm").read_bytes())
     status, answer = post(http_server, bytes(dicom[: len(dicom) - 40000]), "?name=cut.dcm")
     assert status == 422 and "cut.dcm" in answer["error"]
     status, answer = post(http_server, png, "?mask=rle")
@@ -137,7 +137,7 @@ def test_request_size_limit(http_server) -> None:
     body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(2**20 // len(chunk) + 1))
     status, answer = _early_response(http_server, {"Transfer-Encoding": "chunked"}, body)
     assert status == 413 and "exceeds" in answer["error"]
-    status, answer = post(http_server, (EXAMPLES / "hgg_t1ce.png").read_bytes())  # the server is still fine
+    status, answer = post(http_server, (EXAMPLES / "hgg_flair.png").read_bytes())  # the server is still fine
     assert status == 200
 
 

@@ -74,9 +74,9 @@ def _screenshot_region(driver, element_id: str, path: Path) -> np.ndarray:
 
 def test_choose_a_scan_and_see_the_result(browser, http_server, tmp_path: Path) -> None:
     _open(browser, http_server)
-    browser.find_element("id", "file").send_keys(str(EXAMPLES / "hgg_t1ce.png"))
+    browser.find_element("id", "file").send_keys(str(EXAMPLES / "hgg_flair.png"))
     _wait_done(browser)
-    expected = _api(http_server, EXAMPLES / "hgg_t1ce.png")
+    expected = _api(http_server, EXAMPLES / "hgg_flair.png")
     (result,) = expected["results"]
     assert browser.find_element("id", "label").text == result["label"]
     rows = [[td.text for td in tr.find_elements("tag name", "td")]
@@ -112,14 +112,14 @@ def test_drop_a_volume(browser, http_server, tmp_path: Path) -> None:
           drop.dispatchEvent(new DragEvent(type, {dataTransfer: transfer, bubbles: true, cancelable: true}));
         }
         """,
-        data, "hgg_t1ce.nii.gz",
+        data, "hgg_flair.nii.gz",
     )
     _wait_done(browser)
     expected = _api(http_server, HGG_VOLUME)
     key = next(r for r in expected["results"] if r["slice"] == expected["key_slice"])
     assert browser.find_element("id", "label").text == key["label"]
     caption = browser.find_element("id", "caption").text
-    assert caption == f"hgg_t1ce.nii.gz: slice {expected['key_slice']} of {len(expected['results'])} (largest mask)"
+    assert caption == f"hgg_flair.nii.gz: slice {expected['key_slice']} of {len(expected['results'])} (largest mask)"
     shown = _screenshot_region(browser, "overlay", tmp_path / "volume.png")
     assert shown.std() > 20
 

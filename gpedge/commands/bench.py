@@ -23,7 +23,7 @@ def _int_list(text: str, option: str) -> list[int]:
 
 
 def main(
-    model: Optional[Path] = typer.Option(None, "--model", help="Model package folder (made by 'gpedge export'), or a bundled model: default, gp-unet-synth."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Model package folder (made by 'gpedge export'), or a bundled model: default, gp-unet-t1ce, gp-unet-synth."),
     arch: Optional[str] = typer.Option(None, "--arch", help="Benchmark an untrained network instead: gp-unet, gp-shuffle-unet or gp-reconresnet."),
     channels: int = typer.Option(4, "--channels", help="With --arch: input channels (paper: 4)."),
     image_size: int = typer.Option(240, "--image-size", help="With --arch: slice size N x N (paper: 240)."),

@@ -8,7 +8,7 @@ import typer
 
 
 def main(
-    model: Path = typer.Option(..., "--model", help="Model package folder (made by 'gpedge export'), or a bundled model: default, gp-unet-synth."),
+    model: Path = typer.Option(..., "--model", help="Model package folder (made by 'gpedge export'), or a bundled model: default, gp-unet-t1ce, gp-unet-synth."),
     data: Path = typer.Option(..., "--data", help="Data set root: BraTS 2020 folder, Figshare .mat files or an image folder."),
     out: Path = typer.Option(..., "--out", help="Report folder: metrics.json, report.md, report.html and PNG figures."),
     format: str = typer.Option("auto", "--format", help="auto, brats, figshare or folder."),

@@ -19,7 +19,7 @@ def main(
     inputs: Optional[list[Path]] = typer.Argument(
         None, metavar="FILES_OR_DIRS...", help="Images (PNG/JPEG/TIFF), DICOM, NIfTI, BraTS patient folders or folders of them."
     ),
-    model: Optional[Path] = typer.Option(None, "--model", help="Model package folder from 'gpedge export', or a bundled model: default (one T1CE slice), gp-unet-synth (T1, T2, T1CE, FLAIR)."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Model package folder from 'gpedge export', or a bundled model: default (one FLAIR slice), gp-unet-t1ce (one T1CE slice), gp-unet-synth (T1, T2, T1CE, FLAIR)."),
     backend: str = typer.Option("auto", "--backend", help="auto, onnxruntime, tensorrt or torch."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: the backend's choice)."),
     precision: str = typer.Option(

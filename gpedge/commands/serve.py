@@ -10,7 +10,7 @@ import typer
 
 
 def main(
-    model: Optional[Path] = typer.Option(None, "--model", help="Model package folder, or a bundled model: default (one T1CE slice), gp-unet-synth (T1, T2, T1CE, FLAIR)."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Model package folder, or a bundled model: default (one FLAIR slice), gp-unet-t1ce (one T1CE slice), gp-unet-synth (T1, T2, T1CE, FLAIR)."),
     backend: str = typer.Option("auto", "--backend", help="auto, onnxruntime, tensorrt or torch."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: the backend's choice)."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Slices per model call."),
