@@ -13,6 +13,8 @@ from dicom_series import write_series
 #: ``scripts/make_examples.py``'s HGG FLAIR volume: the bundled default model calls its slices tumour, so every
 #: mask check has a mask.
 HGG_VOLUME = Path(__file__).resolve().parent / "data" / "hgg_flair.nii.gz"
+#: The SeriesDescription of :data:`HGG_VOLUME`'s series: a FLAIR name, the contrast the default model takes.
+FLAIR = "AX FLAIR"
 
 
 def example_series(folder: Path, count: int = 12, first: int = 6, **options) -> list[Path]:
@@ -23,7 +25,7 @@ def example_series(folder: Path, count: int = 12, first: int = 6, **options) -> 
     shift = np.eye(4)
     shift[2, 3] = first
     options.setdefault("shuffle_seed", count)
-    options.setdefault("description", "AX FLAIR")
+    options.setdefault("description", FLAIR)
     return write_series(folder, data, img.affine @ shift, **options).files
 
 

@@ -19,7 +19,7 @@ import pydicom
 import pytest
 from dcmtk import dciodvfy, tool
 from dicom_series import WrittenSeries, write_series
-from mr_series import HGG_VOLUME
+from mr_series import FLAIR, HGG_VOLUME
 from nibabel.orientations import apply_orientation, axcodes2ornt, io_orientation, ornt_transform
 
 from gpedge.dicom import process_study
@@ -29,8 +29,6 @@ from gpedge.runtime.predictor import Predictor
 
 hd = pytest.importorskip("highdicom", reason="DICOM output needs highdicom (pip install 'gpedge[dicom]')")
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-#: The series description of the FLAIR series these tests write: the default model takes FLAIR.
-FLAIR = "AX FLAIR"
 DCIODVFY = tool("dciodvfy")
 
 
