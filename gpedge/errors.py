@@ -36,6 +36,10 @@ class BackendUnavailable(GpedgeError):
     """A requested inference backend cannot run on this machine."""
 
 
+class Int8GateRefused(GpedgeError):
+    """``gpedge export --int8``: the INT8 graph failed the accuracy gate against the FP32 graph."""
+
+
 @contextmanager
 def prefixed(context: str) -> Iterator[None]:
     """Re-raise a :class:`GpedgeError` of the block as ``"<context>: <message>"`` (e.g. the flag that named a file)."""

@@ -12,7 +12,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from gpedge.errors import BackendUnavailable, GpedgeError, PackageError
+from gpedge.errors import BackendUnavailable, GpedgeError, Int8GateRefused, PackageError
 from gpedge.export import ExportOptions, export_package
 from gpedge.export.int8 import GATE_LABEL_AGREEMENT, GATE_MASK_DICE, calibration_slices, network_nodes
 from gpedge.export.parity import backend_outputs, run_slices
@@ -72,7 +72,7 @@ def test_a_failed_gate_refuses_the_export_with_the_figures(int8_run_dir: Path, t
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("gpedge.export.int8.GATE_MASK_DICE", 1.01)  # no INT8 graph reaches it
     options = ExportOptions(max_batch=4, fp16=False, engine=False, parity_samples=2, int8=True, calibration_slices=8)
-    with pytest.raises(GpedgeError) as error:
+    with pytest.raises(Int8GateRefused) as error:
         export_package(int8_run_dir, tmp_path / "pkg", options)
     message = str(error.value)
     assert "--int8 refused" in message and "mean mask Dice" in message and "gate >= 1.01" in message

@@ -18,7 +18,7 @@ import numpy as np
 
 from gpedge.atomic import atomic_write_json
 from gpedge.data.samples import synthetic_slices
-from gpedge.errors import GpedgeError
+from gpedge.errors import GpedgeError, Int8GateRefused
 from gpedge.export import parity
 from gpedge.export.manifest import build_manifest, file_entry
 from gpedge.export.options import ExportOptions
@@ -177,7 +177,7 @@ def _write_int8(package: ModelPackage, config: Any, options: ExportOptions, resu
                       "mask_slices": agreement["mask_slices"], "passed": not failures,
                       "enforced": options.enforce_int8_gate}
     if failures and options.enforce_int8_gate:
-        raise GpedgeError(
+        raise Int8GateRefused(
             f"--int8 refused: against the FP32 graph on {len(images)} slices of {source}, {'; '.join(failures)}. "
             f"Nothing was written; export without --int8 (the FP32 graph is the CPU path for this model)"
         )
