@@ -27,8 +27,8 @@ def main(
     ),
     norm: Optional[str] = typer.Option(
         None, "--norm",
-        help="GP-UNet: none (the paper's) or batch (BatchNorm between each 3x3 convolution and its ReLU; "
-        "folded into the convolutions at export) (default: the network's own).",
+        help="GP-UNet and GP-ShuffleUNet: none (the paper's) or batch (BatchNorm between each 3x3 convolution and "
+        "its ReLU; folded into the convolutions at export) (default: the network's own).",
     ),
     num_res_blocks: Optional[int] = typer.Option(
         None, "--num-res-blocks", min=0, help="GP-ReconResNet: residual blocks at the lowest resolution (paper: 14).",

@@ -28,7 +28,7 @@ class _Entry:
 
 _REGISTRY: dict[str, _Entry] = {
     "gp-unet": _Entry(GPUNet, {"width": 64, "depth": 3, "upsample": "sinc", "dropout": 0.5, "norm": "none"}),
-    "gp-shuffle-unet": _Entry(GPShuffleUNet, {"width": 64, "levels": 3, "dropout": 0.5}),
+    "gp-shuffle-unet": _Entry(GPShuffleUNet, {"width": 64, "levels": 3, "dropout": 0.5, "norm": "none"}),
     "gp-reconresnet": _Entry(GPReconResNet, {"width": 64, "num_res_blocks": 14, "upsample": "sinc", "dropout": 0.5}),
 }
 

@@ -10,21 +10,22 @@ from gpedge.models.layers import conv3x3, conv_relu, double_conv
 
 
 def _conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
+    """The downsampling block's conv (with bias, as in the paper) -> BatchNorm -> ReLU."""
     return nn.Sequential(conv3x3(in_channels, out_channels), nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
 
 
 class _EncoderLevel(nn.Module):
     """Four parallel conv branches; the 4th is pixel-unshuffled to half size, then widened to 2f."""
 
-    def __init__(self, width: int) -> None:
+    def __init__(self, width: int, norm: str) -> None:
         super().__init__()
-        self.branches = nn.ModuleList(conv_relu(width, width) for _ in range(4))
+        self.branches = nn.ModuleList(conv_relu(width, width, norm) for _ in range(4))
         self.down = nn.Sequential(
-            conv_relu(width, width),
+            conv_relu(width, width, norm),
             nn.PixelUnshuffle(2),
             _conv_bn_relu(4 * width, width),
             _conv_bn_relu(width, width),
-            double_conv(width, 2 * width),
+            double_conv(width, 2 * width, norm),
         )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -35,11 +36,11 @@ class _EncoderLevel(nn.Module):
 class _DecoderLevel(nn.Module):
     """Pixel-shuffle 2f -> f at double size, four branches added to the encoder's, concat skip, double conv."""
 
-    def __init__(self, width: int) -> None:
+    def __init__(self, width: int, norm: str) -> None:
         super().__init__()
         self.up = nn.Sequential(conv3x3(2 * width, 4 * width, LINEAR_GAIN), nn.PixelShuffle(2))
-        self.branches = nn.ModuleList(conv_relu(width, width) for _ in range(4))
-        self.conv = double_conv(5 * width, width)
+        self.branches = nn.ModuleList(conv_relu(width, width, norm) for _ in range(4))
+        self.conv = double_conv(5 * width, width, norm)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor, encoder_branches: list[torch.Tensor]) -> torch.Tensor:
         x = self.up(x)
@@ -48,13 +49,13 @@ class _DecoderLevel(nn.Module):
 
 
 class _ShuffleUNetBody(nn.Module):
-    def __init__(self, in_channels: int, width: int, levels: int, dropout: float) -> None:
+    def __init__(self, in_channels: int, width: int, levels: int, dropout: float, norm: str) -> None:
         super().__init__()
         widths = [width * 2**level for level in range(levels)]
-        self.stem = double_conv(in_channels, width)
-        self.encoder = nn.ModuleList(_EncoderLevel(w) for w in widths)
+        self.stem = double_conv(in_channels, width, norm)
+        self.encoder = nn.ModuleList(_EncoderLevel(w, norm) for w in widths)
         self.dropout = nn.Dropout2d(dropout)
-        self.decoder = nn.ModuleList(_DecoderLevel(w) for w in reversed(widths))
+        self.decoder = nn.ModuleList(_DecoderLevel(w, norm) for w in reversed(widths))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
@@ -73,7 +74,8 @@ class _ShuffleUNetBody(nn.Module):
 class GPShuffleUNet(GPNetwork):
     """GP-ShuffleUNet (paper: width 64, 3 levels; 26,371,587 parameters at 4 in, 3 classes)."""
 
-    def __init__(self, in_channels: int, num_classes: int, width: int, levels: int, dropout: float) -> None:
-        options = {"width": width, "levels": levels, "dropout": dropout}
-        super().__init__("gp-shuffle-unet", in_channels, num_classes, options, _ShuffleUNetBody(in_channels, width, levels, dropout), width)
+    def __init__(self, in_channels: int, num_classes: int, width: int, levels: int, dropout: float, norm: str) -> None:
+        options = {"width": width, "levels": levels, "dropout": dropout, "norm": norm}
+        body = _ShuffleUNetBody(in_channels, width, levels, dropout, norm)
+        super().__init__("gp-shuffle-unet", in_channels, num_classes, options, body, width)
         self.input_multiple = 2**levels
