@@ -75,8 +75,8 @@ class GPShuffleUNet(GPNetwork):
     """GP-ShuffleUNet (paper: width 64, 3 levels, BatchNorm only in the downsampling blocks; 26,371,587 parameters
     at 4 in, 3 classes).
 
-    ``norm="batch"`` puts a BatchNorm between every other 3x3 convolution and its ReLU (docs/quality.md,
-    "Why GP-ShuffleUNet learnt slowly").
+    ``norm="batch"`` also puts a BatchNorm between each of the other 3x3 convolutions and its ReLU
+    (docs/quality.md, "Why GP-ShuffleUNet learnt slowly").
     """
 
     def __init__(self, in_channels: int, num_classes: int, width: int, levels: int, dropout: float, norm: str) -> None:
