@@ -104,30 +104,37 @@ def contrast_parts(body: bytes, content_type: str, channels: list[str]) -> dict[
     return parts
 
 
+def _write_upload(directory: Path, stem: str, content: bytes, part: str | None) -> Path:
+    """Write one uploaded file under the suffix its content shows; ``part`` names its form part in errors."""
+    try:
+        suffix = sniff_suffix(content)
+    except _HTTPError as exc:
+        raise _HTTPError(exc.status, f"form part {part!r}: {exc}" if part else str(exc)) from None
+    path = directory / f"{stem}{'_' + part if part else ''}{suffix}"
+    path.write_bytes(content)
+    return path
+
+
 def predict_bytes(predictor, data: bytes | dict[str, bytes], name: str, mask_png: bool, overlay_png: bool) -> dict[str, Any]:
     """Run ``predictor`` on an uploaded scan (one file, or one per contrast by name) and build the response
     (blocking: call off the event loop)."""
     from gpedge.runtime.save import key_slice
 
-    files = data if isinstance(data, dict) else {"": data}
-    suffixes = {}
-    for contrast, content in files.items():
-        try:
-            suffixes[contrast] = sniff_suffix(content)
-        except _HTTPError as exc:
-            raise _HTTPError(exc.status, f"form part {contrast!r}: {exc}" if contrast else str(exc)) from None
     with tempfile.TemporaryDirectory(prefix="gpedge-upload-") as tmp:
         stem = Path(name).name.split(".")[0] or "upload"
-        paths = {contrast: Path(tmp) / f"{stem}{'_' + contrast if contrast else ''}{suffixes[contrast]}" for contrast in files}
-        for contrast, path in paths.items():
-            path.write_bytes(files[contrast])
+        if isinstance(data, dict):
+            source: Path | dict[str, Path] = {c: _write_upload(Path(tmp), stem, content, c) for c, content in data.items()}
+            labels = {str(path): f"{name} ({c})" for c, path in source.items()}
+        else:
+            source = _write_upload(Path(tmp), stem, data, None)
+            labels = {str(source): name}
         try:
-            scan = predictor.read_scan(paths if isinstance(data, dict) else paths[""], name=stem)
+            scan = predictor.read_scan(source, name=stem)
             results = predictor.predict_scans([scan])[0]
         except GpedgeError as exc:
             message = str(exc)
-            for contrast, path in paths.items():
-                message = message.replace(str(path), f"{name} ({contrast})" if contrast else name)
+            for path, label in labels.items():
+                message = message.replace(path, label)
             raise _HTTPError(422, message) from exc
     start = time.perf_counter()
     records = []
