@@ -18,6 +18,11 @@ import pytest
 
 from gpedge.data.samples import SyntheticSlices, synthetic_slices
 
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+EXAMPLE_SCAN = EXAMPLES / "hgg_flair.png"
+"""The README's example scan: one FLAIR slice with a high-grade glioma."""
+
 TINY_SIZE = 64
 TINY_CLASSES = ["Healthy", "LGG", "HGG"]
 TINY_CHANNELS = ["t1ce"]

@@ -26,8 +26,8 @@ import pydicom
 from dicom_series import write_series
 from gpedge.errors import GpedgeError
 from gpedge.runtime.io import load_input
+from conftest import EXAMPLES
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 #: A small limit keeps mutated headers that claim huge images from allocating much.
 MAX_PIXELS = 1 << 22
 #: DICOM attributes the readers use, and malformed values for them.

@@ -10,8 +10,8 @@ import onnx
 
 from gpedge.graph.contract import INPUTS, OUTPUTS, input_specs, output_specs
 from gpedge.tensorrt.inspection import EXPECTED_IO
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_every_list_of_graph_names_is_the_contract(tiny_package: Path) -> None:

@@ -16,8 +16,8 @@ import gpedge
 from gpedge.package import BUNDLED, ModelPackage
 from gpedge.pretrained import PRETRAINED
 from gpedge.runs import WEIGHTS
+from conftest import EXAMPLES, EXAMPLE_SCAN
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 FOUR_CONTRASTS = ("t1", "t2", "t1ce", "flair")
 
 
@@ -43,7 +43,7 @@ def test_a_bundled_name_is_one_network() -> None:
 
 def test_predictor_defaults_to_the_bundled_model() -> None:
     with gpedge.Predictor() as predictor:
-        result = predictor.predict(EXAMPLES / "hgg_flair.png")[0]
+        result = predictor.predict(EXAMPLE_SCAN)[0]
     assert result.label in ("Healthy", "LGG", "HGG")
     assert abs(sum(result.probabilities.values()) - 1.0) < 1e-5
     assert result.mask.shape == result.heatmap.shape == (240, 240)

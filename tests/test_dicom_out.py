@@ -26,9 +26,9 @@ from gpedge.dicom import process_study
 from gpedge.errors import GpedgeError
 from gpedge.runtime.save import key_slice
 from gpedge.runtime.predictor import Predictor
+from conftest import EXAMPLES
 
 hd = pytest.importorskip("highdicom", reason="DICOM output needs highdicom (pip install 'gpedge[dicom]')")
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 DCIODVFY = tool("dciodvfy")
 
 

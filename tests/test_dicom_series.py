@@ -18,8 +18,8 @@ from gpedge.dicom import find_series, read_study, studies
 from gpedge.dicom.channels import classify
 from gpedge.errors import InputError
 from gpedge.runtime import io
+from conftest import EXAMPLES
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 @pytest.fixture(scope="module")

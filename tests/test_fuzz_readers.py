@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from fuzz_readers import KINDS, Choices, Seed, make_seeds, mutate, read
 from gpedge.errors import InputError
 from gpedge.runtime.io import load_input
+from conftest import EXAMPLES
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 EXAMPLES_PER_SEED = 120
 
 

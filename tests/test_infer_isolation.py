@@ -14,8 +14,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-HGG = EXAMPLES / "hgg_flair.png"
+from conftest import EXAMPLE_SCAN
+
 UNSHARE = shutil.which("unshare")
 
 
@@ -52,7 +52,7 @@ def _mounted(mount: str, folder: Path, *args: str | Path) -> subprocess.Complete
 def test_out_is_a_file_fails_each_input_in_one_line(tmp_path: Path, noisy_png: Path) -> None:
     target = tmp_path / "results.txt"
     target.write_text("not a folder")
-    done = infer(HGG, noisy_png, "--out", target, "--backend", "onnxruntime")
+    done = infer(EXAMPLE_SCAN, noisy_png, "--out", target, "--backend", "onnxruntime")
     assert done.returncode == 2
     errors = error_lines(done)
     assert len(errors) == 2, done.stderr
@@ -65,7 +65,7 @@ def test_out_is_a_file_fails_each_input_in_one_line(tmp_path: Path, noisy_png: P
 def test_disk_full_leaves_no_partial_set_and_the_next_input_runs(tmp_path: Path, noisy_png: Path) -> None:
     """On a 400 kB file system the example's outputs (about 175 kB) fit, the noisy image's (about 0.8 MB) do not."""
     out = tmp_path / "small-disk"
-    done = _mounted("size=400k", out, noisy_png, HGG, "--out", out, "--json", "--backend", "onnxruntime")
+    done = _mounted("size=400k", out, noisy_png, EXAMPLE_SCAN, "--out", out, "--json", "--backend", "onnxruntime")
     assert done.returncode == 2, done.stderr
     errors = error_lines(done)
     assert len(errors) == 1 and "noisy" in errors[0] and "No space left on device" in errors[0], done.stderr
@@ -76,7 +76,7 @@ def test_disk_full_leaves_no_partial_set_and_the_next_input_runs(tmp_path: Path,
 
 def test_read_only_folder_fails_each_input_in_one_line(tmp_path: Path, noisy_png: Path) -> None:
     out = tmp_path / "read-only"
-    done = _mounted("ro,size=1m", out, HGG, noisy_png, "--out", out, "--backend", "onnxruntime")
+    done = _mounted("ro,size=1m", out, EXAMPLE_SCAN, noisy_png, "--out", out, "--backend", "onnxruntime")
     assert done.returncode == 2
     errors = error_lines(done)
     assert len(errors) == 2 and all("Read-only file system" in line for line in errors), done.stderr
@@ -87,7 +87,7 @@ def test_unreadable_inputs_do_not_abort_the_call(tmp_path: Path) -> None:
     too_long = tmp_path / ("x" * 300 + ".png")
     dangling = tmp_path / "gone.nii.gz"
     dangling.symlink_to(tmp_path / "nowhere.nii.gz")
-    done = infer(too_long, dangling, HGG, "--json", "--backend", "onnxruntime")
+    done = infer(too_long, dangling, EXAMPLE_SCAN, "--json", "--backend", "onnxruntime")
     assert done.returncode == 2
     errors = error_lines(done)
     assert len(errors) == 2, done.stderr
@@ -98,8 +98,8 @@ def test_unreadable_inputs_do_not_abort_the_call(tmp_path: Path) -> None:
 def test_ground_truth_beside_the_input_is_not_overwritten(tmp_path: Path) -> None:
     folder = tmp_path / "case"
     folder.mkdir()
-    shutil.copy(HGG, folder / "x.png")
-    shutil.copy(HGG, folder / "y.png")
+    shutil.copy(EXAMPLE_SCAN, folder / "x.png")
+    shutil.copy(EXAMPLE_SCAN, folder / "y.png")
     truth = np.zeros((240, 240), np.uint8)
     truth[100:140, 100:140] = 255
     cv2.imwrite(str(folder / "x_mask.png"), truth)
@@ -120,7 +120,7 @@ def test_outputs_of_one_call_never_clobber_each_other(tmp_path: Path) -> None:
     """``vol.nii.gz --every-slice`` writes ``vol_slice000_*``, which an input named ``vol_slice000.png`` also writes."""
     folder = tmp_path / "in"
     folder.mkdir()
-    image = cv2.imread(str(HGG), cv2.IMREAD_UNCHANGED)
+    image = cv2.imread(str(EXAMPLE_SCAN), cv2.IMREAD_UNCHANGED)
     cv2.imwrite(str(folder / "vol_slice000.png"), image)
     nib.save(nib.Nifti1Image(np.stack([image.T[:, ::-1]] * 2, axis=-1).astype(np.float32), np.eye(4)), folder / "vol.nii.gz")
     out = tmp_path / "out"

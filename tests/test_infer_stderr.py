@@ -11,17 +11,18 @@ import cv2
 import nibabel as nib
 import numpy as np
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+from conftest import EXAMPLES, EXAMPLE_SCAN
+
 
 
 def _noisy_inputs(folder: Path) -> tuple[list[Path], list[Path]]:
     """Inputs whose libraries print to stderr: (those gpedge reads, those it refuses)."""
-    png = (EXAMPLES / "hgg_flair.png").read_bytes()
+    png = (EXAMPLE_SCAN).read_bytes()
     end_of_ihdr = 8 + 25
     bad_text = struct.pack(">I", 5) + b"tEXt" + b"a\x00bcd" + b"\x00\x00\x00\x00"  # libpng warning: tEXt: CRC error
     (folder / "text_crc.png").write_bytes(png[:end_of_ihdr] + bad_text + png[end_of_ihdr:])
     (folder / "truncated.png").write_bytes(png[: len(png) // 2])  # libpng error
-    ok, tiff = cv2.imencode(".tiff", cv2.imread(str(EXAMPLES / "hgg_flair.png"), cv2.IMREAD_UNCHANGED))
+    ok, tiff = cv2.imencode(".tiff", cv2.imread(str(EXAMPLE_SCAN), cv2.IMREAD_UNCHANGED))
     tiff = bytearray(tiff.tobytes())
     (ifd,) = struct.unpack("<I", tiff[4:8])
     (count,) = struct.unpack("<H", tiff[ifd : ifd + 2])
@@ -55,6 +56,6 @@ def test_stderr_is_one_line_per_problem(tmp_path: Path) -> None:
 
 
 def test_a_clean_run_prints_nothing_on_stderr(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "gpedge.cli", "infer", str(EXAMPLES / "hgg_flair.png"), "--out",
+    done = subprocess.run([sys.executable, "-m", "gpedge.cli", "infer", str(EXAMPLE_SCAN), "--out",
                            str(tmp_path), "--backend", "onnxruntime"], capture_output=True, text=True, timeout=180)
     assert done.returncode == 0 and done.stderr == "", done.stderr

@@ -16,8 +16,8 @@ import pytest
 
 from gpedge.errors import InputError
 from gpedge.runtime.io import load_input
+from conftest import EXAMPLES, EXAMPLE_SCAN
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 #: The memory a subprocess may use in the tests below (address space): the refusals must fit.
 MEMORY_LIMIT = 3 << 30
 
@@ -50,7 +50,7 @@ def test_huge_png_is_refused_from_its_header(tmp_path: Path, side: int) -> None:
     """0.9-1.6 MB files that decode to 0.9-1.6 gigapixels: one line, exit 2, within 3 GB of address space."""
     path = zero_png(tmp_path / f"zeros{side}.png", side, side)
     assert path.stat().st_size < 2 << 20
-    done = infer_limited(path, EXAMPLES / "hgg_flair.png", "--json", "--backend", "onnxruntime")
+    done = infer_limited(path, EXAMPLE_SCAN, "--json", "--backend", "onnxruntime")
     assert done.returncode == 2, done.stderr[-2000:]
     errors = done.stderr.strip().splitlines()
     assert len(errors) == 1 and f"{side} x {side}" in errors[0] and "--max-pixels" in errors[0], done.stderr[-2000:]
@@ -74,11 +74,11 @@ def test_limit_is_configurable(tmp_path: Path) -> None:
 
     with Predictor(backend="onnxruntime", max_pixels=200 * 200) as predictor:
         with pytest.raises(InputError, match=r"240 x 240 = 57,600 pixels, more than the limit of 40,000"):
-            predictor.predict(EXAMPLES / "hgg_flair.png")
+            predictor.predict(EXAMPLE_SCAN)
         with pytest.raises(InputError, match="more than the limit"):
             predictor.predict(np.ones((2, 1, 150, 150), np.float32))
     done = subprocess.run(
-        [sys.executable, "-m", "gpedge.cli", "infer", str(EXAMPLES / "hgg_flair.png"), "--max-pixels", "1000"],
+        [sys.executable, "-m", "gpedge.cli", "infer", str(EXAMPLE_SCAN), "--max-pixels", "1000"],
         capture_output=True, text=True, timeout=120,
     )
     assert done.returncode == 2 and "more than the limit of 1,000" in done.stderr

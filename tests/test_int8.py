@@ -22,8 +22,8 @@ from gpedge.runs import RunConfig
 from gpedge.runtime.backends import create_backend
 from gpedge.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from gpedge.runtime.predictor import Predictor
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_int8_package_passes_its_gate_on_the_validation_patients(int8_package: Path, int8_run_dir: Path) -> None:

@@ -14,8 +14,8 @@ import pydicom
 import pytest
 
 from gpedge.errors import InputError
+from conftest import EXAMPLES, EXAMPLE_SCAN
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def predictor():
 
 @pytest.fixture(scope="module")
 def brain() -> np.ndarray:
-    return cv2.imread(str(EXAMPLES / "hgg_flair.png"), cv2.IMREAD_UNCHANGED).astype(np.float32)
+    return cv2.imread(str(EXAMPLE_SCAN), cv2.IMREAD_UNCHANGED).astype(np.float32)
 
 
 def infer(*args: str | Path) -> subprocess.CompletedProcess:
@@ -47,7 +47,7 @@ def test_blank_images_are_refused(predictor, tmp_path: Path) -> None:
         with pytest.raises(InputError, match=re.escape(message)) as info:
             predictor.predict(tmp_path / name)
         assert name in str(info.value) and "nothing to classify" in str(info.value)
-    done = infer(tmp_path / "black.png", tmp_path / "slope0.dcm", tmp_path / "negative.tif", EXAMPLES / "hgg_flair.png", "--json")
+    done = infer(tmp_path / "black.png", tmp_path / "slope0.dcm", tmp_path / "negative.tif", EXAMPLE_SCAN, "--json")
     assert done.returncode == 2
     errors = done.stderr.strip().splitlines()
     assert len(errors) == 3 and all("nothing to classify" in line for line in errors), done.stderr
@@ -118,7 +118,7 @@ def test_the_flag_is_in_the_result_json_cli_and_overlay(predictor, brain, tmp_pa
     line = json.loads(done.stdout)
     assert line["out_of_distribution"] is True and line["ood_reasons"]
     assert json.loads((tmp_path / "out" / "noise.json").read_text())["out_of_distribution"] is True
-    table = infer(tmp_path / "noise.png", EXAMPLES / "hgg_flair.png")
+    table = infer(tmp_path / "noise.png", EXAMPLE_SCAN)
     assert table.returncode == 0
     rows = [line for line in table.stdout.splitlines() if line.count("│") > 3 and line.split("│")[3].strip()]
     assert len(rows) == 2, table.stdout

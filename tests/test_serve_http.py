@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from mr_series import HGG_VOLUME
+from conftest import EXAMPLES, EXAMPLE_SCAN
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 FILES = ["hgg_flair.png", "hgg_flair.dcm", "lgg_flair.nii.gz"]
 #: Fields of a ``gpedge infer --json`` record that depend on the run, not on the prediction.
 RUN_FIELDS = ("speed_ms", "file", "outputs")
@@ -77,7 +77,7 @@ def _png(b64: str) -> np.ndarray:
 
 def test_mask_and_overlay_on_request(http_server, infer_records) -> None:
     _, out = infer_records
-    status, answer = post(http_server, (EXAMPLES / "hgg_flair.png").read_bytes(), "?mask=png&overlay=png&name=a.png")
+    status, answer = post(http_server, (EXAMPLE_SCAN).read_bytes(), "?mask=png&overlay=png&name=a.png")
     assert status == 200
     (record,) = answer["results"]
     mask = _png(record["mask_png"])
@@ -85,7 +85,7 @@ def test_mask_and_overlay_on_request(http_server, infer_records) -> None:
     assert int((mask > 0).sum()) == record["mask_area_px"] > 0
     overlay = _png(answer["overlay_png"])
     assert overlay.ndim == 3 and min(overlay.shape[:2]) >= 512
-    status, plain = post(http_server, (EXAMPLES / "hgg_flair.png").read_bytes())
+    status, plain = post(http_server, (EXAMPLE_SCAN).read_bytes())
     assert "mask_png" not in plain["results"][0] and "overlay_png" not in plain
 
 
@@ -98,7 +98,7 @@ def test_nifti_volume_key_slice(http_server) -> None:
 
 
 def test_bad_inputs_get_clear_json_errors(http_server) -> None:
-    png = (EXAMPLES / "hgg_flair.png").read_bytes()
+    png = (EXAMPLE_SCAN).read_bytes()
     status, answer = post(http_server, b"")
     assert status == 400 and "empty body" in answer["error"]
     status, answer = post(http_server, b"%PDF-1.7 not a scan" * 20, "?name=report.pdf")
@@ -137,7 +137,7 @@ def test_request_size_limit(http_server) -> None:
     body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(2**20 // len(chunk) + 1))
     status, answer = _early_response(http_server, {"Transfer-Encoding": "chunked"}, body)
     assert status == 413 and "exceeds" in answer["error"]
-    status, answer = post(http_server, (EXAMPLES / "hgg_flair.png").read_bytes())  # the server is still fine
+    status, answer = post(http_server, (EXAMPLE_SCAN).read_bytes())  # the server is still fine
     assert status == 200
 
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from mr_series import HGG_VOLUME
+from conftest import EXAMPLES, EXAMPLE_SCAN
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 #: The flags a headless Chromium needs here: no sandbox (root), no GPU, nothing fetched from outside.
 CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -74,9 +74,9 @@ def _screenshot_region(driver, element_id: str, path: Path) -> np.ndarray:
 
 def test_choose_a_scan_and_see_the_result(browser, http_server, tmp_path: Path) -> None:
     _open(browser, http_server)
-    browser.find_element("id", "file").send_keys(str(EXAMPLES / "hgg_flair.png"))
+    browser.find_element("id", "file").send_keys(str(EXAMPLE_SCAN))
     _wait_done(browser)
-    expected = _api(http_server, EXAMPLES / "hgg_flair.png")
+    expected = _api(http_server, EXAMPLE_SCAN)
     (result,) = expected["results"]
     assert browser.find_element("id", "label").text == result["label"]
     rows = [[td.text for td in tr.find_elements("tag name", "td")]

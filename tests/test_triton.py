@@ -20,7 +20,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from conftest import make_slices
+from conftest import ROOT, make_slices
 
 pytest.importorskip("tritonclient.grpc", reason="tritonclient is not installed: pip install 'gpedge[triton]'")
 from google.protobuf import text_format  # noqa: E402
@@ -32,7 +32,6 @@ from gpedge.graph.contract import OUTPUTS, batched_input_specs  # noqa: E402
 from gpedge.package import ModelPackage  # noqa: E402
 from gpedge.runtime.backends.onnxruntime import OnnxRuntimeBackend  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 ONNX_TO_TRITON = {onnx.TensorProto.FLOAT: mc.TYPE_FP32, onnx.TensorProto.INT32: mc.TYPE_INT32,
                   onnx.TensorProto.UINT8: mc.TYPE_UINT8}
 
