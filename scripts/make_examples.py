@@ -84,15 +84,15 @@ def main(out: Path, contrasts: list[str]) -> None:
         affine = patient.affine.copy()
         affine[:3, 3] = patient.affine[:3, :3] @ [0, 0, max(k - 12, 0)] + patient.affine[:3, 3]
         for contrast in contrasts:
-            slices = display_slices(patient.volumes[contrast], patient.affine)
-            png = np.clip(slices[best], 0, 65535).astype(np.uint16)
+            slices = np.clip(display_slices(patient.volumes[contrast], patient.affine), 0, 65535).astype(np.uint16)
+            png = slices[best]
             write_png(out / f"{grade.lower()}_{contrast}.png", png)
             if grade == "HGG":
                 write_dicom(out / f"hgg_{contrast}.dcm", png, f"{contrast.upper()} synthetic HGG")
                 brain_area = (slices > 0).sum(axis=(1, 2))
                 far = np.abs(np.arange(len(slices)) - best) > 20
                 healthy = int(np.argmax(np.where(far & (area == 0), brain_area, -1)))
-                write_png(out / f"healthy_{contrast}.png", np.clip(slices[healthy], 0, 65535).astype(np.uint16))
+                write_png(out / f"healthy_{contrast}.png", slices[healthy])
             crop = patient.volumes[contrast][:, :, max(k - 12, 0) : k + 12]
             nib.save(nib.Nifti1Image(crop.astype(np.int16), affine), out / f"{grade.lower()}_{contrast}.nii.gz")
     print(f"examples written to {out}")
