@@ -30,6 +30,16 @@ def _raise(exc: InputError) -> None:
     raise exc
 
 
+def _is_folder(path: Path, on_error: Callable[[InputError], None]) -> bool | None:
+    """Whether ``path`` is a folder; None, after passing the error to ``on_error``, when it cannot be examined."""
+    try:
+        with reading(path):
+            return path.is_dir()
+    except InputError as exc:
+        on_error(exc)
+        return None
+
+
 def dicom_files(paths: Sequence[str | Path], on_error: Callable[[InputError], None] | None = None) -> list[Path]:
     """The DICOM files among ``paths``: files given are kept when they look like DICOM, folders are
     searched recursively. Order: as given, folders sorted; duplicates removed. A path that cannot
@@ -39,11 +49,8 @@ def dicom_files(paths: Sequence[str | Path], on_error: Callable[[InputError], No
     seen: dict[Path, None] = {}
     for raw in paths:
         path = Path(raw)
-        try:
-            with reading(path):
-                folder = path.is_dir()
-        except InputError as exc:
-            report(exc)
+        folder = _is_folder(path, report)
+        if folder is None:
             continue
         for candidate in _walk(path, report) if folder else [path]:
             if is_dicom_file(candidate):
@@ -64,13 +71,8 @@ def split_inputs(
     other: list[Path] = []
     for raw in paths:
         path = Path(raw)
-        try:
-            with reading(path):
-                folder = path.is_dir()
-        except InputError as exc:
-            if on_error is None:
-                raise
-            on_error(exc)
+        folder = _is_folder(path, on_error or _raise)
+        if folder is None:
             continue
         found = dicom_files([path], on_error) if folder else ([path] if is_dicom_file(path) else [])
         dicom.extend(found)
