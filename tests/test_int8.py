@@ -22,7 +22,7 @@ from gpedge.runs import RunConfig
 from gpedge.runtime.backends import create_backend
 from gpedge.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from gpedge.runtime.predictor import Predictor
-from conftest import ROOT
+from conftest import EXAMPLES
 
 
 
@@ -103,7 +103,7 @@ def test_calibration_data_is_checked(int8_run_dir: Path, small_brats: Path, tmp_
 
 
 def test_auto_precision_picks_int8_on_the_cpu_and_results_say_so(int8_package: Path, tiny_package: Path) -> None:
-    image = ROOT / "examples" / "hgg_t1ce.png"
+    image = EXAMPLES / "hgg_t1ce.png"
     with Predictor(int8_package, backend="onnxruntime", device="cpu") as predictor:
         assert predictor.precision == "int8" and "model.int8.onnx" in predictor.backend_description
         result = predictor.predict(image)[0]
@@ -129,7 +129,7 @@ def test_precisions_a_backend_or_package_cannot_run_are_refused(tiny_package: Pa
 
 
 def test_infer_cli_states_the_precision(int8_package: Path) -> None:
-    args = [sys.executable, "-m", "gpedge.cli", "infer", str(ROOT / "examples" / "hgg_t1ce.png"), "--model", str(int8_package)]
+    args = [sys.executable, "-m", "gpedge.cli", "infer", str(EXAMPLES / "hgg_t1ce.png"), "--model", str(int8_package)]
     record = json.loads(subprocess.run(args + ["--json"], capture_output=True, text=True, check=True).stdout)
     assert record["precision"] == "int8"
     refused = subprocess.run(args + ["--precision", "int4"], capture_output=True, text=True)

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from conftest import ROOT
 from dcmtk import need
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "serve_load.py"
+SCRIPT = ROOT / "benchmarks" / "serve_load.py"
 
 
 @pytest.mark.slow

@@ -20,7 +20,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from conftest import ROOT, make_slices
+from conftest import EXAMPLES, make_slices
 
 pytest.importorskip("tritonclient.grpc", reason="tritonclient is not installed: pip install 'gpedge[triton]'")
 from google.protobuf import text_format  # noqa: E402
@@ -155,7 +155,7 @@ def test_a_damaged_engine_is_refused_and_nothing_is_left(tiny_package: Path, tmp
 
 
 def _client_module():
-    spec = importlib.util.spec_from_file_location("triton_client", ROOT / "examples" / "triton_client.py")
+    spec = importlib.util.spec_from_file_location("triton_client", EXAMPLES / "triton_client.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
@@ -176,7 +176,7 @@ def test_client_example_up_to_the_server(repo: Path, tiny_package: Path, protoco
     config = json_format.MessageToDict(_parse(repo / "tiny"), preserving_proto_field_name=True)  # as Triton serves it
     info = client.model_info(config)
     assert (info.size, info.channels, info.max_batch) == ((64, 64), ["t1ce"], 4)
-    scan = load_input(ROOT / "examples" / "hgg_t1ce.png", info.channels)
+    scan = load_input(EXAMPLES / "hgg_t1ce.png", info.channels)
     arrays = client.request_arrays(scan.images, info)
     for name, array in arrays.items():
         api.InferInput(name, list(array.shape), "FP32").set_data_from_numpy(array)
@@ -184,7 +184,7 @@ def test_client_example_up_to_the_server(repo: Path, tiny_package: Path, protoco
     outputs = dict(zip(client.OUTPUTS, session.run(list(client.OUTPUTS), arrays)))
     found = client.results(scan, outputs, info)
     with Predictor(tiny_package, backend="onnxruntime", device="cpu") as predictor:
-        expected = predictor.predict(ROOT / "examples" / "hgg_t1ce.png")
+        expected = predictor.predict(EXAMPLES / "hgg_t1ce.png")
     assert [r["label"] for r in found] == [r.label for r in expected]
     np.testing.assert_array_equal(found[0]["mask"], expected[0].mask)
     assert found[0]["mask"].shape == scan.images.shape[-2:]
