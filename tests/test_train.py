@@ -165,6 +165,18 @@ def test_map_loss_is_part_of_the_objective_and_recorded(brats, tmp_path):
         train(_options(brats, tmp_path / "c", map_loss=-1.0))
 
 
+def test_map_top_sets_the_share_the_heatmap_term_averages(brats, tmp_path):
+    """--map-top changes the updates (a wider top share scores other pixels) and is recorded; out of (0, 1] is refused."""
+    default = train(_options(brats, tmp_path / "a", epochs=1, max_steps=2, map_loss=1.0))
+    wider = train(_options(brats, tmp_path / "b", epochs=1, max_steps=2, map_loss=1.0, map_top=0.2))
+    a, b = _weights(default), _weights(wider)
+    assert not all(torch.equal(a[k], b[k]) for k in a)
+    assert load_run(default)[1].train["map_top"] == TOP_FRACTION and load_run(wider)[1].train["map_top"] == 0.2
+    for bad in (0.0, 1.5):
+        with pytest.raises(GpedgeError, match="--map-top must be a share"):
+            train(_options(brats, tmp_path / "c", map_top=bad))
+
+
 def test_min_tumour_px_leaves_small_sections_out_of_training_only(brats, tmp_path):
     """Tumour slices whose mask is under the threshold leave the training split, and only them; validation keeps all."""
     data = open_dataset(brats, image_size=SIZE)

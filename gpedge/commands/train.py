@@ -50,8 +50,11 @@ def main(
     schedule: Optional[str] = typer.Option(None, "--schedule", help=f"Learning rate after the warm-up: constant or cosine. {_FROM_RECIPE}"),
     map_loss: Optional[float] = typer.Option(
         None, "--map-loss",
-        help=f"Weight of the heatmap term: cross-entropy on each class map's top 0.5% mean, so the map itself must "
-        f"tell the classes apart (0: logits only, as the paper). {_FROM_RECIPE}",
+        help=f"Weight of the heatmap term: cross-entropy on the mean of each class map's top --map-top share, so the map "
+        f"itself must tell the classes apart (0: logits only, as the paper). {_FROM_RECIPE}",
+    ),
+    map_top: Optional[float] = typer.Option(
+        None, "--map-top", help=f"Share of each class map's pixels the heatmap term averages (0.005: its top 0.5%). {_FROM_RECIPE}",
     ),
     augment: Optional[str] = typer.Option(
         None, "--augment",
@@ -117,6 +120,7 @@ def main(
         warmup_steps=warmup_steps,
         schedule=schedule,
         map_loss=map_loss,
+        map_top=map_top,
         augment=augment,
         min_tumour_px=min_tumour_px,
         seed=seed,

@@ -37,6 +37,7 @@ class TrainOptions:
     warmup_steps: int | None = None
     schedule: str | None = None
     map_loss: float | None = None
+    map_top: float | None = None
     augment: str | None = None
     min_tumour_px: int | None = None
     rotation_degrees: float = 10.0
@@ -89,6 +90,8 @@ class TrainOptions:
             raise GpedgeError(f"--weight-decay must be 0 or more, got {self.weight_decay}")
         if not self.map_loss >= 0:
             raise GpedgeError(f"--map-loss must be 0 (off) or more, got {self.map_loss}")
+        if not 0 < self.map_top <= 1:
+            raise GpedgeError(f"--map-top must be a share of the map's pixels in (0, 1], got {self.map_top}")
         if not self.distil_weight >= 0:
             raise GpedgeError(f"--distil-weight must be 0 (off) or more, got {self.distil_weight}")
         if not self.clip_value >= 0:

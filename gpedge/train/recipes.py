@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from gpedge.train.losses import TOP_FRACTION
+
 OPTIMIZERS = ("adam", "adamw")
 
 
@@ -31,6 +33,8 @@ class Recipe:
     """``constant`` or ``cosine`` (decay to 0 over the run's optimizer steps after the warm-up)."""
     map_loss: float
     """Weight of the heatmap cross-entropy (:mod:`gpedge.train.losses`); 0: logits only (the paper's)."""
+    map_top: float
+    """Share of each class map's pixels whose mean scores the class in the heatmap term."""
     augment: str
     """Augmentation (:data:`gpedge.train.augment.AUGMENTATIONS`): ``paper`` rotation and flips; ``scanner`` adds
     zoom and per-channel gamma and gain; ``gain`` adds a per-channel gain only."""
@@ -46,7 +50,7 @@ RECIPES: dict[str, Recipe] = {
     # The reference recipe: Adam 1e-3 with L2 5e-4, value clipping 1, batch 8 x 16, 300 epochs.
     "paper": Recipe(
         epochs=300, batch_size=8, accumulate=16, optimizer="adam", lr=1e-3, weight_decay=5e-4,
-        clip_value=1.0, warmup_steps=0, schedule="constant", map_loss=0.0, augment="paper", min_tumour_px=0,
+        clip_value=1.0, warmup_steps=0, schedule="constant", map_loss=0.0, map_top=TOP_FRACTION, augment="paper", min_tumour_px=0,
     ),
     # Eight epochs on two CPU cores: one optimizer step per batch of 8; decoupled decay that
     # cannot shrink a layer faster than lr * weight_decay per step; 300 steps of warm-up (at full
@@ -55,7 +59,7 @@ RECIPES: dict[str, Recipe] = {
     # maps and not only the pooled features separate the classes (gpedge.train.losses).
     "cpu": Recipe(
         epochs=8, batch_size=8, accumulate=1, optimizer="adamw", lr=1e-3, weight_decay=0.05,
-        clip_value=1.0, warmup_steps=300, schedule="cosine", map_loss=1.0, augment="paper", min_tumour_px=0,
+        clip_value=1.0, warmup_steps=300, schedule="cosine", map_loss=1.0, map_top=TOP_FRACTION, augment="paper", min_tumour_px=0,
     ),
 }
 SCHEDULES = ("constant", "cosine")

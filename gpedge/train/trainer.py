@@ -303,7 +303,7 @@ class _Loop:
                         output = self.model(images)
                     loss, batch_loss = self._loss(output.logits.float(), labels)
                     if options.map_loss > 0:
-                        map_loss, batch_map_loss = self._loss(map_scores(output.heatmaps.float()), labels)
+                        map_loss, batch_map_loss = self._loss(map_scores(output.heatmaps.float(), options.map_top), labels)
                         loss = loss + options.map_loss * map_loss
                         batch_loss += options.map_loss * batch_map_loss
                     if taught is not None:
