@@ -13,7 +13,6 @@ from gpedge.tensorrt.inspection import EXPECTED_IO
 from conftest import ROOT
 
 
-
 def test_every_list_of_graph_names_is_the_contract(tiny_package: Path) -> None:
     from gpedge.graph.fused import FusedOutput
 

@@ -21,7 +21,6 @@ from gpedge.runtime import io
 from conftest import EXAMPLES
 
 
-
 @pytest.fixture(scope="module")
 def volume() -> tuple[np.ndarray, np.ndarray]:
     """The bundled example volume (240 x 240 x 24, LPS-stored) and its RAS affine."""

@@ -14,7 +14,6 @@ import numpy as np
 from conftest import EXAMPLES, EXAMPLE_SCAN
 
 
-
 def _noisy_inputs(folder: Path) -> tuple[list[Path], list[Path]]:
     """Inputs whose libraries print to stderr: (those gpedge reads, those it refuses)."""
     png = (EXAMPLE_SCAN).read_bytes()

@@ -25,7 +25,6 @@ from gpedge.runtime.predictor import Predictor
 from conftest import EXAMPLES
 
 
-
 def test_int8_package_passes_its_gate_on_the_validation_patients(int8_package: Path, int8_run_dir: Path) -> None:
     manifest = json.loads((int8_package / "manifest.json").read_text())
     entry = manifest["files"]["model.int8.onnx"]

@@ -17,7 +17,6 @@ from gpedge.errors import InputError
 from conftest import EXAMPLES, EXAMPLE_SCAN
 
 
-
 @pytest.fixture(scope="module")
 def predictor():
     from gpedge.runtime.predictor import Predictor

@@ -11,7 +11,6 @@ import pytest
 from conftest import ROOT
 
 
-
 @pytest.mark.slow
 def test_wheel_layout(tmp_path: Path) -> None:
     proc = subprocess.run(
