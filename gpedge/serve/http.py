@@ -121,12 +121,12 @@ def predict_bytes(predictor, data: bytes | dict[str, bytes], name: str, mask_png
     from gpedge.runtime.save import key_slice
 
     with tempfile.TemporaryDirectory(prefix="gpedge-upload-") as tmp:
-        stem = Path(name).name.split(".")[0] or "upload"
+        folder, stem = Path(tmp), Path(name).name.split(".")[0] or "upload"
         if isinstance(data, dict):
-            source: Path | dict[str, Path] = {c: _write_upload(Path(tmp), stem, content, c) for c, content in data.items()}
+            source: Path | dict[str, Path] = {c: _write_upload(folder, stem, content, c) for c, content in data.items()}
             labels = {str(path): f"{name} ({c})" for c, path in source.items()}
         else:
-            source = _write_upload(Path(tmp), stem, data, None)
+            source = _write_upload(folder, stem, data, None)
             labels = {str(source): name}
         try:
             scan = predictor.read_scan(source, name=stem)

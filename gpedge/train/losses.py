@@ -3,11 +3,11 @@
 The GP head scores a class from the spatial maxima of its feature channels, so a channel whose
 maximum is the same on every image adds a constant to the logits but paints its own pattern
 (normal white matter, say) into every heatmap: classification never sees it, the mask does.
-The map term scores each class by the mean of the top :data:`TOP_FRACTION` of its own heatmap
-and applies the same cross-entropy to those scores. A healthy slice then has to keep every
-tumour map below the healthy map everywhere, and a tumour slice has to raise its class's map
-above the others somewhere: the only place that differs is the lesion. The inference graph is
-unchanged; this is a training objective only.
+The map term scores each class by the mean of the top share (``--map-top``; both recipes use
+:data:`TOP_FRACTION`) of its own heatmap and applies the same cross-entropy to those scores. A
+healthy slice then has to keep every tumour map below the healthy map everywhere, and a tumour
+slice has to raise its class's map above the others somewhere: the only place that differs is
+the lesion. The inference graph is unchanged; this is a training objective only.
 """
 from __future__ import annotations
 
