@@ -85,6 +85,7 @@ def process_group(ranks: Ranks, device: torch.device) -> Iterator[None]:
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo", device_id=device if device.type == "cuda" else None)
     try:
         yield
+        dist.barrier()  # no rank tears its gloo pairs down while another still talks to it (SIGABRT on exit)
     finally:
         dist.destroy_process_group()
 
