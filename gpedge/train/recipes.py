@@ -50,7 +50,8 @@ RECIPES: dict[str, Recipe] = {
     # The reference recipe: Adam 1e-3 with L2 5e-4, value clipping 1, batch 8 x 16, 300 epochs.
     "paper": Recipe(
         epochs=300, batch_size=8, accumulate=16, optimizer="adam", lr=1e-3, weight_decay=5e-4,
-        clip_value=1.0, warmup_steps=0, schedule="constant", map_loss=0.0, map_top=TOP_FRACTION, augment="paper", min_tumour_px=0,
+        clip_value=1.0, warmup_steps=0, schedule="constant", map_loss=0.0, map_top=TOP_FRACTION,
+        augment="paper", min_tumour_px=0,
     ),
     # Eight epochs on two CPU cores: one optimizer step per batch of 8; decoupled decay that
     # cannot shrink a layer faster than lr * weight_decay per step; 300 steps of warm-up (at full
@@ -59,7 +60,8 @@ RECIPES: dict[str, Recipe] = {
     # maps and not only the pooled features separate the classes (gpedge.train.losses).
     "cpu": Recipe(
         epochs=8, batch_size=8, accumulate=1, optimizer="adamw", lr=1e-3, weight_decay=0.05,
-        clip_value=1.0, warmup_steps=300, schedule="cosine", map_loss=1.0, map_top=TOP_FRACTION, augment="paper", min_tumour_px=0,
+        clip_value=1.0, warmup_steps=300, schedule="cosine", map_loss=1.0, map_top=TOP_FRACTION,
+        augment="paper", min_tumour_px=0,
     ),
 }
 SCHEDULES = ("constant", "cosine")
