@@ -143,6 +143,16 @@ def test_plain_nii_and_patient_355_seg_name(tmp_path, cache):
     assert ds.labels.tolist().count(1) == 1
 
 
+def test_run_records_the_data_set_by_absolute_path(brats, cache, tmp_path, monkeypatch):
+    """A data set opened by a relative path is recorded by its absolute one, so that export and evaluate
+    find the run's validation patients from any working folder."""
+    monkeypatch.chdir(brats.parent)
+    ds = open_dataset(Path(brats.name), cache_dir=cache)
+    monkeypatch.chdir(tmp_path.parent)
+    recorded = Path(ds.describe()["path"])
+    assert recorded.is_absolute() and recorded == brats
+
+
 def test_subset_and_pickle(brats, cache):
     import pickle
 

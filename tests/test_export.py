@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -393,6 +394,14 @@ def test_export_chooses_the_mask_rule_on_the_validation_patients(int8_run_dir: P
         results = predictor.predict([samples[i]["image"] for i in range(len(samples))])
     called = [dice_score(r.mask, samples[i]["mask"]) for i, r in enumerate(results) if r.is_tumour and samples[i]["mask"].any()]
     assert float(np.median(called)) == best
+
+
+def test_export_says_when_it_cannot_choose_the_mask_rule(tiny_run_dir: Path, tmp_path: Path, caplog) -> None:
+    """Without the run's validation patients the default export keeps the starting rule, and says so."""
+    with caplog.at_level(logging.WARNING, logger="gpedge.export"):
+        package_dir = export_package(tiny_run_dir, tmp_path / "pkg", ExportOptions(max_batch=4, fp16=False, engine=False, parity_samples=2))
+    assert "tuned" not in json.loads((package_dir / "manifest.json").read_text())["mask_rule"]
+    assert any("not reachable" in r.getMessage() and "gpedge evaluate --mask-rules" in r.getMessage() for r in caplog.records)
 
 
 def test_export_keeps_an_explicit_rule_and_refuses_tuning_without_data(int8_run_dir: Path, tiny_run_dir: Path, tmp_path: Path) -> None:

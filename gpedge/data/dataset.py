@@ -74,7 +74,7 @@ class SliceDataset:
         self.channels = list(channels)
         self.image_size = as_size(image_size)
         self.format = format
-        self.root = Path(root)
+        self.root = Path(root).absolute()  # recorded in run configs: export and evaluate find it from any folder
 
     def __len__(self) -> int:
         return len(self._records)
