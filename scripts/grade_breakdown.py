@@ -29,7 +29,7 @@ from gpedge.evaluate.selection import class_index_map, select_split
 from gpedge.package import ModelPackage
 from gpedge.runtime.predictor import Predictor
 
-from _report import emit, package_and_data, package_parser
+from _report import emit, package_and_data, package_parser, run
 
 ENHANCING = 4  # BraTS label of enhancing tumour
 SMALL = 20  # tumour pixels at the data's resolution
@@ -113,4 +113,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

@@ -24,7 +24,7 @@ from gpedge.evaluate.selection import class_index_map, select_split
 from gpedge.package import ModelPackage
 from gpedge.runtime.predictor import Predictor
 
-from _report import emit, package_and_data, package_parser
+from _report import emit, package_and_data, package_parser, run
 
 DROP = 0.1  # a fall in the true class's probability that counts as the call resting on the lesion
 
@@ -85,4 +85,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

@@ -34,3 +34,9 @@ def test_by_class_counts_calls_and_pointing_per_true_class_and_on_large_lesions(
 def test_by_class_has_no_large_lesion_share_without_large_lesions() -> None:
     found = dice_breakdown.by_class([row("LGG", "LGG", 3, True)])
     assert found["LGG"][f"own_map_pointing_{dice_breakdown.LARGE_PX}px_or_more"] is None
+
+
+def test_a_bad_package_or_data_folder_is_an_error_line_not_a_traceback(tmp_path, capsys) -> None:
+    assert dice_breakdown.run(lambda: dice_breakdown.main([str(tmp_path / "missing")])) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: model package") and "missing" in err and "Traceback" not in err
