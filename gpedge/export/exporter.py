@@ -142,19 +142,16 @@ def _choose_mask_rule(package: ModelPackage, config: Any, options: ExportOptions
     from gpedge.export.tuning import tune_package
 
     record = tune_package(package, config, options.tune_slices)
-    if record is None and options.tunes:
-        raise GpedgeError(
-            f"--tune-mask: the run's validation patients ({(config.dataset or {}).get('path')}) are not reachable here or "
-            "have no tumour masks; export where the data set is, or choose the rule later with 'gpedge evaluate --mask-rules'"
-        )
     if record is not None:
         log.info("mask rule %s, offset %g: chosen on %d validation slices", record["best_rule"], record["best_offset"], record["slices"])
-    elif options.tunes is None:
-        log.warning(
-            "the run's validation patients (%s) are not reachable here or have no tumour masks: the package keeps mask rule %s, "
-            "offset %g, not chosen for this model; export where the data set is, or choose it with 'gpedge evaluate --mask-rules'",
-            (config.dataset or {}).get("path"), package.mask_rule, package.offset,
-        )
+        return
+    unreachable = (
+        f"the run's validation patients ({(config.dataset or {}).get('path')}) are not reachable here or have no tumour "
+        "masks; export where the data set is, or choose the rule later with 'gpedge evaluate --mask-rules'"
+    )
+    if options.tunes:
+        raise GpedgeError(f"--tune-mask: {unreachable}")
+    log.warning("%s (the package keeps mask rule %s, offset %g)", unreachable, package.mask_rule, package.offset)
 
 
 def _write_int8(package: ModelPackage, config: Any, options: ExportOptions, results: dict) -> dict[str, Any]:
