@@ -45,8 +45,10 @@ else
     echo "no bundled model package under gpedge/assets: skipped"
 fi
 
-python benchmarks/summarise.py "$out"/cpu-gp-*.json "$out"/cpu-default.json
-if [[ -n "$default_pkg" ]]; then
+if [[ "${ONLY:-}" != default ]]; then
+    python benchmarks/summarise.py "$out"/cpu-gp-*.json ${default_pkg:+"$out"/cpu-default.json}
     echo
+fi
+if [[ -n "$default_pkg" ]]; then
     python benchmarks/summarise.py "$out"/cpu-default*.json "$out"/cpu-healthy-*.json
 fi
