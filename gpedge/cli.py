@@ -10,7 +10,7 @@ import sys
 import typer
 
 from gpedge._version import __version__
-from gpedge.errors import GpedgeError
+from gpedge.errors import reporting
 
 app = typer.Typer(
     name="gpedge",
@@ -52,11 +52,7 @@ _register()
 
 def main() -> None:
     """Console-script entry point."""
-    try:
-        app()
-    except GpedgeError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+    sys.exit(reporting(app))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Exceptions that the CLI reports as one clear line (no traceback)."""
 from __future__ import annotations
 
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 
@@ -47,3 +48,12 @@ def prefixed(context: str) -> Iterator[None]:
         yield
     except GpedgeError as exc:
         raise GpedgeError(f"{context}: {exc}") from exc
+
+
+def reporting(main: Callable[[], int | None]) -> int:
+    """``main()``'s exit status (``None``: 0); a :class:`GpedgeError` becomes one ``error:`` line on stderr and status 2."""
+    try:
+        return main() or 0
+    except GpedgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,13 +1,10 @@
-"""What the breakdown scripts share: the package and data folder they read, and how they report."""
+"""What the breakdown scripts share: the package and data folder they read, and how they print their result."""
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-from collections.abc import Callable
 from pathlib import Path
 
-from gpedge.errors import GpedgeError
 from gpedge.evaluate.selection import SPLITS
 from gpedge.package import ModelPackage
 
@@ -36,12 +33,3 @@ def emit(found: dict, json_path: Path | None) -> int:
     if json_path:
         json_path.write_text(text + "\n")
     return 0
-
-
-def run(main: Callable[[], int]) -> int:
-    """``main()``'s exit status; a gpedge error (bad package, data folder or option) is printed without a traceback (2)."""
-    try:
-        return main()
-    except GpedgeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2

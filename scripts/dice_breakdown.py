@@ -31,12 +31,13 @@ from pathlib import Path
 import numpy as np
 
 from gpedge.data import open_dataset
+from gpedge.errors import reporting
 from gpedge.package import ModelPackage
 from gpedge.evaluate.metrics import dice_score, pointing_hit
 from gpedge.evaluate.selection import class_index_map, select_split
 from gpedge.runtime.predictor import Predictor
 
-from _report import emit, package_and_data, package_parser, run
+from _report import emit, package_and_data, package_parser
 
 THRESHOLDS = 64
 AREAS = ((1, 50), (50, 200), (200, 600), (600, None))  # ground-truth pixels at the data's resolution
@@ -133,4 +134,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run(main))
+    sys.exit(reporting(main))

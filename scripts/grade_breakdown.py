@@ -24,12 +24,13 @@ import numpy as np
 from sklearn.metrics import confusion_matrix, f1_score
 
 from gpedge.data import open_dataset
+from gpedge.errors import reporting
 from gpedge.data.brats import decode_patient, find_files
 from gpedge.evaluate.selection import class_index_map, select_split
 from gpedge.package import ModelPackage
 from gpedge.runtime.predictor import Predictor
 
-from _report import emit, package_and_data, package_parser, run
+from _report import emit, package_and_data, package_parser
 
 ENHANCING = 4  # BraTS label of enhancing tumour
 SMALL = 20  # tumour pixels at the data's resolution
@@ -113,4 +114,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run(main))
+    sys.exit(reporting(main))

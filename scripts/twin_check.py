@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from gpedge.data import open_dataset
-from gpedge.errors import DataError
+from gpedge.errors import DataError, reporting
 from gpedge.evaluate.selection import class_index_map, select_split
 from gpedge.package import ModelPackage
 from gpedge.runtime.predictor import Predictor
 
-from _report import emit, package_and_data, package_parser, run
+from _report import emit, package_and_data, package_parser
 
 DROP = 0.1  # a fall in the true class's probability that counts as the call resting on the lesion
 
@@ -85,4 +85,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run(main))
+    sys.exit(reporting(main))

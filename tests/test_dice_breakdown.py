@@ -37,6 +37,6 @@ def test_by_class_has_no_large_lesion_share_without_large_lesions() -> None:
 
 
 def test_a_bad_package_or_data_folder_is_an_error_line_not_a_traceback(tmp_path, capsys) -> None:
-    assert dice_breakdown.run(lambda: dice_breakdown.main([str(tmp_path / "missing")])) == 2
+    assert dice_breakdown.reporting(lambda: dice_breakdown.main([str(tmp_path / "missing")])) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: model package") and "missing" in err and "Traceback" not in err
