@@ -24,8 +24,8 @@ import numpy as np
 from sklearn.metrics import confusion_matrix, f1_score
 
 from gpedge.data import open_dataset
-from gpedge.errors import reporting
 from gpedge.data.brats import decode_patient, find_files
+from gpedge.errors import reporting
 from gpedge.evaluate.selection import class_index_map, select_split
 from gpedge.package import ModelPackage
 from gpedge.runtime.predictor import Predictor
