@@ -1,7 +1,6 @@
 """Exceptions that the CLI reports as one clear line (no traceback)."""
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -55,5 +54,7 @@ def reporting(main: Callable[[], int | None]) -> int:
     try:
         return main() or 0
     except GpedgeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        import typer  # its echo writes file names intact to a stderr whose encoding cannot (print escapes them)
+
+        typer.echo(f"error: {exc}", err=True)
         return 2
