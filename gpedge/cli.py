@@ -5,7 +5,9 @@ turns user errors into one clear line on stderr with exit code 2.
 """
 from __future__ import annotations
 
+import inspect
 import sys
+from collections.abc import Callable
 
 import typer
 
@@ -34,17 +36,26 @@ def _root(
     """gpedge: GP-UNet, GP-ShuffleUNet and GP-ReconResNet from training to the scanner."""
 
 
+def _help(command: Callable[..., object]) -> str:
+    """A command's docstring as help text: paragraphs kept, the line breaks inside them removed.
+
+    Typer prints a paragraph's line breaks as they are, which ragged-wraps them at any terminal width.
+    """
+    paragraphs = inspect.cleandoc(command.__doc__ or "").split("\n\n")
+    return "\n\n".join(" ".join(paragraph.split()) for paragraph in paragraphs)
+
+
 def _register() -> None:
     from gpedge.commands import bench, evaluate, export, infer, serve, synth, train, triton
 
-    app.command("synth", help=synth.main.__doc__)(synth.main)
-    app.command("train", help=train.main.__doc__)(train.main)
-    app.command("export", help=export.main.__doc__)(export.main)
-    app.command("triton", help=triton.main.__doc__)(triton.main)
-    app.command("infer", help=infer.main.__doc__)(infer.main)
-    app.command("evaluate", help=evaluate.main.__doc__)(evaluate.main)
-    app.command("bench", help=bench.main.__doc__)(bench.main)
-    app.command("serve", help=serve.main.__doc__)(serve.main)
+    app.command("synth", help=_help(synth.main))(synth.main)
+    app.command("train", help=_help(train.main))(train.main)
+    app.command("export", help=_help(export.main))(export.main)
+    app.command("triton", help=_help(triton.main))(triton.main)
+    app.command("infer", help=_help(infer.main))(infer.main)
+    app.command("evaluate", help=_help(evaluate.main))(evaluate.main)
+    app.command("bench", help=_help(bench.main))(bench.main)
+    app.command("serve", help=_help(serve.main))(serve.main)
 
 
 _register()

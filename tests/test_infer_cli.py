@@ -1,4 +1,4 @@
-"""``gpedge infer`` end to end in a subprocess: outputs, JSON lines, per-input errors, exit codes."""
+"""``gpedge infer`` end to end in a subprocess: outputs, JSON lines, per-input errors, exit codes; the commands' help text."""
 from __future__ import annotations
 
 import json
@@ -90,3 +90,21 @@ def test_damaged_package_is_one_line_exit_2(tiny_package: Path, inputs: Path, tm
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1 and "model.onnx" in done.stderr
     assert "re-export" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("command", ["infer", "train", "serve"])
+def test_help_paragraphs_wrap_to_the_terminal(command: str) -> None:
+    """A docstring paragraph is reflowed at the terminal's width, not broken where its source line ended."""
+    import inspect
+
+    from typer.testing import CliRunner
+
+    from gpedge.cli import app
+
+    result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    module = __import__(f"gpedge.commands.{command}", fromlist=["main"])
+    first, second, *_ = inspect.cleandoc(module.main.__doc__).split("\n\n")[1].splitlines()
+    joined = f"{first} {second.split()[0]}"
+    assert len(joined) < 150
+    assert any(joined in line for line in result.output.splitlines()), result.output
