@@ -67,6 +67,39 @@ def test_colour_jpeg_and_tiff_become_grey(tmp_path: Path) -> None:
     np.testing.assert_array_equal(io.read_file(tmp_path / "scan.tif").images[0, 0], tiff.astype(np.float32))
 
 
+@pytest.mark.parametrize("bigtiff", [False, True])
+@pytest.mark.parametrize("byteorder", ["<", ">"])
+def test_tiff_layouts_opencv_misreads_are_refused(tmp_path: Path, bigtiff: bool, byteorder: str) -> None:
+    """Planar colour above 8 bits and multi-page stacks are refused; interleaved, planar 8-bit and a thumbnail read."""
+    import tifffile
+
+    grey = _rng(4).integers(0, 60000, size=(40, 36)).astype(np.uint16)
+    options = {"bigtiff": bigtiff, "byteorder": byteorder}
+
+    def write(name: str, data: np.ndarray, **kwargs: object) -> Path:
+        tifffile.imwrite(tmp_path / name, data, **options, **kwargs)
+        return tmp_path / name
+
+    planar = write("planar16.tif", np.stack([grey] * 3), photometric="rgb", planarconfig="separate")
+    with pytest.raises(InputError, match="16-bit samples stored as separate colour planes.*PlanarConfiguration 1"):
+        io.read_file(planar)
+    pages = write("pages.tif", np.stack([grey] * 3), photometric="minisblack")
+    with pytest.raises(InputError, match="more than one page.*one slice per file"):
+        io.read_file(pages)
+    readable = {
+        "contig16.tif": (np.stack([grey] * 3, -1), {"photometric": "rgb", "planarconfig": "contig"}, grey),
+        "planar8.tif": (np.stack([grey // 256] * 3).astype(np.uint8), {"photometric": "rgb", "planarconfig": "separate"},
+                        grey // 256),
+        "grey16.tif": (grey, {}, grey),
+    }
+    for name, (data, kwargs, expected) in readable.items():
+        np.testing.assert_allclose(io.read_file(write(name, data, **kwargs)).images[0, 0], expected, atol=0.01)
+    with tifffile.TiffWriter(tmp_path / "thumb.tif", **options) as writer:
+        writer.write(grey)
+        writer.write(grey[::4, ::4], subfiletype=1)
+    np.testing.assert_array_equal(io.read_file(tmp_path / "thumb.tif").images[0, 0], grey)
+
+
 def test_dicom_rescale_and_monochrome1(tmp_path: Path) -> None:
     raw = _rng(2).integers(10, 4000, size=(24, 20)).astype(np.uint16)
     scan = io.read_file(write_dicom(tmp_path / "a.dcm", raw, slope=2.0, intercept=-100.0))

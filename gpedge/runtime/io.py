@@ -127,6 +127,9 @@ def check_size(shape: Sequence[int], where: str | Path, max_pixels: int) -> None
         )
 
 
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
 def image_header_size(data: bytes) -> tuple[int, int] | None:
     """(height, width) of a PNG, JPEG or TIFF from its header, without decoding; None if not one of these."""
     if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 24:
@@ -134,8 +137,9 @@ def image_header_size(data: bytes) -> tuple[int, int] | None:
         return height, width
     if data[:2] == b"\xff\xd8":
         return _jpeg_size(data)
-    if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-        return _tiff_size(data)
+    if data[:4] in _TIFF_MAGIC:
+        directories = _tiff_directories(data, limit=1)
+        return (directories[0]["height"], directories[0]["width"]) if directories else None
     return None
 
 
@@ -165,31 +169,58 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def _tiff_size(data: bytes) -> tuple[int, int] | None:
-    """ImageLength and ImageWidth of the first directory of a classic or Big TIFF."""
+#: TIFF field types by size and struct format (SHORT, LONG, LONG8).
+_TIFF_TYPES = {3: "H", 4: "I", 16: "Q"}
+#: The tags read: ImageWidth, ImageLength, BitsPerSample, SamplesPerPixel, PlanarConfiguration, NewSubfileType.
+_TIFF_TAGS = {256: "width", 257: "height", 258: "bits", 277: "samples", 284: "planar", 254: "subfile"}
+
+
+def _tiff_directories(data: bytes, limit: int = 2) -> list[dict[str, int]] | None:
+    """The first value of the tags in :data:`_TIFF_TAGS` for up to ``limit`` directories of a classic or Big TIFF."""
     order = "<" if data[:2] == b"II" else ">"
     big = struct.unpack(order + "H", data[2:4])[0] == 43
+    offset_format, count_format, entry, inline = ("Q", "Q", 20, 8) if big else ("I", "H", 12, 4)
+    offset_size, count_size = struct.calcsize(offset_format), struct.calcsize(count_format)
+    directories: list[dict[str, int]] = []
     try:
-        if big:
-            (offset,) = struct.unpack(order + "Q", data[8:16])
-            (count,) = struct.unpack(order + "Q", data[offset : offset + 8])
-            start, entry, value_at = offset + 8, 20, 12
-        else:
-            (offset,) = struct.unpack(order + "I", data[4:8])
-            (count,) = struct.unpack(order + "H", data[offset : offset + 2])
-            start, entry, value_at = offset + 2, 12, 8
-        found: dict[int, int] = {}
-        for i in range(min(count, 4096)):
-            at = start + i * entry
-            tag, kind = struct.unpack(order + "HH", data[at : at + 4])
-            if tag in (256, 257):
-                fmt = {3: "H", 4: "I", 16: "Q"}.get(kind)
-                if fmt is None:
-                    return None
-                (found[tag],) = struct.unpack(order + fmt, data[at + value_at : at + value_at + struct.calcsize(fmt)])
-        return (found[257], found[256]) if len(found) == 2 else None
+        (offset,) = struct.unpack(order + offset_format, data[8:16] if big else data[4:8])
+        while offset and len(directories) < limit:
+            (count,) = struct.unpack(order + count_format, data[offset : offset + count_size])
+            start = offset + count_size
+            found: dict[str, int] = {}
+            for i in range(min(count, 4096)):
+                at = start + i * entry
+                tag, kind = struct.unpack(order + "HH", data[at : at + 4])
+                fmt = _TIFF_TYPES.get(kind)
+                if tag not in _TIFF_TAGS or fmt is None:
+                    continue
+                (values,) = struct.unpack(order + offset_format, data[at + 4 : at + 4 + offset_size])
+                value_at = at + 4 + offset_size
+                if values * struct.calcsize(fmt) > inline:
+                    (value_at,) = struct.unpack(order + offset_format, data[value_at : value_at + offset_size])
+                (found[_TIFF_TAGS[tag]],) = struct.unpack(order + fmt, data[value_at : value_at + struct.calcsize(fmt)])
+            directories.append(found)
+            next_at = start + count * entry
+            (offset,) = struct.unpack(order + offset_format, data[next_at : next_at + offset_size])
     except struct.error:
-        return None
+        pass  # a damaged directory ends the list; the ones read before it stand
+    return directories if directories and {"width", "height"} <= directories[0].keys() else None
+
+
+def _check_tiff(data: bytes, where: Path) -> None:
+    """Refuse the TIFF layouts OpenCV would decode wrongly or in part, before decoding."""
+    directories = _tiff_directories(data) or []
+    first = directories[0] if directories else {}
+    if first.get("planar") == 2 and first.get("samples", 1) > 1 and first.get("bits", 8) > 8:
+        raise InputError(
+            f"{where}: TIFF with {first['bits']}-bit samples stored as separate colour planes, which OpenCV decodes "
+            "wrongly; save it as one grey channel or with interleaved samples (PlanarConfiguration 1)"
+        )
+    if len(directories) > 1 and not directories[1].get("subfile", 0) & 1:
+        raise InputError(
+            f"{where}: TIFF with more than one page; gpedge reads one image per TIFF: save one slice per file, "
+            "or the volume as NIfTI or DICOM"
+        )
 
 
 def _check_pixels(arr: np.ndarray, where: str) -> np.ndarray:
@@ -221,6 +252,8 @@ def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Scan:
         if size is None:
             raise InputError(f"{path}: not a readable image (damaged, truncated or not a PNG/JPEG/TIFF file)")
         check_size(size, path, max_pixels)
+        if raw[:4] in _TIFF_MAGIC:
+            _check_tiff(raw, path)
         arr = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH)
         if arr is None:
             raise InputError(f"{path}: not a readable image (damaged, truncated or not a PNG/JPEG/TIFF file)")
