@@ -12,13 +12,12 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from gpedge.data.dataset import SliceDataset, SliceRecord
-from gpedge.errors import DataError
+from gpedge.errors import DataError, InputError
+from gpedge.runtime.io import IMAGE_SUFFIXES, read_image
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 MASK_SUFFIX = "_mask"
 NO_TUMOUR_NAMES = ("healthy", "normal", "no_tumour", "no_tumor", "notumour", "notumor")
 DEFAULT_CHANNEL = "image"
@@ -38,17 +37,11 @@ def class_folders(root: Path) -> list[Path]:
 
 
 def read_grey(path: Path) -> np.ndarray:
-    """One image file as a float32 (H, W) grey image of its stored values."""
-    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if data is None:
-        raise DataError(f"{path}: cannot be decoded as an image; replace or remove the file")
-    if data.ndim == 3:
-        code = cv2.COLOR_BGRA2GRAY if data.shape[2] == 4 else cv2.COLOR_BGR2GRAY
-        data = cv2.cvtColor(data, code) if data.shape[2] in (3, 4) else data[..., 0]
-    image = data.astype(np.float32)
-    if not np.all(np.isfinite(image)):
-        raise DataError(f"{path}: image holds NaN or infinite values")
-    return image
+    """One image file as a float32 (H, W) grey image of its stored values (the runtime's reader)."""
+    try:
+        return read_image(path).images[0, 0]
+    except InputError as exc:
+        raise DataError(f"{exc}; replace or remove the file") from None
 
 
 def _mask_of(path: Path) -> Path | None:
