@@ -12,7 +12,7 @@ import pytest
 from dicom_series import write_series
 from mr_series import HGG_VOLUME
 from pydicom.encaps import encapsulate
-from pydicom.uid import JPEG2000Lossless, JPEGLosslessSV1, JPEGLSLossless, RLELossless, generate_uid
+from pydicom.uid import HTJ2KLossless, JPEG2000Lossless, JPEGLosslessSV1, JPEGLSLossless, RLELossless, generate_uid
 
 from gpedge.dicom import find_series, read_study, studies
 from gpedge.dicom.channels import classify
@@ -155,11 +155,24 @@ def _j2k(path: Path, out: Path) -> None:
     ds.save_as(out)
 
 
-@pytest.mark.parametrize("syntax", ["RLE Lossless", "JPEG-LS Lossless", "JPEG 2000 Lossless"])
+def _dcmcjpeg_lossless(source: Path, target: Path) -> None:
+    """JPEG Lossless (process 14, selection value 1), as PACS archives store MR, with dcmtk's encoder."""
+    import subprocess
+
+    from dcmtk import need, tool
+
+    need("dcmcjpeg")
+    target.mkdir()
+    for path in source.iterdir():
+        subprocess.run([tool("dcmcjpeg"), "+e1", str(path), str(target / path.name)], check=True, capture_output=True)
+
+
+@pytest.mark.parametrize("syntax", ["RLE Lossless", "JPEG-LS Lossless", "JPEG 2000 Lossless", "JPEG Lossless SV1"])
 def test_compressed_series_decode_to_the_same_values(tmp_path: Path, volume, syntax: str) -> None:
     from pydicom.pixels import get_decoder
 
-    uid = {"RLE Lossless": RLELossless, "JPEG-LS Lossless": JPEGLSLossless, "JPEG 2000 Lossless": JPEG2000Lossless}[syntax]
+    uid = {"RLE Lossless": RLELossless, "JPEG-LS Lossless": JPEGLSLossless, "JPEG 2000 Lossless": JPEG2000Lossless,
+           "JPEG Lossless SV1": JPEGLosslessSV1}[syntax]
     if not get_decoder(uid).is_available:
         pytest.skip(f"no installed pydicom decoder for {syntax}")
     data, affine = volume
@@ -169,6 +182,8 @@ def test_compressed_series_decode_to_the_same_values(tmp_path: Path, volume, syn
         (tmp_path / "packed").mkdir()
         for path in plain.files:
             _j2k(path, tmp_path / "packed" / path.name)
+    elif uid == JPEGLosslessSV1:
+        _dcmcjpeg_lossless(tmp_path / "plain", tmp_path / "packed")
     else:
         write_series(tmp_path / "packed", data, affine, shuffle_seed=1, transfer_syntax=uid)
     assert pydicom.dcmread(next((tmp_path / "packed").iterdir())).file_meta.TransferSyntaxUID == uid
@@ -179,21 +194,33 @@ def test_compressed_series_decode_to_the_same_values(tmp_path: Path, volume, syn
 def test_undecodable_transfer_syntax_names_it_and_the_package(tmp_path: Path, volume) -> None:
     from pydicom.pixels import get_decoder
 
-    if get_decoder(JPEGLosslessSV1).is_available:
-        pytest.skip("a JPEG Lossless SV1 decoder is installed here")
+    candidates = [JPEGLosslessSV1, HTJ2KLossless, JPEGLSLossless, JPEG2000Lossless]
+    syntax = next((uid for uid in candidates if not get_decoder(uid).is_available), None)
+    if syntax is None:
+        pytest.skip("every candidate transfer syntax has a decoder installed here")
     data, affine = volume
     written = write_series(tmp_path / "s", data[..., :2], affine)
     for path in written.files:
         ds = pydicom.dcmread(path)
         ds.PixelData = encapsulate([b"\xff\xd8\xff\xc3" + b"\0" * 64])
         ds["PixelData"].VR = "OB"
-        ds.file_meta.TransferSyntaxUID = JPEGLosslessSV1
+        ds.file_meta.TransferSyntaxUID = syntax
         ds.save_as(path)
     with pytest.raises(InputError) as err:
         read_study(tmp_path / "s", ["t1ce"]).load()
     message = str(err.value)
-    assert "JPEG Lossless, Non-Hierarchical, First-Order Prediction" in message and str(JPEGLosslessSV1) in message
-    assert "pylibjpeg-libjpeg" in message and str(written.files[0].parent) in message
+    assert syntax.name in message and str(syntax) in message and str(written.files[0].parent) in message
+    missing = get_decoder(syntax).missing_dependencies
+    assert "pip install" in message and all(dep.split(" - ")[0] in message for dep in missing)
+
+
+def test_install_hint_names_the_pypi_distributions() -> None:
+    """pydicom names GDCM by its import name; pip needs the distribution's."""
+    from gpedge.dicom.pixels import _install_command
+
+    assert _install_command("gdcm - requires gdcm>=3.0.10") == 'pip install "python-gdcm>=3.0.10"'
+    assert _install_command("pylibjpeg - requires pylibjpeg>=2.0 and pylibjpeg-libjpeg>=2.1") == (
+        'pip install "pylibjpeg>=2.0" "pylibjpeg-libjpeg>=2.1"')
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
-from dcmtk import StoreSCP, echoscu, need, store_responses, storescu, wait_until
+from dcmtk import StoreSCP, echoscu, need, store_responses, storescu, tool, wait_until
 from gpedge.errors import InputError
 from gpedge.serve.node import DicomNode, ServeConfig
 from gpedge.serve.sender import Destination
@@ -169,19 +169,35 @@ def test_unreachable_destination_fails_the_job_without_losing_results(node_facto
     assert (error_file.parent / "result.dcm").is_file()
 
 
-def test_compressed_series_is_stored_as_sent_and_processed(node_factory, tmp_path: Path) -> None:
-    """RLE Lossless (decoded by pydicom itself) through the real processing function."""
-    from pydicom.uid import RLELossless
+@pytest.mark.parametrize("syntax", ["RLE Lossless", "JPEG Lossless SV1"])
+def test_compressed_series_is_stored_as_sent_and_processed(node_factory, tmp_path: Path, syntax: str) -> None:
+    """RLE Lossless (decoded by pydicom itself) and JPEG Lossless (GDCM, with gpedge[dicom]), as PACS send MR,
+    through the real processing function."""
+    import subprocess
+
+    from pydicom.pixels import get_decoder
+    from pydicom.uid import JPEGLosslessSV1, RLELossless
 
     from gpedge.runtime.predictor import Predictor
     from gpedge.serve.processing import StudyProcessor
 
-    files = example_series(tmp_path / "series", count=4, transfer_syntax=RLELossless)
+    uid, propose = {"RLE Lossless": (RLELossless, "-xr"), "JPEG Lossless SV1": (JPEGLosslessSV1, "-xs")}[syntax]
+    if not get_decoder(uid).is_available:
+        pytest.skip(f"no installed pydicom decoder for {syntax} (pip install gpedge[dicom])")
+    if uid == JPEGLosslessSV1:
+        need("dcmcjpeg")
+        files = []
+        for path in example_series(tmp_path / "series", count=4):
+            files.append(path.with_suffix(".jpeg.dcm"))
+            subprocess.run([tool("dcmcjpeg"), "+e1", str(path), str(files[-1])], check=True, capture_output=True)
+            path.unlink()
+    else:
+        files = example_series(tmp_path / "series", count=4, transfer_syntax=uid)
     with Predictor() as predictor:
         node, port = node_factory(StudyProcessor(predictor), idle_timeout=2)  # check the spool before processing
-        assert store_responses(storescu(port, files, options=["-xr"])) == ["Success"] * 4
+        assert store_responses(storescu(port, files, options=[propose])) == ["Success"] * 4
         spooled = [p for p in (tmp_path / "out" / "spool").glob("*/*.dcm")]
-        assert {str(pydicom.dcmread(p).file_meta.TransferSyntaxUID) for p in spooled} == {RLELossless}
+        assert {str(pydicom.dcmread(p).file_meta.TransferSyntaxUID) for p in spooled} == {uid}
         wait_until(lambda: _results(tmp_path / "out"), timeout=120, what="result.json")
         node.stop()
     (record,) = _results(tmp_path / "out")

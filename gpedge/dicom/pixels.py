@@ -7,6 +7,7 @@ decodes gives an :class:`~gpedge.errors.InputError` naming the syntax and what t
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,11 @@ def decode(ds: Dataset, where: str | Path) -> np.ndarray:
     try:
         pixels = ds.pixel_array
     except Exception as exc:  # pydicom raises many types for damaged or unsupported pixel data
-        raise InputError(f"{where}: DICOM pixel data cannot be decoded ({exc})") from exc
+        reason = " ".join(str(exc).split())[:400]
+        raise InputError(
+            f"{where}: DICOM pixel data cannot be decoded ({reason}); convert the series to an uncompressed transfer "
+            "syntax (e.g. dcmdjpeg IN OUT, gdcmconv --raw IN OUT) and send it again"
+        ) from exc
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if frames == 1:
         pixels = pixels[None]
@@ -77,9 +82,19 @@ def _check_decoder(ds: Dataset, where: str | Path) -> None:
         )
 
 
+#: PyPI names of the packages pydicom names by their import names.
+_DISTRIBUTIONS = {"gdcm": "python-gdcm"}
+
+
 def _install_command(dependency: str) -> str:
-    """pydicom's "gdcm - requires gdcm>=3.0.10" -> 'pip install "gdcm>=3.0.10"'."""
+    """pydicom's "gdcm - requires gdcm>=3.0.10" -> 'pip install "python-gdcm>=3.0.10"'."""
     _, _, requires = dependency.partition(" - requires ")
     packages = [p.strip() for p in (requires or dependency).split(" and ")]
-    return "pip install " + " ".join(f'"{p}"' for p in packages)
+    return "pip install " + " ".join(f'"{_distribution(p)}"' for p in packages)
 
+
+def _distribution(requirement: str) -> str:
+    name = re.match(r"[A-Za-z0-9_.-]+", requirement)
+    if name is None or name.group() not in _DISTRIBUTIONS:
+        return requirement
+    return _DISTRIBUTIONS[name.group()] + requirement[name.end():]
