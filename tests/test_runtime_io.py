@@ -135,6 +135,24 @@ def test_nifti_radiological_display_orientation_is_independent_of_storage(tmp_pa
     assert (ras.images[:, 0, :4, :4] == 100).all() and (ras.images[:, 0, -4:, -4:] == 1).all()
 
 
+def test_nifti_colour_voxels_become_grey_and_complex_ones_are_refused(tmp_path: Path) -> None:
+    """RGB24 voxels get the colour images' grey rule; complex voxels are refused, not cut to their real part."""
+    vol = _ras_volume()
+    grey = io.read_file(_save(nib.Nifti1Image(vol, np.eye(4)), tmp_path / "grey.nii.gz")).images
+    rgb = np.zeros(vol.shape, dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
+    rgb["R"], rgb["G"], rgb["B"] = vol, vol // 2, 0
+    colour = io.read_file(_save(nib.Nifti1Image(rgb, np.eye(4)), tmp_path / "rgb.nii.gz")).images
+    np.testing.assert_allclose(colour, grey * 0.299 + (grey // 2) * 0.587, rtol=1e-6)
+    complex_path = _save(nib.Nifti1Image(vol.astype(np.complex64) * (1 + 1j), np.eye(4)), tmp_path / "c.nii.gz")
+    with pytest.raises(InputError, match="c.nii.gz: NIfTI voxels are complex.*save the magnitude"):
+        io.read_file(complex_path)
+
+
+def _save(img: nib.Nifti1Image, path: Path) -> Path:
+    nib.save(img, path)
+    return path
+
+
 def test_nifti_mask_round_trip_on_source_grid(tmp_path: Path) -> None:
     vol = _rng(4).random((22, 6, 18)).astype(np.float32)  # axial = data axis 1
     affine = np.array([[0, 0, 2.0, 5], [-1.0, 0, 0, 3], [0, 1.5, 0, -7], [0, 0, 0, 1]])

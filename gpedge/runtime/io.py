@@ -29,12 +29,16 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from gpedge.atomic import atomic_write_bytes
 from gpedge.errors import GpedgeError, InputError
+
+if TYPE_CHECKING:
+    import nibabel as nib
 
 #: Smallest accepted image side in pixels.
 MIN_SIZE = 16
@@ -233,12 +237,14 @@ def _check_pixels(arr: np.ndarray, where: str) -> np.ndarray:
     return arr
 
 
+def _luminance(rgb: np.ndarray) -> np.ndarray:
+    """(..., 3|4) in RGB(A) order -> (...) float32 luminance (ITU-R BT.601 weights)."""
+    return rgb[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
 def _to_grey(arr: np.ndarray) -> np.ndarray:
     """(H, W) or (H, W, 3|4) in RGB(A) order -> (H, W) float32 luminance."""
-    arr = arr.astype(np.float32)
-    if arr.ndim == 3:
-        arr = arr[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    return arr
+    return _luminance(arr) if arr.ndim == 3 else arr.astype(np.float32)
 
 
 def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Scan:
@@ -310,13 +316,27 @@ def read_nifti(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Scan:
                 f"{path}: the NIfTI header's affine (sform/qform) is degenerate (zero or not finite), so the "
                 "slice orientation is unknown; fix the header (e.g. nibabel or fslorient) and retry"
             )
-        data = np.asarray(img.dataobj, dtype=np.float32).reshape(shape)
+        data = _nifti_voxels(img, path).reshape(shape)
         to_ras = ornt_transform(io_orientation(affine), axcodes2ornt("RAS"))
         stack = _check_pixels(_display_stack(apply_orientation(data, to_ras)), str(path))
     geometry = VolumeGeometry(affine=img.affine, header=img.header, shape=shape, to_ras=to_ras)
     return Scan(
         images=stack[:, None], path=path, name=_stem(path), slices=list(range(stack.shape[0])), volume=geometry
     )
+
+
+def _nifti_voxels(img: nib.spatialimages.SpatialImage, path: Path) -> np.ndarray:
+    """Scaled voxel values as float32; RGB(A) voxels become grey as colour images do, complex ones are refused."""
+    dtype = img.get_data_dtype()
+    if dtype.kind == "c":
+        raise InputError(
+            f"{path}: NIfTI voxels are complex ({dtype}); gpedge reads magnitude images: save the magnitude "
+            "(e.g. numpy.abs of the data) as a real-valued NIfTI and retry"
+        )
+    if dtype.names:
+        voxels = np.asarray(img.dataobj)
+        return _luminance(np.stack([voxels[name] for name in dtype.names], axis=-1))
+    return np.asarray(img.dataobj, dtype=np.float32)
 
 
 def read_file(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Scan:
