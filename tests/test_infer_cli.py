@@ -1,4 +1,5 @@
-"""``gpedge infer`` end to end in a subprocess: outputs, JSON lines, per-input errors, exit codes; the commands' help text."""
+"""``gpedge infer`` end to end in a subprocess: outputs, JSON lines, per-input errors, exit codes; the commands'
+help text."""
 from __future__ import annotations
 
 import json

@@ -88,8 +88,8 @@ def test_tiff_layouts_opencv_misreads_are_refused(tmp_path: Path, bigtiff: bool,
         io.read_file(pages)
     readable = {
         "contig16.tif": (np.stack([grey] * 3, -1), {"photometric": "rgb", "planarconfig": "contig"}, grey),
-        "planar8.tif": (np.stack([grey // 256] * 3).astype(np.uint8), {"photometric": "rgb", "planarconfig": "separate"},
-                        grey // 256),
+        "planar8.tif": (np.stack([grey // 256] * 3).astype(np.uint8),
+                        {"photometric": "rgb", "planarconfig": "separate"}, grey // 256),
         "grey16.tif": (grey, {}, grey),
     }
     for name, (data, kwargs, expected) in readable.items():
@@ -107,6 +107,22 @@ def test_dicom_rescale_and_monochrome1(tmp_path: Path) -> None:
     inverted = io.read_file(write_dicom(tmp_path / "b.dcm", raw, photometric="MONOCHROME1")).images[0, 0]
     np.testing.assert_allclose(inverted, raw.max() + raw.min() - raw.astype(np.float32))
     assert np.argmax(inverted) == np.argmin(raw)
+
+
+def test_dicom_palette_colour_goes_through_its_lookup_table(tmp_path: Path) -> None:
+    """PALETTE COLOR pixels are indices: the grey image is the table's colours, not the indices."""
+    indices = np.tile(np.arange(64, dtype=np.uint16) * 4, (40, 1))
+    ds = pydicom.dcmread(write_dicom(tmp_path / "p.dcm", indices))
+    ds.PhotometricInterpretation = "PALETTE COLOR"
+    red = (np.arange(256)[::-1] * 257).astype(np.uint16)
+    green, blue = np.full(256, 1000, np.uint16), np.zeros(256, np.uint16)
+    for colour, table in (("Red", red), ("Green", green), ("Blue", blue)):
+        setattr(ds, f"{colour}PaletteColorLookupTableDescriptor", [256, 0, 16])
+        ds[f"{colour}PaletteColorLookupTableDescriptor"].VR = "US"
+        setattr(ds, f"{colour}PaletteColorLookupTableData", table.tobytes())
+    ds.save_as(tmp_path / "p.dcm")
+    grey = io.read_file(tmp_path / "p.dcm").images[0, 0]
+    np.testing.assert_allclose(grey, 0.299 * red[indices].astype(np.float32) + 0.587 * 1000, rtol=1e-6)
 
 
 def test_dicom_multiframe_gives_one_slice_per_frame(tmp_path: Path) -> None:

@@ -2,8 +2,9 @@
 
 The modality transform is applied (Rescale Slope/Intercept or Modality LUT; per frame from the
 functional groups of enhanced multi-frame objects), MONOCHROME1 is inverted so that bright means
-high signal, colour is converted to grey. A transfer syntax that no installed pydicom plugin
-decodes gives an :class:`~gpedge.errors.InputError` naming the syntax and what to install.
+high signal, colour (RGB, YBR, PALETTE COLOR through its lookup table) is converted to grey. A
+transfer syntax that no installed pydicom plugin decodes gives an :class:`~gpedge.errors.InputError`
+naming the syntax and what to install.
 """
 from __future__ import annotations
 
@@ -32,12 +33,15 @@ def decode(ds: Dataset, where: str | Path) -> np.ndarray:
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if frames == 1:
         pixels = pixels[None]
-    if int(ds.get("SamplesPerPixel", 1)) > 1:
-        from gpedge.runtime.io import _to_grey
+    photometric = str(ds.get("PhotometricInterpretation", "")).upper()
+    if int(ds.get("SamplesPerPixel", 1)) > 1 or photometric == "PALETTE COLOR":
+        from pydicom.pixels import apply_color_lut
 
-        return np.stack([_to_grey(f) for f in pixels]).astype(np.float32)
+        from gpedge.runtime.io import luminance
+
+        return luminance(apply_color_lut(pixels, ds) if photometric == "PALETTE COLOR" else pixels)
     out = np.stack([_modality(ds, f, i) for i, f in enumerate(pixels)]).astype(np.float32)
-    if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
+    if photometric == "MONOCHROME1":
         out = out.max() + out.min() - out
     return out
 

@@ -237,14 +237,14 @@ def _check_pixels(arr: np.ndarray, where: str) -> np.ndarray:
     return arr
 
 
-def _luminance(rgb: np.ndarray) -> np.ndarray:
+def luminance(rgb: np.ndarray) -> np.ndarray:
     """(..., 3|4) in RGB(A) order -> (...) float32 luminance (ITU-R BT.601 weights)."""
     return rgb[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
 def _to_grey(arr: np.ndarray) -> np.ndarray:
     """(H, W) or (H, W, 3|4) in RGB(A) order -> (H, W) float32 luminance."""
-    return _luminance(arr) if arr.ndim == 3 else arr.astype(np.float32)
+    return luminance(arr) if arr.ndim == 3 else arr.astype(np.float32)
 
 
 def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Scan:
@@ -335,7 +335,7 @@ def _nifti_voxels(img: nib.spatialimages.SpatialImage, path: Path) -> np.ndarray
         )
     if dtype.names:
         voxels = np.asarray(img.dataobj)
-        return _luminance(np.stack([voxels[name] for name in dtype.names], axis=-1))
+        return luminance(np.stack([voxels[name] for name in dtype.names], axis=-1))
     return np.asarray(img.dataobj, dtype=np.float32)
 
 
