@@ -100,6 +100,15 @@ def test_tiff_layouts_opencv_misreads_are_refused(tmp_path: Path, bigtiff: bool,
     np.testing.assert_array_equal(io.read_file(tmp_path / "thumb.tif").images[0, 0], grey)
 
 
+def test_arrays_of_the_wrong_kind_say_what_was_passed() -> None:
+    """Arrays that are not raw intensities in a supported layout get their dtype or layout named."""
+    with pytest.raises(InputError, match="got a bool array of shape \\(40, 48\\)"):
+        io.from_array(np.ones((40, 48), bool))
+    with pytest.raises(InputError, match="\\(40, 48, 3\\) is a channels-last colour image.*luminance"):
+        io.from_array(np.ones((40, 48, 3), np.uint8))
+    assert io.from_array(np.ones((3, 40, 48), np.uint8)).images.shape == (1, 3, 40, 48)
+
+
 def test_dicom_rescale_and_monochrome1(tmp_path: Path) -> None:
     raw = _rng(2).integers(10, 4000, size=(24, 20)).astype(np.uint16)
     scan = io.read_file(write_dicom(tmp_path / "a.dcm", raw, slope=2.0, intercept=-100.0))

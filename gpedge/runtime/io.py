@@ -442,7 +442,15 @@ def from_array(array: np.ndarray, name: str = "array", max_pixels: int = DEFAULT
     """Wrap an (H, W), (C, H, W) or (N, C, H, W) array of raw intensities."""
     arr = np.asarray(array)
     if arr.dtype == object or not np.issubdtype(arr.dtype, np.number) or arr.ndim not in (2, 3, 4):
-        raise InputError(f"{name}: expected a numeric array of shape (H, W), (C, H, W) or (N, C, H, W), got {arr.shape}")
+        raise InputError(
+            f"{name}: expected a numeric array of shape (H, W), (C, H, W) or (N, C, H, W), got a {arr.dtype} array "
+            f"of shape {arr.shape}"
+        )
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4) and min(arr.shape[:2]) >= MIN_SIZE:
+        raise InputError(
+            f"{name}: an array of shape {arr.shape} is a channels-last colour image; pass it as grey (H, W) "
+            "(gpedge.runtime.io.luminance(array)) or as channels first (C, H, W)"
+        )
     check_size((arr.shape[0] if arr.ndim == 4 else 1, *arr.shape[-2:]), name, max_pixels)
     arr = arr.astype(np.float32).reshape((1,) * (4 - arr.ndim) + arr.shape)
     _check_pixels(arr, name)
