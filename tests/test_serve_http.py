@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import http.client
 import json
 import subprocess
@@ -186,3 +187,20 @@ def test_four_contrast_model_takes_one_form_part_per_contrast(four_contrast_serv
     body, headers = _multipart({**parts, "t2": b"%PDF-1.7 not a scan" * 20})
     status, answer = post(four_contrast_server, body, "", headers)
     assert status == 415 and answer["error"].startswith("form part 't2': ")
+
+
+def test_uploads_are_recognised_by_content(tmp_path: Path) -> None:
+    """Each documented format, BigTIFF and big-endian TIFF included, maps to the suffix its reader takes."""
+    import tifffile
+
+    from gpedge.serve.http import sniff_suffix
+
+    image = np.arange(32 * 32, dtype=np.uint16).reshape(32, 32)
+    for options in ({}, {"bigtiff": True}, {"byteorder": ">"}, {"bigtiff": True, "byteorder": ">"}):
+        tifffile.imwrite(tmp_path / "a.tif", image, **options)
+        assert sniff_suffix((tmp_path / "a.tif").read_bytes()) == ".tif", options
+    assert sniff_suffix(cv2.imencode(".png", image)[1].tobytes()) == ".png"
+    assert sniff_suffix(cv2.imencode(".jpg", (image // 256).astype(np.uint8))[1].tobytes()) == ".jpg"
+    assert sniff_suffix((EXAMPLES / "hgg_flair.dcm").read_bytes()) == ".dcm"
+    assert sniff_suffix(HGG_VOLUME.read_bytes()) == ".nii.gz"
+    assert sniff_suffix(gzip.decompress(HGG_VOLUME.read_bytes())) == ".nii"

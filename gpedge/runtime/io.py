@@ -131,7 +131,8 @@ def check_size(shape: Sequence[int], where: str | Path, max_pixels: int) -> None
         )
 
 
-_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+#: The first four bytes of a classic or Big TIFF, little- or big-endian.
+TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 
 def image_header_size(data: bytes) -> tuple[int, int] | None:
@@ -141,7 +142,7 @@ def image_header_size(data: bytes) -> tuple[int, int] | None:
         return height, width
     if data[:2] == b"\xff\xd8":
         return _jpeg_size(data)
-    if data[:4] in _TIFF_MAGIC:
+    if data[:4] in TIFF_MAGIC:
         directories = _tiff_directories(data, limit=1)
         return (directories[0]["height"], directories[0]["width"]) if directories else None
     return None
@@ -258,7 +259,7 @@ def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Scan:
         if size is None:
             raise InputError(f"{path}: not a readable image (damaged, truncated or not a PNG/JPEG/TIFF file)")
         check_size(size, path, max_pixels)
-        if raw[:4] in _TIFF_MAGIC:
+        if raw[:4] in TIFF_MAGIC:
             _check_tiff(raw, path)
         arr = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH)
         if arr is None:

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from gpedge.errors import GpedgeError
+from gpedge.runtime.io import TIFF_MAGIC
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ def sniff_suffix(data: bytes) -> str:
         return ".png"
     if data.startswith(b"\xff\xd8\xff"):
         return ".jpg"
-    if data[:4] in (b"II*\x00", b"MM\x00*"):
+    if data[:4] in TIFF_MAGIC:
         return ".tif"
     if data[128:132] == b"DICM":
         return ".dcm"
