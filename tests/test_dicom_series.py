@@ -338,3 +338,24 @@ def test_single_files_keep_working(tmp_path: Path, volume) -> None:
     with pytest.raises(InputError, match=r"no t1ce series.*t2_tse_tra.*-> t2.*--series t1ce="):
         read_study(written.files[0], ["t1ce"])
     assert io.read_file(written.files[0]).images.shape == (1, 1, 240, 240)  # named explicitly (e.g. --t1ce): read
+
+
+def test_file_without_part10_header_says_how_to_rewrite_it(tmp_path: Path, volume) -> None:
+    """A data-set-only file (no preamble, no File Meta) gets a clear error; dcmtk's dcmconv makes it readable."""
+    import subprocess
+
+    from dcmtk import tool
+
+    data, affine = volume
+    (path,) = write_series(tmp_path / "s", data[..., :1], affine).files
+    ds = pydicom.dcmread(path)
+    ds.preamble = None
+    del ds.file_meta
+    bare = tmp_path / "bare.dcm"
+    ds.save_as(bare, implicit_vr=True, little_endian=True, enforce_file_format=False)
+    assert bare.read_bytes()[128:132] != b"DICM"
+    with pytest.raises(InputError, match="bare.dcm: not a DICOM Part 10 file.*dcmconv IN OUT"):
+        io.read_file(bare)
+    if tool("dcmconv") is not None:
+        subprocess.run([tool("dcmconv"), str(bare), str(tmp_path / "fixed.dcm")], check=True, capture_output=True)
+        np.testing.assert_array_equal(io.read_file(tmp_path / "fixed.dcm").images, io.read_file(path).images)

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
 
 from gpedge.dicom.discovery import dicom_files
 from gpedge.dicom.geometry import Grid, Reorientation
@@ -204,7 +205,12 @@ def _read_header(path: Path) -> Dataset:
     so that a damaged value would otherwise surface later, outside any check."""
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True)
-    except Exception as exc:  # pydicom raises many types for damaged files (InvalidDicomError, EOFError, struct.error...)
+    except InvalidDicomError as exc:
+        raise InputError(
+            f"{path}: not a DICOM Part 10 file (no 'DICM' prefix or File Meta Information; old ACR-NEMA or "
+            "data-set-only files lack them); rewrite it as Part 10 (e.g. dcmtk's dcmconv IN OUT) and retry"
+        ) from exc
+    except Exception as exc:  # pydicom raises many types for damaged files (EOFError, struct.error...)
         raise InputError(f"{path}: not a readable DICOM file ({_first_line(exc)})") from exc
     _parse_elements(ds, path)
     return ds
