@@ -214,13 +214,17 @@ def test_undecodable_transfer_syntax_names_it_and_the_package(tmp_path: Path, vo
     assert "pip install" in message and all(dep.split(" - ")[0] in message for dep in missing)
 
 
-def test_install_hint_names_the_pypi_distributions() -> None:
-    """pydicom names GDCM by its import name; pip needs the distribution's."""
-    from gpedge.dicom.pixels import _install_command
+def test_install_hint_names_the_extra_and_the_pypi_distributions() -> None:
+    """gpedge[dicom] first where one of its plugins decodes the syntax; pip's name for GDCM (pydicom gives the import
+    name); the plugins gpedge does not install are named as they are."""
+    from gpedge.dicom.pixels import install_hint
 
-    assert _install_command("gdcm - requires gdcm>=3.0.10") == 'pip install "python-gdcm>=3.0.10"'
-    assert _install_command("pylibjpeg - requires pylibjpeg>=2.0 and pylibjpeg-libjpeg>=2.1") == (
-        'pip install "pylibjpeg>=2.0" "pylibjpeg-libjpeg>=2.1"')
+    jpeg_lossless = ["gdcm - requires gdcm>=3.0.10", "pylibjpeg - requires pylibjpeg>=2.0 and pylibjpeg-libjpeg>=2.1"]
+    assert install_hint(jpeg_lossless) == (
+        "install a decoder (pip install 'gpedge[dicom]' or pip install \"python-gdcm>=3.0.10\" or "
+        "pip install \"pylibjpeg>=2.0\" \"pylibjpeg-libjpeg>=2.1\")")
+    htj2k = ["pylibjpeg - requires pylibjpeg>=2.0 and pylibjpeg-openjpeg>=2.4"]
+    assert install_hint(htj2k) == 'install a decoder (pip install "pylibjpeg>=2.0" "pylibjpeg-openjpeg>=2.4")'
 
 
 @pytest.mark.parametrize(

@@ -79,15 +79,25 @@ def _check_decoder(ds: Dataset, where: str | Path) -> None:
             "convert the series to an uncompressed or JPEG/RLE transfer syntax (e.g. dcmdjpeg, gdcmconv --raw)"
         ) from None
     if not decoder.is_available:
-        options = " or ".join(_install_command(dep) for dep in decoder.missing_dependencies)
         raise InputError(
             f"{where}: pixel data is compressed as '{syntax.name}' ({syntax}) and no installed decoder reads it; "
-            f"install a decoder ({options}) or convert the series to an uncompressed transfer syntax"
+            f"{install_hint(decoder.missing_dependencies)} or convert the series to an uncompressed transfer syntax"
         )
 
 
+#: The pydicom plugins that ``gpedge[dicom]`` installs (Pillow and pyjpegls with highdicom, python-gdcm).
+_EXTRA_PLUGINS = ("gdcm", "pillow", "pyjpegls")
 #: PyPI names of the packages pydicom names by their import names.
 _DISTRIBUTIONS = {"gdcm": "python-gdcm"}
+
+
+def install_hint(missing_dependencies: list[str]) -> str:
+    """What to install for a transfer syntax, from pydicom's ``missing_dependencies`` of its decoder:
+    gpedge's DICOM extra where one of its plugins decodes the syntax, else the plugins themselves."""
+    options = [_install_command(dep) for dep in missing_dependencies]
+    if any(dep.partition(" - ")[0] in _EXTRA_PLUGINS for dep in missing_dependencies):
+        options.insert(0, "pip install 'gpedge[dicom]'")
+    return f"install a decoder ({' or '.join(options)})"
 
 
 def _install_command(dependency: str) -> str:
