@@ -91,6 +91,21 @@ def test_gaps_and_duplicates_are_refused(tmp_path: Path, volume, kwargs: dict, m
     assert str(tmp_path / "s") in str(err.value)
 
 
+def test_copies_of_one_instance_are_read_once(tmp_path: Path, volume) -> None:
+    """The same SOPInstanceUID in several files (an export that copied a file) is one slice, not a repeat."""
+    import shutil
+
+    data, affine = volume
+    written = write_series(tmp_path / "s", data[..., :6], affine, shuffle_seed=2)
+    expected = read_study(tmp_path / "s", ["t1ce"]).load().images
+    (tmp_path / "s" / "copies").mkdir()
+    for path in written.files[:2]:
+        shutil.copy(path, tmp_path / "s" / "copies" / f"copy_{path.name}")
+    (series,) = find_series([tmp_path / "s"])
+    assert len(series.frames) == 6
+    np.testing.assert_array_equal(read_study(tmp_path / "s", ["t1ce"]).load().images, expected)
+
+
 def test_inconsistent_orientation_spacing_and_size_are_refused(tmp_path: Path, volume) -> None:
     data, affine = volume
     edits = {

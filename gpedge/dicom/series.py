@@ -3,7 +3,8 @@
 Slices are ordered by their ImagePositionPatient projected on the slice normal (the cross product
 of the ImageOrientationPatient cosines), never by file name or InstanceNumber. A series is refused
 with a clear message when its images mix orientations, pixel spacings or sizes, when two images lie
-at the same position (repeated slices, several echoes or phases), when slices are missing (a gap)
+at the same position (repeated slices, several echoes or phases; copies of one instance, the same
+SOPInstanceUID in several files, are read once), when slices are missing (a gap)
 or irregularly spaced, or when the stack is sheared. Classic single-frame objects and enhanced
 multi-frame objects (positions from the functional groups) are both read.
 
@@ -172,6 +173,7 @@ def scan_series(paths: Sequence[Path]) -> tuple[list[DicomSeries], list[InputErr
     """
     problems: list[InputError] = []
     groups: dict[str, list[tuple[Path, Dataset]]] = {}
+    instances: dict[str, Path] = {}
     named = {path for path in paths if not path.is_dir()}
     for path in dicom_files(paths, problems.append):
         try:
@@ -188,6 +190,12 @@ def scan_series(paths: Sequence[Path]) -> tuple[list[DicomSeries], list[InputErr
                 problems.append(InputError(f"{path}: {reason}, not an image to classify"))
             log.info("%s: skipped (%s)", path, reason)
             continue
+        instance = str(ds.get("SOPInstanceUID", ""))
+        if instance in instances:
+            log.info("%s: skipped, a copy of %s (the same SOPInstanceUID)", path, instances[instance])
+            continue
+        if instance:
+            instances[instance] = path
         groups.setdefault(key, []).append((path, ds, geometry))
     series: list[DicomSeries] = []
     for uid, members in groups.items():
