@@ -104,6 +104,9 @@ def test_copies_of_one_instance_are_read_once(tmp_path: Path, volume) -> None:
     (series,) = find_series([tmp_path / "s"])
     assert len(series.frames) == 6
     np.testing.assert_array_equal(read_study(tmp_path / "s", ["t1ce"]).load().images, expected)
+    # without patient geometry each file is its own image: copies named on the command line are each answered
+    copies = [shutil.copy(EXAMPLES / "hgg_flair.dcm", tmp_path / name) for name in ("a.dcm", "b.dcm")]
+    assert [s.files for s in find_series(copies)] == [[Path(c)] for c in copies]
 
 
 def test_inconsistent_orientation_spacing_and_size_are_refused(tmp_path: Path, volume) -> None:

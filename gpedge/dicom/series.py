@@ -173,7 +173,6 @@ def scan_series(paths: Sequence[Path]) -> tuple[list[DicomSeries], list[InputErr
     """
     problems: list[InputError] = []
     groups: dict[str, list[tuple[Path, Dataset]]] = {}
-    instances: dict[str, Path] = {}
     named = {path for path in paths if not path.is_dir()}
     for path in dicom_files(paths, problems.append):
         try:
@@ -190,12 +189,6 @@ def scan_series(paths: Sequence[Path]) -> tuple[list[DicomSeries], list[InputErr
                 problems.append(InputError(f"{path}: {reason}, not an image to classify"))
             log.info("%s: skipped (%s)", path, reason)
             continue
-        instance = str(ds.get("SOPInstanceUID", ""))
-        if instance in instances:
-            log.info("%s: skipped, a copy of %s (the same SOPInstanceUID)", path, instances[instance])
-            continue
-        if instance:
-            instances[instance] = path
         groups.setdefault(key, []).append((path, ds, geometry))
     series: list[DicomSeries] = []
     for uid, members in groups.items():
@@ -255,9 +248,24 @@ def _skipped(ds: Dataset) -> str | None:
 
 def _split_geometry_less(members: list[tuple[Path, Dataset, bool]]) -> list[list[tuple[Path, Dataset]]]:
     """Files without patient geometry form one series each (their order is unknown)."""
-    with_geometry = [(path, ds) for path, ds, geometry in members if geometry]
+    with_geometry = _drop_copies([(path, ds) for path, ds, geometry in members if geometry])
     without = [[(path, ds)] for path, ds, geometry in members if not geometry]
     return ([with_geometry] if with_geometry else []) + without
+
+
+def _drop_copies(members: list[tuple[Path, Dataset]]) -> list[tuple[Path, Dataset]]:
+    """One file per SOPInstanceUID in a stack: copies of an instance (as exports that copy a file leave them)
+    are one slice, not slices repeated at one position."""
+    kept: dict[str, Path] = {}
+    out = []
+    for path, ds in members:
+        instance = str(ds.get("SOPInstanceUID", ""))
+        if instance and instance in kept:
+            log.info("%s: skipped, a copy of %s (the same SOPInstanceUID)", path, kept[instance])
+            continue
+        kept.setdefault(instance, path)
+        out.append((path, ds))
+    return out
 
 
 def _has_geometry(ds: Dataset) -> bool:
