@@ -173,6 +173,19 @@ def test_nifti_colour_voxels_become_grey_and_complex_ones_are_refused(tmp_path: 
         io.read_file(complex_path)
 
 
+def test_nifti_2d_slice_reads_as_one_axial_slice_and_gets_its_mask_back(tmp_path: Path) -> None:
+    vol = _ras_volume()
+    single = io.read_file(_save(nib.Nifti1Image(vol[..., :1], np.eye(4)), tmp_path / "one.nii.gz"))
+    flat = io.read_file(_save(nib.Nifti1Image(vol[..., 0], np.eye(4)), tmp_path / "flat.nii.gz"))
+    assert flat.images.shape == (1, 1, 26, 30) and flat.slices == [0]
+    np.testing.assert_array_equal(flat.images, single.images)
+    io.write_mask_nifti(tmp_path / "mask.nii.gz", flat.images[:, 0] > 50, flat.volume)
+    back = np.asarray(nib.load(tmp_path / "mask.nii.gz").dataobj)
+    np.testing.assert_array_equal(back, (vol[..., 0] > 50).astype(np.uint8))
+    with pytest.raises(InputError, match="shape \\(30, 26, 5, 2\\); a 3-D volume or a 2-D slice is needed"):
+        io.read_file(_save(nib.Nifti1Image(np.stack([vol, vol], -1), np.eye(4)), tmp_path / "4d.nii.gz"))
+
+
 def _save(img: nib.Nifti1Image, path: Path) -> Path:
     nib.save(img, path)
     return path

@@ -293,7 +293,7 @@ def _from_display_stack(stack: np.ndarray) -> np.ndarray:
 
 
 def read_nifti(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Scan:
-    """Read a 3-D NIfTI volume as one slice per axial plane in radiological display orientation.
+    """Read a 3-D NIfTI volume (or a 2-D slice) as one slice per axial plane in radiological display orientation.
 
     The shape is read from the header and checked against ``max_pixels`` before the data.
     """
@@ -305,9 +305,11 @@ def read_nifti(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Scan:
         shape = tuple(int(v) for v in img.shape)
         if len(shape) == 4 and shape[3] == 1:
             shape = shape[:3]
+        if len(shape) == 2:
+            shape = (*shape, 1)  # one slice stored as a 2-D image
         if len(shape) != 3:
             raise InputError(
-                f"{path}: NIfTI image has shape {shape}; a 3-D volume is needed "
+                f"{path}: NIfTI image has shape {shape}; a 3-D volume or a 2-D slice is needed "
                 "(pass one file per contrast with --t1/--t2/--t1ce/--flair)"
             )
         check_size(shape, path, max_pixels)
@@ -574,6 +576,8 @@ def mask_nifti_bytes(masks: np.ndarray, volume: VolumeGeometry, compress: bool =
     ras = _from_display_stack(np.asarray(masks, dtype=np.uint8))
     data = np.ascontiguousarray(apply_orientation(ras, _inverse(volume.to_ras)))
     header = volume.header.copy() if isinstance(volume.header, nib.Nifti1Header) else None
+    if header is not None:
+        data = data.reshape(header.get_data_shape())  # the source's own shape: a 2-D slice stays 2-D
     img = nib.Nifti1Image(data.astype(np.uint8), volume.affine, header=header)
     img.set_data_dtype(np.uint8)
     img.header.set_slope_inter(1.0, 0.0)
