@@ -26,10 +26,7 @@ def decode(ds: Dataset, where: str | Path) -> np.ndarray:
         pixels = ds.pixel_array
     except Exception as exc:  # pydicom raises many types for damaged or unsupported pixel data
         reason = " ".join(str(exc).split())[:400]
-        raise InputError(
-            f"{where}: DICOM pixel data cannot be decoded ({reason}); convert the series to an uncompressed transfer "
-            "syntax (e.g. dcmdjpeg IN OUT, gdcmconv --raw IN OUT) and send it again"
-        ) from exc
+        raise InputError(f"{where}: DICOM pixel data cannot be decoded ({reason}); {_CONVERT}") from exc
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if frames == 1:
         pixels = pixels[None]
@@ -75,16 +72,17 @@ def _check_decoder(ds: Dataset, where: str | Path) -> None:
         decoder = get_decoder(syntax)
     except NotImplementedError:
         raise InputError(
-            f"{where}: pixel data is compressed as '{syntax.name}' ({syntax}), which pydicom cannot decode; "
-            "convert the series to an uncompressed or JPEG/RLE transfer syntax (e.g. dcmdjpeg, gdcmconv --raw)"
+            f"{where}: pixel data is compressed as '{syntax.name}' ({syntax}), which pydicom cannot decode; {_CONVERT}"
         ) from None
     if not decoder.is_available:
         raise InputError(
             f"{where}: pixel data is compressed as '{syntax.name}' ({syntax}) and no installed decoder reads it; "
-            f"{install_hint(decoder.missing_dependencies)} or convert the series to an uncompressed transfer syntax"
+            f"{install_hint(decoder.missing_dependencies)}, or {_CONVERT}"
         )
 
 
+#: What to do with pixel data no installed decoder reads.
+_CONVERT = "convert the series to an uncompressed transfer syntax (e.g. dcmdjpeg IN OUT, gdcmconv --raw IN OUT)"
 #: The pydicom plugins that ``gpedge[dicom]`` installs (Pillow and pyjpegls with highdicom, python-gdcm).
 _EXTRA_PLUGINS = ("gdcm", "pillow", "pyjpegls")
 #: PyPI names of the packages pydicom names by their import names.

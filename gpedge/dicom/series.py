@@ -260,10 +260,11 @@ def _drop_copies(members: list[tuple[Path, Dataset]]) -> list[tuple[Path, Datase
     out = []
     for path, ds in members:
         instance = str(ds.get("SOPInstanceUID", ""))
-        if instance and instance in kept:
+        if instance in kept:
             log.info("%s: skipped, a copy of %s (the same SOPInstanceUID)", path, kept[instance])
             continue
-        kept.setdefault(instance, path)
+        if instance:
+            kept[instance] = path
         out.append((path, ds))
     return out
 
