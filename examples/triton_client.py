@@ -23,7 +23,7 @@ import numpy as np
 from gpedge.graph.contract import parse_mask_rule
 from gpedge.preprocess import resize_image
 from gpedge.runtime.io import Scan, load_input, write_png
-from gpedge.runtime.maps import to_input_resolution
+from gpedge.runtime.maps import guide_image, to_input_resolution
 
 OUTPUTS = ("label", "probs", "heatmaps", "score", "threshold", "mask")
 PORTS = {"http": 8000, "grpc": 8001}
@@ -44,8 +44,8 @@ class ModelInfo:
     rule: np.ndarray | None
     """The ``mask_rule`` input to send (a tensorrt_plan model); None where the served graph fixes the rule."""
     post: str
-    """The host-side step of the package's rule (``clean`` for ``+clean``, ``peak`` for ``+peak``, else ``""``),
-    which the client applies at the scan's resolution."""
+    """The host-side step of the package's rule (``clean`` for ``+clean``, ``peak`` for ``+peak``, ``guided`` for
+    ``+guided``, else ``""``), which the client applies at the scan's resolution."""
 
 
 def model_info(config: dict[str, Any]) -> ModelInfo:
@@ -84,8 +84,9 @@ def results(scan: Scan, outputs: dict[str, np.ndarray], info: ModelInfo) -> list
     for row in range(len(outputs["label"])):
         k = int(np.asarray(outputs["label"]).reshape(-1)[row])
         threshold = float(np.asarray(outputs["threshold"]).reshape(-1)[row])
+        guide = guide_image(scan.images[row], info.channels) if info.post == "guided" else None
         _, mask = to_input_resolution(outputs["heatmaps"][row], outputs["score"][row], threshold, outputs["mask"][row],
-                                      scan.images.shape[-2:], post=info.post)
+                                      scan.images.shape[-2:], post=info.post, guide=guide)
         found.append({"label": info.classes[k], "probabilities": dict(zip(info.classes, map(float, outputs["probs"][row]))),
                       "mask": mask})
     return found

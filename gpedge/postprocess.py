@@ -1,10 +1,10 @@
-"""The host-side last steps of the mask rules (numpy + OpenCV): the paper's clean-up (``...+clean``)
-and the map peak's connected region (``...+peak``).
+"""The host-side last steps of the mask rules (numpy + OpenCV): the paper's clean-up (``...+clean``),
+the map peak's connected region (``...+peak``) and the image-guided map (``...+guided``).
 
 The mask rule itself runs inside the fused graph (:mod:`gpedge.graph.mask`);
 :mod:`gpedge.runtime.maps` maps its result to the input's resolution and, for rules named
 ``...+clean``, applies :func:`clean_mask` there with :data:`gpedge.graph.contract.CLEAN_UP`; for
-``...+peak``, :func:`peak_component`.
+``...+peak``, :func:`peak_component`; for ``...+guided``, :func:`guided_filter` of the map with the image as guide.
 ``tests/test_postprocess.py`` holds both to scikit-image's morphology and labelling, which they replace.
 """
 from __future__ import annotations
@@ -76,3 +76,28 @@ def peak_component(mask: np.ndarray, score: np.ndarray, connectivity: int = 8) -
     labels, _ = _components(binary, connectivity)
     peak = np.unravel_index(int(np.argmax(np.where(binary, score, -np.inf))), binary.shape)
     return labels == labels[peak]
+
+
+def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:
+    """He, Sun and Tang's guided filter with a grey guide: ``src`` (H, W) re-expressed, in every window of
+    side 2 ``radius`` + 1, as the least-squares linear function a * ``guide`` + b (ridge ``eps`` on a), the
+    coefficients averaged over the windows that hold each pixel (borders reflected).
+
+    The output keeps ``src``'s scale and follows the guide's edges where the guide varies by more than
+    about sqrt(``eps``) within a window; where the guide is flat it is ``src`` box-smoothed. Returns float32 (H, W).
+    """
+    guide = np.asarray(guide, dtype=np.float32)
+    src = np.asarray(src, dtype=np.float32)
+    if guide.ndim != 2 or guide.shape != src.shape:
+        raise ValueError(f"guide and src must be 2-D of one shape, got {guide.shape} and {src.shape}")
+    if radius < 1 or not eps > 0:
+        raise ValueError(f"the guided filter needs radius >= 1 and eps > 0, got {radius} and {eps}")
+    side = (2 * radius + 1, 2 * radius + 1)
+
+    def mean(x: np.ndarray) -> np.ndarray:
+        return cv2.boxFilter(x, cv2.CV_32F, side, normalize=True, borderType=cv2.BORDER_REFLECT)
+
+    mean_guide, mean_src = mean(guide), mean(src)
+    a = (mean(guide * src) - mean_guide * mean_src) / (mean(guide * guide) - mean_guide * mean_guide + np.float32(eps))
+    b = mean_src - a * mean_guide
+    return mean(a) * guide + mean(b)

@@ -15,12 +15,12 @@ from conftest import TINY_SIZE, make_slices
 from gpedge.evaluate.metrics import dice_score
 from gpedge.evaluate.sweep import RuleSweep, candidates, set_package_rule, sweep_rules
 from gpedge.errors import GpedgeError
-from gpedge.graph.contract import CLEAN_UP
+from gpedge.graph.contract import CLEAN_UP, GUIDED
 from gpedge.package import ModelPackage
-from gpedge.postprocess import clean_mask, peak_component
+from gpedge.postprocess import clean_mask, guided_filter, peak_component
 from gpedge.runtime.backends import create_backend
 from gpedge.runtime.backends.onnxruntime import OnnxRuntimeBackend
-from gpedge.runtime.maps import to_input_resolution
+from gpedge.runtime.maps import guide_image, to_input_resolution
 from gpedge.runtime.predictor import Predictor
 from gpedge.tensorrt.cuda import unavailable_reason
 from mask_reference import mask_from_heatmap
@@ -28,7 +28,8 @@ from mask_reference import mask_from_heatmap
 DATA_SIZE = 120  # the tiny model runs at 64 px: a 1.875x resolution change, not a whole multiple
 OFFSETS = [0.0, 0.01, 0.02, 0.04, 0.08]  # the tiny model's heatmaps peak near 0.1
 FRACTIONS = [-0.5, 0.0, 0.5, 1.0]
-PAIRS = candidates(["paper"], OFFSETS) + candidates(["relative", "contrast-head", "contrast+clean", "head+peak"], FRACTIONS)
+PAIRS = candidates(["paper"], OFFSETS) + candidates(["relative", "contrast-head", "contrast+clean", "head+peak",
+                                                                       "contrast-head+guided"], FRACTIONS)
 BACKENDS = [
     "onnxruntime",
     "onnxruntime-fp16",
@@ -192,3 +193,35 @@ def test_peak_region_is_taken_at_the_input_resolution() -> None:
     resized = cv2.resize(score, (48, 48), interpolation=cv2.INTER_LINEAR)
     np.testing.assert_array_equal(peak, peak_component(raw, resized))
     assert raw[15, 15] and not peak[15, 15] and peak[40, 40]
+
+
+def test_guided_map_is_thresholded_at_the_input_resolution() -> None:
+    """``+guided`` rules: the resized map, refined by the guided filter with the input's guide image (window radius
+    a fixed share of the input's size), above the graph's threshold; the graph's empty mask stays empty."""
+    score = np.zeros((16, 16), np.float32)
+    score[3:9, 3:9] = 1.0
+    graph_mask = (score > 0.5).astype(np.uint8)
+    guide = np.zeros((48, 48), np.float32)
+    guide[8:30, 8:24] = 1.0
+    _, mask = to_input_resolution(score[None], score, 0.5, graph_mask, (48, 48), post="guided", guide=guide)
+    resized = cv2.resize(score, (48, 48), interpolation=cv2.INTER_LINEAR)
+    radius = max(1, round(GUIDED["radius_fraction"] * 48))
+    np.testing.assert_array_equal(mask, guided_filter(guide, resized, radius, GUIDED["eps"]) > 0.5)
+    _, empty = to_input_resolution(score[None], score, 0.5, np.zeros_like(graph_mask), (48, 48), post="guided", guide=guide)
+    assert not empty.any()
+    with pytest.raises(ValueError, match="guide"):
+        to_input_resolution(score[None], score, 0.5, graph_mask, (48, 48), post="guided")
+
+
+def test_guide_is_flair_when_the_model_reads_it_else_the_mean_of_the_channels() -> None:
+    rng = np.random.default_rng(4)
+    image = rng.uniform(0, 500, (4, 20, 20)).astype(np.float32)
+    image[3, 0, 0] = 1e6  # one hot pixel does not set FLAIR's scale (a percentile does)
+    flair = guide_image(image, ["t1", "t2", "t1ce", "flair"])
+    assert flair.dtype == np.float32 and flair.shape == (20, 20)
+    scale = np.percentile(image[3], GUIDED["percentile"])
+    np.testing.assert_allclose(flair, np.clip(image[3] / scale, 0, 1), rtol=1e-6)
+    mean = guide_image(image[:3], ["t1", "t2", "t1ce"])
+    expected = np.mean([np.clip(c / np.percentile(c, GUIDED["percentile"]), 0, 1) for c in image[:3]], axis=0)
+    np.testing.assert_allclose(mean, expected, rtol=1e-5)
+    assert not guide_image(np.zeros((1, 5, 5), np.float32), ["t1ce"]).any()

@@ -1,5 +1,6 @@
-"""The tests' mask-rule reference (tests/mask_reference.py) against scikit-image's multi-Otsu, and the
-OpenCV mask steps (gpedge.postprocess) against the scikit-image morphology and labelling they replace."""
+"""The tests' mask-rule reference (tests/mask_reference.py) against scikit-image's multi-Otsu, the
+OpenCV mask steps (gpedge.postprocess) against the scikit-image morphology and labelling they replace,
+and the guided filter against its definition computed window by window."""
 from __future__ import annotations
 
 import cv2
@@ -9,7 +10,8 @@ from skimage import morphology
 from skimage.filters import threshold_multiotsu
 from skimage.measure import label as label_components
 
-from gpedge.postprocess import clean_mask, peak_component
+from gpedge.evaluate.metrics import dice_score
+from gpedge.postprocess import clean_mask, guided_filter, peak_component
 from mask_reference import mask_from_heatmap, multiotsu_threshold
 
 
@@ -117,3 +119,54 @@ def test_peak_component_matches_scikit_image_on_random_masks() -> None:
         labels = label_components(mask, connectivity=2)
         peak = np.unravel_index(int(np.argmax(np.where(mask, score, -np.inf))), mask.shape)
         np.testing.assert_array_equal(peak_component(mask, score), labels == labels[peak])
+
+
+def _guided_by_windows(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:
+    """The guided filter's definition, one window at a time (float64): in each window the ridge least-squares
+    line src ~ a * guide + b; every pixel averages the (a, b) of the windows around it; borders mirrored."""
+    pad = lambda x: np.pad(x.astype(np.float64), radius, mode="symmetric")  # noqa: E731 - OpenCV's BORDER_REFLECT
+    height, width = src.shape
+    side = 2 * radius + 1
+    g, p = pad(guide), pad(src)
+    a, b = np.zeros((height, width)), np.zeros((height, width))
+    for y in range(height):
+        for x in range(width):
+            wg, wp = g[y:y + side, x:x + side], p[y:y + side, x:x + side]
+            a[y, x] = ((wg * wp).mean() - wg.mean() * wp.mean()) / (wg.var() + eps)
+            b[y, x] = wp.mean() - a[y, x] * wg.mean()
+    pa, pb = pad(a), pad(b)
+    mean_a = np.array([[pa[y:y + side, x:x + side].mean() for x in range(width)] for y in range(height)])
+    mean_b = np.array([[pb[y:y + side, x:x + side].mean() for x in range(width)] for y in range(height)])
+    return mean_a * guide + mean_b
+
+
+def test_guided_filter_matches_its_definition() -> None:
+    rng = np.random.default_rng(8)
+    for radius, eps in ((1, 1e-3), (3, 1e-2), (5, 1e-4)):
+        guide = rng.random((23, 17)).astype(np.float32)
+        src = cv2.GaussianBlur(rng.normal(size=(23, 17)).astype(np.float32), (0, 0), 1.5)
+        out = guided_filter(guide, src, radius, eps)
+        assert out.dtype == np.float32 and out.shape == src.shape
+        np.testing.assert_allclose(out, _guided_by_windows(guide, src, radius, eps), atol=2e-4)
+    with pytest.raises(ValueError):
+        guided_filter(guide, src[:-1], 2, 1e-3)
+    with pytest.raises(ValueError):
+        guided_filter(guide, src, 0, 1e-3)
+
+
+def test_guided_filter_moves_a_blurred_map_onto_the_guides_edges() -> None:
+    """A lesion bright in the image, a map that is a blurred, shifted blob over it: thresholded at the same value,
+    the guided map stops at the lesion's edge where the blob spills over it; a flat guide does not."""
+    yy, xx = np.mgrid[:96, :96]
+    lesion = (yy - 40) ** 2 / 18**2 + (xx - 52) ** 2 / 11**2 <= 1
+    image = (0.4 + 0.5 * lesion + np.random.default_rng(2).normal(0, 0.02, lesion.shape)).astype(np.float32)
+    blob = np.exp(-((yy - 44) ** 2 + (xx - 48) ** 2) / (2 * 9.0**2)).astype(np.float32)
+    raw = blob > 0.5
+    guided = guided_filter(image, blob, 6, 1e-3) > 0.5
+    flat = guided_filter(np.full_like(image, 0.5), blob, 6, 1e-3) > 0.5
+
+    def inside(mask: np.ndarray) -> float:
+        return float((mask & lesion).sum() / mask.sum())
+
+    assert inside(raw) < 0.9 and inside(flat) < 0.9 and inside(guided) > 0.99
+    assert dice_score(guided, lesion) > dice_score(raw, lesion) + 0.05

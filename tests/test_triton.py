@@ -7,6 +7,8 @@ on the requests' inputs concatenated along the batch axis.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import importlib.util
 import json
@@ -188,6 +190,12 @@ def test_client_example_up_to_the_server(repo: Path, tiny_package: Path, protoco
     assert [r["label"] for r in found] == [r.label for r in expected]
     np.testing.assert_array_equal(found[0]["mask"], expected[0].mask)
     assert found[0]["mask"].shape == scan.images.shape[-2:]
+    # a +guided rule's host-side step needs the scan itself: the client applies it as gpedge infer does
+    guided = client.results(scan, outputs, dataclasses.replace(info, post="guided"))
+    with Predictor(tiny_package, backend="onnxruntime", device="cpu") as predictor:
+        expected = predictor.predict(EXAMPLES / "hgg_t1ce.png", mask_rule=f"{predictor.mask_rule}+guided", offset=info.offset)
+    assert expected[0].mask.any() and not np.array_equal(expected[0].mask, found[0]["mask"])
+    np.testing.assert_array_equal(guided[0]["mask"], expected[0].mask)
 
 
 def _gpedge(*args: str) -> subprocess.CompletedProcess:

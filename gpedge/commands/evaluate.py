@@ -17,7 +17,7 @@ def main(
     mask_rules: Optional[str] = typer.Option(
         None, "--mask-rules",
         help="Comma-separated mask rules to sweep on the val split (paper, relative, contrast, head, contrast-head, "
-        "each optionally +clean or +peak); with --offsets (or each rule's default offsets) the (rule, offset) of the best "
+        "each optionally +clean, +peak or +guided); with --offsets (or each rule's default offsets) the (rule, offset) of the best "
         "median Dice is written into the package manifest and used for the evaluation.",
     ),
     offsets: Optional[str] = typer.Option(

@@ -28,7 +28,7 @@ def main(
     ),
     mask_rule: Optional[str] = typer.Option(
         None, "--mask-rule",
-        help="Mask rule the package starts with: paper, relative, contrast, head or contrast-head, optionally +clean or +peak "
+        help="Mask rule the package starts with: paper, relative, contrast, head or contrast-head, optionally +clean, +peak or +guided "
         f"(default: chosen on the run's validation patients when reachable, else {DEFAULT_MASK_RULE}).",
     ),
     offset: Optional[float] = typer.Option(

@@ -34,12 +34,18 @@ HEAD_EROSION = 0.03
 #: Suffixes of a rule name that add a host-side step at the input's resolution, applied by
 #: :func:`gpedge.runtime.maps.to_input_resolution`: ``+clean`` the paper's clean-up
 #: (:func:`gpedge.postprocess.clean_mask` with :data:`CLEAN_UP`), ``+peak`` the connected region of
-#: the map's maximum (:func:`gpedge.postprocess.peak_component`).
-POST_STEPS = {"+clean": "clean", "+peak": "peak"}
+#: the map's maximum (:func:`gpedge.postprocess.peak_component`), ``+guided`` the map refined with
+#: the image as guide (:func:`gpedge.postprocess.guided_filter` with :data:`GUIDED`) before the graph's threshold.
+POST_STEPS = {"+clean": "clean", "+peak": "peak", "+guided": "guided"}
 #: Clean-up parameters at the input's resolution (pixels): objects and holes below these sizes, closing radius.
 CLEAN_UP = {"min_object": 64, "max_hole": 128, "closing_radius": 2, "largest_component": True}
 #: ``+peak``: the mask's 8-connected component that holds the maximum of the rule's map.
 PEAK_COMPONENT = {"connectivity": 8}
+#: ``+guided``: the guide is the FLAIR channel when the model reads one (the contrast on which a glioma's
+#: whole extent, oedema included, is drawn), else the mean of the channels, each divided by its
+#: ``percentile`` of the slice's positive values and clipped to [0, 1]; window radius = ``radius_fraction``
+#: of the input's smaller side (at least 1 px); ``eps`` the filter's ridge on that 0-1 scale.
+GUIDED = {"guide": "flair", "percentile": 99.5, "radius_fraction": 0.0625, "eps": 1e-3}
 
 #: Codes of the three parts of a rule, in the order of the ``mask_rule`` input.
 MAP_CODES = {"class": 0, "contrast": 1}
@@ -116,7 +122,7 @@ def parse_mask_rule(name: str) -> MaskRule:
     if base not in MASK_RULES:
         raise GpedgeError(
             f"unknown mask rule {name!r}; use one of {', '.join(MASK_RULES)}, optionally with "
-            f"{' or '.join(map(repr, POST_STEPS))} (e.g. relative+clean, head+peak)"
+            f"{' or '.join(map(repr, POST_STEPS))} (e.g. relative+clean, head+peak, contrast-head+guided)"
         )
     rule = MASK_RULES[base]
     return MaskRule(text, rule.map, rule.threshold, rule.region, POST_STEPS.get(suffix, ""))
@@ -196,6 +202,7 @@ def mask_rule(rule: str, offset: float, empty_for_class: int | None, height: int
         "head": {"fraction": HEAD_FRACTION, "erosion_px": head_erosion_px(height, width)},
         "clean_up": dict(CLEAN_UP),
         "peak_component": dict(PEAK_COMPONENT),
+        "guided": dict(GUIDED),
         "rules": {name: {"map": r.map, "threshold": r.threshold, "region": r.region, "code": list(r.code)}
                   for name, r in MASK_RULES.items()},
         "inputs": {OFFSET: specs[OFFSET], MASK_RULE: specs[MASK_RULE]},

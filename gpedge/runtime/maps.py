@@ -8,10 +8,13 @@ sweep of ``gpedge evaluate`` and the volume benchmark) and the Grad-CAM comparis
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
-from gpedge.graph.contract import CLEAN_UP, PEAK_COMPONENT
-from gpedge.postprocess import clean_mask, peak_component
+
+from gpedge.graph.contract import CLEAN_UP, GUIDED, PEAK_COMPONENT
+from gpedge.postprocess import clean_mask, guided_filter, peak_component
 
 
 def resize_heatmaps(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -25,9 +28,25 @@ def resize_heatmaps(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(resized.reshape(height, width, -1).transpose(2, 0, 1))
 
 
+def guide_image(image: np.ndarray, channels: Sequence[str]) -> np.ndarray:
+    """The ``+guided`` step's guide for one (C, H, W) slice in scanner units whose channels are ``channels``:
+    the FLAIR channel when there is one, else the mean of the channels, each divided by its
+    :data:`~gpedge.graph.contract.GUIDED` percentile of positive values and clipped to [0, 1]. float32 (H, W)."""
+    image = np.asarray(image, dtype=np.float32)
+    names = [str(c).lower() for c in channels]
+    picked = image[[names.index(GUIDED["guide"])]] if GUIDED["guide"] in names else image
+    out = np.zeros(image.shape[-2:], dtype=np.float32)
+    for channel in picked:
+        positive = channel[channel > 0]
+        scale = float(np.percentile(positive, GUIDED["percentile"])) if positive.size else 0.0
+        if scale > 0:
+            out += np.clip(channel / np.float32(scale), 0.0, 1.0)
+    return out / np.float32(len(picked))
+
+
 def to_input_resolution(
     heatmaps: np.ndarray, score: np.ndarray, threshold: float, graph_mask: np.ndarray, size: tuple[int, int],
-    post: str = "",
+    post: str = "", guide: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The graph's outputs for one slice at the input's resolution ``size`` = (H, W).
 
@@ -37,13 +56,20 @@ def to_input_resolution(
     threshold, and empty wherever the graph's own mask is empty (the no-tumour class, a map
     without a multi-Otsu split); then the rule's ``post`` step: ``"clean"`` (rules named
     ``...+clean``) :func:`gpedge.postprocess.clean_mask` with :data:`gpedge.graph.contract.CLEAN_UP`,
-    ``"peak"`` (``...+peak``) :func:`gpedge.postprocess.peak_component` of the resized map.
+    ``"peak"`` (``...+peak``) :func:`gpedge.postprocess.peak_component` of the resized map;
+    ``"guided"`` (``...+guided``) the resized map refined by :func:`gpedge.postprocess.guided_filter` with
+    ``guide`` (H, W) (:func:`guide_image` of the input slice) before the threshold.
     At the model's resolution and without a step both are the graph's outputs unchanged.
     """
     maps = resize_heatmaps(heatmaps, size)
     if not np.any(graph_mask):
         return maps, np.zeros(size, dtype=bool)
     resized = resize_heatmaps(np.asarray(score)[None], size)[0]
+    if post == "guided":
+        if guide is None or np.shape(guide) != tuple(size):
+            raise ValueError(f"the +guided step needs the input's guide image of shape {tuple(size)}")
+        radius = max(1, round(GUIDED["radius_fraction"] * min(size)))
+        return maps, guided_filter(guide, resized, radius, GUIDED["eps"]) > np.float32(threshold)
     mask = resized > np.float32(threshold)
     if post == "clean":
         return maps, clean_mask(mask, **CLEAN_UP).astype(bool)

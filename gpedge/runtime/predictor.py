@@ -15,7 +15,7 @@ from gpedge.preprocess import resize_image
 from gpedge.runtime import ood
 from gpedge.runtime.backends import Backend, create_backend
 from gpedge.runtime.io import DEFAULT_MAX_PIXELS, Scan, load_input
-from gpedge.runtime.maps import to_input_resolution
+from gpedge.runtime.maps import guide_image, to_input_resolution
 from gpedge.runtime.results import Result, Source
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ class Predictor:
     (then ``model`` is its package).
     ``device``: ``None`` (backend's choice), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. ``mask_rule``
     and ``offset``: the mask rule (a name of :data:`gpedge.graph.contract.MASK_RULES`, optionally
-    ``+clean`` or ``+peak``) and its parameter, overriding the package's (fed to the graph's ``mask_rule`` and
+    ``+clean``, ``+peak`` or ``+guided``) and its parameter, overriding the package's (fed to the graph's ``mask_rule`` and
     ``offset`` inputs). ``batch_size``: slices per model call (capped at the package's
     ``max_batch``). ``threads``: CPU threads of the backend (default: the physical cores; ONNX
     Runtime and torch on the CPU). ``max_pixels``: the largest input accepted, in pixels per
@@ -44,7 +44,7 @@ class Predictor:
 
     Masks follow one rule at every resolution: the graph thresholds the rule's map at the
     model's resolution, :func:`gpedge.runtime.maps.to_input_resolution` maps the result to the
-    input's (and applies the host-side step of ``+clean`` and ``+peak`` rules). Blank images are refused and slices
+    input's (and applies the host-side step of ``+clean``, ``+peak`` and ``+guided`` rules). Blank images are refused and slices
     far from the training data are flagged (:mod:`gpedge.runtime.ood`). ``predict`` may be called
     from several threads at once. Use as a context manager or call ``close()`` to release device
     memory.
@@ -238,8 +238,10 @@ class Predictor:
     def _postprocess(self, scan: Scan, i: int, outputs: dict[str, np.ndarray], row: int, post: str) -> Result:
         k = int(outputs["label"][row])
         threshold = float(outputs["threshold"][row])
+        guide = guide_image(scan.images[i], self.channels) if post == "guided" else None
         heatmaps, mask = to_input_resolution(
-            outputs["heatmaps"][row], outputs["score"][row], threshold, outputs["mask"][row], scan.images.shape[-2:], post
+            outputs["heatmaps"][row], outputs["score"][row], threshold, outputs["mask"][row], scan.images.shape[-2:], post,
+            guide,
         )
         probs = np.asarray(outputs["probs"][row], dtype=np.float64)
         return Result(
