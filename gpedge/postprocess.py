@@ -5,7 +5,8 @@ The mask rule itself runs inside the fused graph (:mod:`gpedge.graph.mask`);
 :mod:`gpedge.runtime.maps` maps its result to the input's resolution and, for rules named
 ``...+clean``, applies :func:`clean_mask` there with :data:`gpedge.graph.contract.CLEAN_UP`; for
 ``...+peak``, :func:`peak_component`; for ``...+guided``, :func:`guided_filter` of the map with the image as guide.
-``tests/test_postprocess.py`` holds both to scikit-image's morphology and labelling, which they replace.
+``tests/test_postprocess.py`` holds the first two to scikit-image's morphology and labelling, which they
+replace, and the guided filter to its definition computed window by window.
 """
 from __future__ import annotations
 
