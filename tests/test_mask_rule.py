@@ -28,8 +28,9 @@ from mask_reference import mask_from_heatmap
 DATA_SIZE = 120  # the tiny model runs at 64 px: a 1.875x resolution change, not a whole multiple
 OFFSETS = [0.0, 0.01, 0.02, 0.04, 0.08]  # the tiny model's heatmaps peak near 0.1
 FRACTIONS = [-0.5, 0.0, 0.5, 1.0]
-PAIRS = candidates(["paper"], OFFSETS) + candidates(["relative", "contrast-head", "contrast+clean", "head+peak",
-                                                                       "contrast-head+guided"], FRACTIONS)
+PAIRS = candidates(["paper"], OFFSETS) + candidates(
+    ["relative", "contrast-head", "contrast+clean", "head+peak", "contrast-head+guided"], FRACTIONS
+)
 BACKENDS = [
     "onnxruntime",
     "onnxruntime-fp16",
