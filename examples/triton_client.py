@@ -23,7 +23,7 @@ import numpy as np
 from gpedge.graph.contract import parse_mask_rule
 from gpedge.preprocess import resize_image
 from gpedge.runtime.io import Scan, load_input, write_png
-from gpedge.runtime.maps import guide_image, to_input_resolution
+from gpedge.runtime.maps import to_input_resolution
 
 OUTPUTS = ("label", "probs", "heatmaps", "score", "threshold", "mask")
 PORTS = {"http": 8000, "grpc": 8001}
@@ -84,9 +84,8 @@ def results(scan: Scan, outputs: dict[str, np.ndarray], info: ModelInfo) -> list
     for row in range(len(outputs["label"])):
         k = int(np.asarray(outputs["label"]).reshape(-1)[row])
         threshold = float(np.asarray(outputs["threshold"]).reshape(-1)[row])
-        guide = guide_image(scan.images[row], info.channels) if info.post == "guided" else None
         _, mask = to_input_resolution(outputs["heatmaps"][row], outputs["score"][row], threshold, outputs["mask"][row],
-                                      scan.images.shape[-2:], post=info.post, guide=guide)
+                                      scan.images.shape[-2:], post=info.post, image=scan.images[row], channels=info.channels)
         found.append({"label": info.classes[k], "probabilities": dict(zip(info.classes, map(float, outputs["probs"][row]))),
                       "mask": mask})
     return found

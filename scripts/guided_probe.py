@@ -35,8 +35,7 @@ GUIDES = ("package", "mean")
 
 def probe(package, data, split: str) -> dict:
     dataset, _ = select_split(open_dataset(data, format="brats", channels=package.channels), package, split)
-    rule = parse_mask_rule(package.mask_rule)
-    base = rule.name[: len(rule.name) - len(next((s for s in ("+clean", "+peak", "+guided") if rule.name.endswith(s)), ""))]
+    base = parse_mask_rule(package.mask_rule).base
     settings = list(itertools.product(GUIDES, RADIUS_FRACTIONS, EPS))
     dice: dict[str, list[float]] = {"unrefined": [], **{f"{g} r={r:.4f} eps={e:g}": [] for g, r, e in settings}}
     with Predictor(package, backend="onnxruntime") as predictor:

@@ -15,7 +15,7 @@ from conftest import TINY_SIZE, make_slices
 from gpedge.evaluate.metrics import dice_score
 from gpedge.evaluate.sweep import RuleSweep, candidates, set_package_rule, sweep_rules
 from gpedge.errors import GpedgeError
-from gpedge.graph.contract import CLEAN_UP, GUIDED
+from gpedge.graph.contract import CLEAN_UP, GUIDED, parse_mask_rule
 from gpedge.package import ModelPackage
 from gpedge.postprocess import clean_mask, guided_filter, peak_component
 from gpedge.runtime.backends import create_backend
@@ -204,14 +204,21 @@ def test_guided_map_is_thresholded_at_the_input_resolution() -> None:
     graph_mask = (score > 0.5).astype(np.uint8)
     guide = np.zeros((48, 48), np.float32)
     guide[8:30, 8:24] = 1.0
-    _, mask = to_input_resolution(score[None], score, 0.5, graph_mask, (48, 48), post="guided", guide=guide)
+    _, mask = to_input_resolution(score[None], score, 0.5, graph_mask, (48, 48), post="guided", image=guide[None],
+                                  channels=["t1ce"])
     resized = cv2.resize(score, (48, 48), interpolation=cv2.INTER_LINEAR)
     radius = max(1, round(GUIDED["radius_fraction"] * 48))
     np.testing.assert_array_equal(mask, guided_filter(guide, resized, radius, GUIDED["eps"]) > 0.5)
-    _, empty = to_input_resolution(score[None], score, 0.5, np.zeros_like(graph_mask), (48, 48), post="guided", guide=guide)
+    _, empty = to_input_resolution(score[None], score, 0.5, np.zeros_like(graph_mask), (48, 48), post="guided",
+                                   image=guide[None], channels=["t1ce"])
     assert not empty.any()
     with pytest.raises(ValueError, match="guide"):
         to_input_resolution(score[None], score, 0.5, graph_mask, (48, 48), post="guided")
+
+
+def test_a_rules_base_is_its_name_without_the_host_side_step() -> None:
+    assert [parse_mask_rule(n).base for n in ("paper", "head+peak", "contrast-head+guided", "relative+clean")] == [
+        "paper", "head", "contrast-head", "relative"]
 
 
 def test_guide_is_flair_when_the_model_reads_it_else_the_mean_of_the_channels() -> None:

@@ -19,7 +19,7 @@ import numpy as np
 from gpedge.evaluate.metrics import dice_score, iou_score, median_or_none, pointing_hit, pointing_tolerance
 from gpedge.package import ModelPackage
 from gpedge.preprocess import normalise_slice_max, resize_image
-from gpedge.runtime.maps import guide_image, to_input_resolution
+from gpedge.runtime.maps import to_input_resolution
 
 POINTING_FRACTION = 0.015
 
@@ -58,13 +58,12 @@ def compare_explanations(
             for method, maps in {"inherent": out.inherent, **out.posthoc}.items():
                 score, threshold, mask = rule(torch.from_numpy(maps)[:, None], zeros, image, offset, code, keep)
                 graph_rule[method] = (maps, score.numpy(), threshold.numpy(), mask.numpy())
-        guides = [guide_image(s["image"], package.channels) if post == "guided" else None for s in samples]
         for row, sample in enumerate(samples):
             truth = sample["mask"]
             tolerance = pointing_tolerance(truth.shape, POINTING_FRACTION)
             for method, (maps, score, thresholds, masks) in graph_rule.items():
                 resized, mask = to_input_resolution(maps[row][None], score[row], thresholds[row], masks[row], truth.shape, post,
-                                                    guides[row])
+                                                    sample["image"], package.channels)
                 scores[method]["dice"].append(dice_score(mask, truth))
                 scores[method]["iou"].append(iou_score(mask, truth))
                 scores[method]["hit"].append(float(pointing_hit(resized[0], truth, tolerance)))

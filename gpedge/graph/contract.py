@@ -75,6 +75,12 @@ class MaskRule:
     post: str = ""
 
     @property
+    def base(self) -> str:
+        """The name without its host-side step's suffix (the rule the graph computes)."""
+        suffix = next((s for s, step in POST_STEPS.items() if step == self.post), "") if self.post else ""
+        return self.name.removesuffix(suffix)
+
+    @property
     def code(self) -> tuple[int, int, int]:
         """The graph's ``mask_rule`` input."""
         return MAP_CODES[self.map], THRESHOLD_CODES[self.threshold], REGION_CODES[self.region]

@@ -46,7 +46,7 @@ def guide_image(image: np.ndarray, channels: Sequence[str]) -> np.ndarray:
 
 def to_input_resolution(
     heatmaps: np.ndarray, score: np.ndarray, threshold: float, graph_mask: np.ndarray, size: tuple[int, int],
-    post: str = "", guide: np.ndarray | None = None,
+    post: str = "", image: np.ndarray | None = None, channels: Sequence[str] = (),
 ) -> tuple[np.ndarray, np.ndarray]:
     """The graph's outputs for one slice at the input's resolution ``size`` = (H, W).
 
@@ -58,7 +58,8 @@ def to_input_resolution(
     ``...+clean``) :func:`gpedge.postprocess.clean_mask` with :data:`gpedge.graph.contract.CLEAN_UP`,
     ``"peak"`` (``...+peak``) :func:`gpedge.postprocess.peak_component` of the resized map;
     ``"guided"`` (``...+guided``) the resized map refined by :func:`gpedge.postprocess.guided_filter` with
-    ``guide`` (H, W) (:func:`guide_image` of the input slice) before the threshold.
+    :func:`guide_image` of ``image``, the input slice (C, H, W) whose channels are ``channels``, before the
+    threshold (the guide is only computed for a slice with a mask).
     At the model's resolution and without a step both are the graph's outputs unchanged.
     """
     maps = resize_heatmaps(heatmaps, size)
@@ -66,10 +67,10 @@ def to_input_resolution(
         return maps, np.zeros(size, dtype=bool)
     resized = resize_heatmaps(np.asarray(score)[None], size)[0]
     if post == "guided":
-        if guide is None or np.shape(guide) != tuple(size):
-            raise ValueError(f"the +guided step needs the input's guide image of shape {tuple(size)}")
+        if image is None or np.shape(image)[-2:] != tuple(size):
+            raise ValueError(f"the +guided step needs the input slice (C, {size[0]}, {size[1]}) as its guide")
         radius = max(1, round(GUIDED["radius_fraction"] * min(size)))
-        return maps, guided_filter(guide, resized, radius, GUIDED["eps"]) > np.float32(threshold)
+        return maps, guided_filter(guide_image(image, channels), resized, radius, GUIDED["eps"]) > np.float32(threshold)
     mask = resized > np.float32(threshold)
     if post == "clean":
         return maps, clean_mask(mask, **CLEAN_UP).astype(bool)

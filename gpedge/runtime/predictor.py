@@ -15,7 +15,7 @@ from gpedge.preprocess import resize_image
 from gpedge.runtime import ood
 from gpedge.runtime.backends import Backend, create_backend
 from gpedge.runtime.io import DEFAULT_MAX_PIXELS, Scan, load_input
-from gpedge.runtime.maps import guide_image, to_input_resolution
+from gpedge.runtime.maps import to_input_resolution
 from gpedge.runtime.results import Result, Source
 
 log = logging.getLogger(__name__)
@@ -238,10 +238,9 @@ class Predictor:
     def _postprocess(self, scan: Scan, i: int, outputs: dict[str, np.ndarray], row: int, post: str) -> Result:
         k = int(outputs["label"][row])
         threshold = float(outputs["threshold"][row])
-        guide = guide_image(scan.images[i], self.channels) if post == "guided" else None
         heatmaps, mask = to_input_resolution(
             outputs["heatmaps"][row], outputs["score"][row], threshold, outputs["mask"][row], scan.images.shape[-2:], post,
-            guide,
+            scan.images[i], self.channels,
         )
         probs = np.asarray(outputs["probs"][row], dtype=np.float64)
         return Result(
