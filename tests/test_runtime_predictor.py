@@ -141,6 +141,33 @@ def test_batches_and_lists_equal_single_calls(predictor, slices) -> None:
     assert [r.source.slice for r in stack] == list(range(len(slices)))
 
 
+def test_rules_sharing_a_graph_rule_share_one_run(predictor, slices, monkeypatch) -> None:
+    """``predict_rules`` returns, for every rule, what ``predict`` returns with it; rules that differ only in their
+    host-side step share one model run per batch."""
+    images = [_upscaled(s, (96, 88)) for s in slices]
+    rules = ["contrast-head", "relative+peak", "contrast-head+guided", "relative", "contrast-head+clean"]
+    backend = predictor.backend
+    calls: list[str] = []
+    run = backend.run
+    monkeypatch.setattr(backend, "run", lambda batch, offset=None, rule=None: calls.append(rule) or run(batch, offset, rule))
+    shared = predictor.predict_rules(images, 0.5, rules)
+    batches = -(-len(images) // predictor.batch_size)
+    assert list(shared) == rules
+    assert sorted(calls) == sorted(["contrast-head"] * batches + ["relative+peak"] * batches)
+    monkeypatch.undo()
+    for rule in rules:
+        alone = predictor.predict(images, offset=0.5, mask_rule=rule)
+        assert any(r.mask.any() for r in alone), rule
+        for a, b in zip(alone, shared[rule]):
+            assert (a.label, a.ood_reasons, a.source) == (b.label, b.ood_reasons, b.source)
+            np.testing.assert_array_equal(a.heatmaps, b.heatmaps)
+            np.testing.assert_array_equal(a.mask, b.mask)
+    assert not np.array_equal(np.stack([r.mask for r in shared["contrast-head"]]),
+                              np.stack([r.mask for r in shared["contrast-head+guided"]]))
+    with pytest.raises(GpedgeError, match="offset"):
+        predictor.predict_rules(images, 2.0, ["relative"])
+
+
 def test_threads_return_what_serial_calls_return(predictor, slices) -> None:
     inputs = [_upscaled(s, (80 + 8 * i, 72)) for i, s in enumerate(slices)]
     serial = [predictor.predict(x)[0] for x in inputs]

@@ -153,27 +153,36 @@ def sweep_rules(
     """Run ``predictor`` (a :class:`gpedge.Predictor`) with every (rule, offset) on ``samples`` and score the masks.
 
     ``samples`` are data-set samples (``image``, ``mask``, ``label``); ``labels_map`` maps their
-    labels to the package's classes. The first candidate runs on every slice; the others only on the
-    slices it called a tumour class: the class does not depend on the rule, and a slice called
-    healthy has an empty mask under every rule.
+    labels to the package's classes. Candidates that differ only in their host-side step share one
+    model run (:meth:`gpedge.Predictor.predict_rules`). The first candidate's group runs on every
+    slice; the others only on the slices it called a tumour class: the class does not depend on the
+    rule, and a slice called healthy has an empty mask under every rule.
     """
     sweep = RuleSweep(pairs)
+    groups: dict[tuple[str, float], list[str]] = {}
+    for rule, offset in sweep.pairs:
+        groups.setdefault((parse_mask_rule(rule).base, offset), []).append(rule)
+    (first_key, first_rules), *others = groups.items()
     no_tumour = predictor.no_tumour_class
     step = predictor.batch_size
     for start in range(0, len(samples), step):
         batch = [samples[i] for i in range(start, min(start + step, len(samples)))]
         images = [sample["image"] for sample in batch]
         healthy = [no_tumour is not None and int(labels_map[s["label"]]) == no_tumour for s in batch]
-        (rule, offset), *others = sweep.pairs
-        first = predictor.predict(images, offset=offset, mask_rule=rule)
-        for sample, is_healthy, result in zip(batch, healthy, first):
-            sweep.add(rule, offset, result.mask, sample["mask"], is_healthy, result.is_tumour)
-        called = [k for k, result in enumerate(first) if result.is_tumour]
-        for rule, offset in others:
-            results = dict(zip(called, predictor.predict([images[k] for k in called], offset=offset, mask_rule=rule))) if called else {}
-            for k, (sample, is_healthy) in enumerate(zip(batch, healthy)):
-                mask = results[k].mask if k in results else np.zeros(first[k].mask.shape, dtype=bool)
-                sweep.add(rule, offset, mask, sample["mask"], is_healthy, k in results)
+        offset = first_key[1]
+        first = predictor.predict_rules(images, offset, first_rules)
+        for rule, results in first.items():
+            for sample, is_healthy, result in zip(batch, healthy, results):
+                sweep.add(rule, offset, result.mask, sample["mask"], is_healthy, result.is_tumour)
+        shapes = [result.mask.shape for result in first[first_rules[0]]]
+        called = [k for k, result in enumerate(first[first_rules[0]]) if result.is_tumour]
+        for (_, offset), rules in others:
+            by_rule = predictor.predict_rules([images[k] for k in called], offset, rules) if called else {}
+            for rule in rules:
+                found = dict(zip(called, by_rule.get(rule, [])))
+                for k, (sample, is_healthy) in enumerate(zip(batch, healthy)):
+                    mask = found[k].mask if k in found else np.zeros(shapes[k], dtype=bool)
+                    sweep.add(rule, offset, mask, sample["mask"], is_healthy, k in found)
         if progress is not None:
             progress(start + len(batch), len(samples))
     return sweep

@@ -190,37 +190,67 @@ class Predictor:
         rule = parse_mask_rule(self.mask_rule if mask_rule is None else mask_rule)
         if offset is None:
             offset = self.offset if mask_rule is None or rule.name == self.mask_rule else self.package.offset_for(rule.name)
-        offset = rule.check_offset(offset)
-        index = [(s, i) for s, scan in enumerate(scans) for i in range(scan.images.shape[0])]
-        results: list[list[Result]] = [[] for _ in scans]
-        for start in range(0, len(index), self.batch_size):
-            chunk = index[start : start + self.batch_size]
-            for (s, i), result in zip(chunk, self._predict_chunk(scans, chunk, offset, rule)):
-                results[s].append(result)
-        return results
+        return self._predict(scans, rule.check_offset(offset), [rule])[0]
+
+    def predict_rules(self, x: object, offset: float, mask_rules: Sequence[str]) -> dict[str, list[Result]]:
+        """``predict(x, offset=offset, mask_rule=rule)`` for every rule of ``mask_rules``, by rule name.
+
+        The model runs once per rule the graph computes (:attr:`~gpedge.graph.contract.MaskRule.base`):
+        rules that differ only in their host-side step, such as ``contrast``, ``contrast+peak`` and
+        ``contrast+guided``, share one run. Inputs as for :meth:`predict`; the first problem is raised.
+        """
+        rules = [parse_mask_rule(name) for name in dict.fromkeys(mask_rules)]
+        if not rules:
+            raise GpedgeError("predict_rules needs at least one mask rule")
+        for rule in rules:
+            offset = rule.check_offset(offset)
+        items = list(x) if isinstance(x, (list, tuple)) else [x]
+        names = [f"array{i}" for i in range(len(items))] if len(items) > 1 else ["array"]
+        scans = [self.read_scan(item, name) for item, name in zip(items, names)]
+        results: dict[str, list[Result]] = {}
+        for base in dict.fromkeys(rule.base for rule in rules):
+            group = [rule for rule in rules if rule.base == base]
+            for rule, per_scan in zip(group, self._predict(scans, offset, group)):
+                results[rule.name] = [r for scan_results in per_scan for r in scan_results]
+        return {rule.name: results[rule.name] for rule in rules}
 
     # -- internals ---------------------------------------------------------------------------
+    def _predict(self, scans: Sequence[Scan], offset: float, rules: Sequence[MaskRule]) -> list[list[list[Result]]]:
+        """Results by rule, then scan, then slice; ``rules`` share the graph's rule (one run per batch)."""
+        index = [(s, i) for s, scan in enumerate(scans) for i in range(scan.images.shape[0])]
+        results: list[list[list[Result]]] = [[[] for _ in scans] for _ in rules]
+        for start in range(0, len(index), self.batch_size):
+            chunk = index[start : start + self.batch_size]
+            for per_rule, chunk_results in zip(results, self._predict_chunk(scans, chunk, offset, rules)):
+                for (s, _), result in zip(chunk, chunk_results):
+                    per_rule[s].append(result)
+        return results
+
     def _predict_chunk(self, scans: Sequence[Scan], chunk: list[tuple[int, int]], offset: float,
-                       rule: MaskRule) -> list[Result]:
+                       rules: Sequence[MaskRule]) -> list[list[Result]]:
         t0 = time.perf_counter()
         batch = np.stack([resize_image(scans[s].images[i], self.image_size) for s, i in chunk])
         values = ood.features(batch)
         t1 = time.perf_counter()
-        outputs = self._run(batch, offset, rule.name, {_where(scans[s]) for s, _ in chunk})
+        outputs = self._run(batch, offset, rules[0].name, {_where(scans[s]) for s, _ in chunk})
         t2 = time.perf_counter()
-        results = [self._postprocess(scans[s], i, outputs, row, rule.post) for row, (s, i) in enumerate(chunk)]
-        for result, row_values, (s, i) in zip(results, values, chunk):
-            result.ood_reasons = self.ood.reasons(row_values, scans[s].images[i])
-        t3 = time.perf_counter()
+        reasons = [self.ood.reasons(row_values, scans[s].images[i]) for row_values, (s, i) in zip(values, chunk)]
+        per_rule = []
         n = len(chunk)
-        for result, (s, _) in zip(results, chunk):
-            result.speed.update(
-                load=scans[s].load_ms / scans[s].images.shape[0],
-                preprocess=(t1 - t0) * 1e3 / n,
-                inference=(t2 - t1) * 1e3 / n,
-                postprocess=(t3 - t2) * 1e3 / n,
-            )
-        return results
+        for rule in rules:
+            t3 = time.perf_counter()
+            results = [self._postprocess(scans[s], i, outputs, row, rule.post) for row, (s, i) in enumerate(chunk)]
+            t4 = time.perf_counter()
+            for result, reason, (s, _) in zip(results, reasons, chunk):
+                result.ood_reasons = reason
+                result.speed.update(
+                    load=scans[s].load_ms / scans[s].images.shape[0],
+                    preprocess=(t1 - t0) * 1e3 / n,
+                    inference=(t2 - t1) * 1e3 / n,
+                    postprocess=(t4 - t3) * 1e3 / n,
+                )
+            per_rule.append(results)
+        return per_rule
 
     def _run(self, batch: np.ndarray, offset: float, rule: str, where: set[str]) -> dict[str, np.ndarray]:
         """The backend's outputs; its failures become an :class:`InferenceError` naming the inputs."""
