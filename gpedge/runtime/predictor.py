@@ -171,13 +171,11 @@ class Predictor:
         :class:`~gpedge.errors.GpedgeError` naming the input) and skipped, and the other inputs are
         still predicted; otherwise the first problem is raised.
         """
-        items = list(x) if isinstance(x, (list, tuple)) else [x]
-        names = [f"array{i}" for i in range(len(items))] if len(items) > 1 else ["array"]
         if on_error is None:
-            scans = [self.read_scan(item, name) for item, name in zip(items, names)]
+            scans = [self.read_scan(item, name) for item, name in _named(x)]
             return [r for group in self.predict_scans(scans, offset, mask_rule) for r in group]
         results: list[Result] = []
-        for item, name in zip(items, names):
+        for item, name in _named(x):
             try:
                 results.extend(self.predict_scans([self.read_scan(item, name)], offset, mask_rule)[0])
             except GpedgeError as exc:
@@ -204,9 +202,7 @@ class Predictor:
             raise GpedgeError("predict_rules needs at least one mask rule")
         for rule in rules:
             offset = rule.check_offset(offset)
-        items = list(x) if isinstance(x, (list, tuple)) else [x]
-        names = [f"array{i}" for i in range(len(items))] if len(items) > 1 else ["array"]
-        scans = [self.read_scan(item, name) for item, name in zip(items, names)]
+        scans = [self.read_scan(item, name) for item, name in _named(x)]
         results: dict[str, list[Result]] = {}
         for base in dict.fromkeys(rule.base for rule in rules):
             group = [rule for rule in rules if rule.base == base]
@@ -235,19 +231,20 @@ class Predictor:
         outputs = self._run(batch, offset, rules[0].name, {_where(scans[s]) for s, _ in chunk})
         t2 = time.perf_counter()
         reasons = [self.ood.reasons(row_values, scans[s].images[i]) for row_values, (s, i) in zip(values, chunk)]
+        t3 = time.perf_counter()
         per_rule = []
         n = len(chunk)
         for rule in rules:
-            t3 = time.perf_counter()
-            results = [self._postprocess(scans[s], i, outputs, row, rule.post) for row, (s, i) in enumerate(chunk)]
             t4 = time.perf_counter()
+            results = [self._postprocess(scans[s], i, outputs, row, rule.post) for row, (s, i) in enumerate(chunk)]
+            t5 = time.perf_counter()
             for result, reason, (s, _) in zip(results, reasons, chunk):
                 result.ood_reasons = reason
                 result.speed.update(
                     load=scans[s].load_ms / scans[s].images.shape[0],
                     preprocess=(t1 - t0) * 1e3 / n,
                     inference=(t2 - t1) * 1e3 / n,
-                    postprocess=(t4 - t3) * 1e3 / n,
+                    postprocess=(t3 - t2 + t5 - t4) * 1e3 / n,
                 )
             per_rule.append(results)
         return per_rule
@@ -295,6 +292,12 @@ class Predictor:
             if preferred in names:
                 return names.index(preferred)
         return 0
+
+
+def _named(x: object) -> list[tuple[object, str]]:
+    """The inputs of one ``predict`` call with the names their arrays are reported by."""
+    items = list(x) if isinstance(x, (list, tuple)) else [x]
+    return list(zip(items, [f"array{i}" for i in range(len(items))] if len(items) > 1 else ["array"]))
 
 
 def _ood_check(package: ModelPackage) -> ood.OutOfDistribution:
