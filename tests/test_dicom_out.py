@@ -225,6 +225,31 @@ def test_empty_mask_gives_valid_objects(tmp_path: Path, predictor) -> None:
     assert got.shape == (4, 64, 64, 1) and not got.any()
 
 
+def test_a_study_without_a_diagnosis_gets_no_dicom_results(tmp_path: Path, predictor, volume) -> None:
+    """Every slice out of distribution (noise around the head): no SEG/SR stating a class the runtime does not
+    diagnose, a clear error, and another study of the same call still gets its results."""
+    data, affine = volume
+    part = data[..., 8:12].astype(np.float32)
+    noise = np.random.default_rng(5).uniform(0, part.max(), part.shape) * (part == 0)
+    write_series(tmp_path / "scans" / "noisy", (part + noise).astype(np.int16), affine, description=FLAIR)
+    results = predictor.predict(tmp_path / "scans" / "noisy")
+    assert all(r.out_of_distribution for r in results) and any(r.is_tumour for r in results), "test needs these"
+    with pytest.raises(GpedgeError, match="every slice is out of distribution .* no DICOM results are written"):
+        process_study(predictor, tmp_path / "scans" / "noisy", tmp_path / "out")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    write_series(tmp_path / "scans" / "good", data[..., 8:12], affine, description=FLAIR, series_number=7)
+    command = [sys.executable, "-m", "gpedge.cli", "infer", str(tmp_path / "scans"), "--json",
+               "--dicom-out", str(tmp_path / "dicom"), "--backend", "onnxruntime"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    errors = done.stderr.strip().splitlines()
+    assert len(errors) == 1 and "every slice is out of distribution" in errors[0], done.stderr
+    written = sorted(p.name for p in (tmp_path / "dicom").iterdir())
+    assert len(written) == 3, written
+    assert {json.loads(line)["outputs"]["dicom_sr"] for line in done.stdout.splitlines()} == {
+        str(tmp_path / "dicom" / name) for name in written if name.endswith("_sr.dcm")}
+
+
 def test_missing_highdicom_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     from gpedge.dicom.identity import require_highdicom
 

@@ -89,6 +89,29 @@ def test_non_brain_images_are_flagged_and_the_examples_are_not(predictor, brain)
     assert not any(r.out_of_distribution for r in volume)
 
 
+def test_a_flagged_slice_has_no_mask_in_any_output(predictor, brain, tmp_path: Path) -> None:
+    """No diagnosis means no mask: not in the Result, the PNG, the NIfTI, nor the volume's mask count."""
+    noisy = _non_brains(brain)["noise everywhere around a scan"]
+    flagged = predictor.predict(noisy)[0]
+    assert flagged.out_of_distribution
+    assert flagged.is_tumour, "this test needs a flagged slice the network calls tumour"
+    assert flagged.heatmap.max() > flagged.threshold, "this test needs a map above its threshold"
+    assert flagged.mask_area_px == 0
+    nib.save(nib.Nifti1Image(np.stack([brain, noisy], axis=-1).transpose(1, 0, 2)[:, ::-1], np.eye(4)),
+             tmp_path / "vol.nii.gz")
+    done = infer(tmp_path / "vol.nii.gz", "--out", tmp_path / "out")
+    assert done.returncode == 0, done.stderr
+    record = json.loads((tmp_path / "out" / "vol.json").read_text())
+    assert record["out_of_distribution_slices"] == [1] and record["tumour_slices"] == [0]
+    per_slice = nib.load(tmp_path / "out" / "vol_mask.nii.gz").get_fdata().sum(axis=(0, 1))
+    assert per_slice[0] > 0 and per_slice[1] == 0
+    assert record["mask_volume_px"] == per_slice[0]
+    cv2.imwrite(str(tmp_path / "noisy.png"), noisy.astype(np.uint16))
+    done = infer(tmp_path / "noisy.png", "--out", tmp_path / "png")
+    assert done.returncode == 0, done.stderr
+    assert not cv2.imread(str(tmp_path / "png" / "noisy_mask.png"), cv2.IMREAD_UNCHANGED).any()
+
+
 def test_another_synthetic_family_is_in_distribution(predictor) -> None:
     """Slices from a different generator (``gpedge.data.samples``: other head shapes, sizes and contrasts)
     than the training data (``gpedge synth``) are not flagged: the check must not refuse ordinary head slices."""

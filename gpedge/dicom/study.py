@@ -146,6 +146,7 @@ class StudyResult:
             "key_slice": self.key_slice,
             "mask_volume_ml": None if self.mask_volume_ml is None else round(self.mask_volume_ml, 4),
             "slices": len(self.results),
+            "out_of_distribution_slices": [r.source.slice for r in self.results if r.out_of_distribution],
             "dicom": {k: str(v) for k, v in self.paths.items()},
         }
 

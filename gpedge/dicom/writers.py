@@ -54,9 +54,18 @@ def write_results(
 ) -> dict[str, Path]:
     """Write ``<stem>_seg.dcm``, ``<stem>_pmap.dcm`` and ``<stem>_sr.dcm`` into ``out_dir``; all or nothing.
 
+    A study whose every slice is flagged out of distribution gets none (:class:`InputError`): an SR would
+    state a class the runtime does not diagnose. Flagged slices of other studies have empty masks.
+
     ``files``: the caller's set of one input's outputs to stage them in (the caller commits it);
     without it they are written as a set of their own, replacing existing files only with ``overwrite``.
     """
+    if all(r.out_of_distribution for r in results):
+        raise InputError(
+            f"{study}: every slice is out of distribution for this model ({'; '.join(results[0].ood_reasons)}), so "
+            f"there is no diagnosis to report and no DICOM results are written; check that the series "
+            f"{'is' if len(predictor.channels) == 1 else 'are'} {'/'.join(predictor.channels)} axial brain MR"
+        )
     summary = summarise(study, results)
     try:
         datasets = build_results(study, summary, ModelIdentity.of(predictor))

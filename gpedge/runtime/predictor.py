@@ -44,10 +44,10 @@ class Predictor:
 
     Masks follow one rule at every resolution: the graph thresholds the rule's map at the
     model's resolution, :func:`gpedge.runtime.maps.to_input_resolution` maps the result to the
-    input's (and applies the host-side step of ``+clean``, ``+peak`` and ``+guided`` rules). Blank images are refused and slices
-    far from the training data are flagged (:mod:`gpedge.runtime.ood`). ``predict`` may be called
-    from several threads at once. Use as a context manager or call ``close()`` to release device
-    memory.
+    input's (and applies the host-side step of ``+clean``, ``+peak`` and ``+guided`` rules). Blank images are
+    refused; slices far from the training data are flagged (:mod:`gpedge.runtime.ood`) and get no diagnosis:
+    their mask is empty. ``predict`` may be called from several threads at once. Use as a context manager or
+    call ``close()`` to release device memory.
     """
 
     def __init__(
@@ -236,10 +236,10 @@ class Predictor:
         n = len(chunk)
         for rule in rules:
             t4 = time.perf_counter()
-            results = [self._postprocess(scans[s], i, outputs, row, rule.post) for row, (s, i) in enumerate(chunk)]
+            results = [self._postprocess(scans[s], i, outputs, row, rule.post, reasons[row])
+                       for row, (s, i) in enumerate(chunk)]
             t5 = time.perf_counter()
-            for result, reason, (s, _) in zip(results, reasons, chunk):
-                result.ood_reasons = reason
+            for result, (s, _) in zip(results, chunk):
                 result.speed.update(
                     load=scans[s].load_ms / scans[s].images.shape[0],
                     preprocess=(t1 - t0) * 1e3 / n,
@@ -262,7 +262,9 @@ class Predictor:
                 f"({type(exc).__name__}: {text[0][:300] if text else 'no details'})"
             ) from exc
 
-    def _postprocess(self, scan: Scan, i: int, outputs: dict[str, np.ndarray], row: int, post: str) -> Result:
+    def _postprocess(self, scan: Scan, i: int, outputs: dict[str, np.ndarray], row: int, post: str,
+                     ood_reasons: tuple[str, ...]) -> Result:
+        """One slice's Result; a slice flagged out of distribution gets no diagnosis, hence an empty mask."""
         k = int(outputs["label"][row])
         threshold = float(outputs["threshold"][row])
         heatmaps, mask = to_input_resolution(
@@ -276,13 +278,14 @@ class Predictor:
             probabilities={name: float(p) for name, p in zip(self.classes, probs)},
             heatmap=heatmaps[k],
             heatmaps=heatmaps,
-            mask=mask,
+            mask=np.zeros_like(mask) if ood_reasons else mask,
             threshold=threshold,
             precision=self.precision,
             source=Source(str(scan.path) if scan.path else None, scan.slices[i] if scan.slices else None, scan.name),
             speed={},
             image=scan.images[i, self._display_channel(scan)],
             is_tumour=k != self.no_tumour_class,
+            ood_reasons=ood_reasons,
             provider=self.provider,
         )
 
