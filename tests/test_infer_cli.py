@@ -83,6 +83,20 @@ def test_contrast_flags(tiny_package: Path, inputs: Path, tmp_path: Path) -> Non
     assert "missing t1ce" in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
 
 
+def test_a_folder_with_nothing_readable_is_reported(tiny_package: Path, inputs: Path, tmp_path: Path) -> None:
+    """Beside a good input, an empty folder and one whose images are only in sub-folders are errors, not skipped."""
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "nested" / "deeper").mkdir(parents=True)
+    shutil.copy(inputs / "scan.png", tmp_path / "nested" / "deeper" / "scan.png")
+    done = infer(tmp_path / "empty", tmp_path / "nested", inputs / "scan.png", "--model", tiny_package, "--json")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    errors = done.stderr.strip().splitlines()
+    assert len(errors) == 2 and all("holds no images" in line and "folder itself" in line for line in errors), errors
+    assert [json.loads(line)["file"] for line in done.stdout.splitlines()] == [str(inputs / "scan.png")]
+    alone = infer(tmp_path / "empty", "--model", tiny_package)
+    assert alone.returncode == 2 and alone.stderr.count("error:") == 1 and "holds no images" in alone.stderr
+
+
 def test_damaged_package_is_one_line_exit_2(tiny_package: Path, inputs: Path, tmp_path: Path) -> None:
     broken = tmp_path / "pkg"
     shutil.copytree(tiny_package, broken)

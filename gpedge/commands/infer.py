@@ -79,9 +79,12 @@ def _infer(inputs, model, backend, device, precision, out, overwrite, json_lines
     contrasts = {k: v for k, v in contrast_flags.items() if v is not None}
     dicom_paths, other_paths = split_inputs(inputs or [], report)
     items: list[object] = list(expand_paths(other_paths, report))
+    _report_empty_folders(other_paths, [*dicom_paths, *items], report)
     if contrasts:
         items.append(contrasts)
-    if not items and not dicom_paths and not report.count:
+    if not items and not dicom_paths:
+        if report.count:
+            raise typer.Exit(2)
         raise GpedgeError("no inputs: pass image files, DICOM series, volumes or folders, or --t1/--t2/--t1ce/--flair")
 
     console = Console(width=None if sys.stdout.isatty() else 200)
@@ -131,6 +134,14 @@ def _infer(inputs, model, backend, device, precision, out, overwrite, json_lines
             console.print(f"{label}: {files}", highlight=False)
     if report.count:
         raise typer.Exit(2)
+
+
+def _report_empty_folders(paths: list[Path], found: list[Path], report: "_Reporter") -> None:
+    """Report each folder argument in which nothing readable was found (it would otherwise be skipped silently)."""
+    for path in paths:
+        if path.is_dir() and not any(f == path or path in f.parents for f in found):
+            report(f"{path}: holds no images (PNG/JPEG/TIFF), NIfTI volumes, BraTS patient folders or DICOM files "
+                   "(images and volumes are looked for in the folder itself, DICOM files at any depth)")
 
 
 class _Reporter:
