@@ -25,7 +25,7 @@ import onnxruntime as ort
 
 from gpedge.bench.machine import cpu_description
 from gpedge.package import ModelPackage
-from gpedge.preprocess import resize_image
+from gpedge.preprocess import fit_image
 from gpedge.runtime.backends.base import rule_inputs
 from gpedge.runtime.backends.onnxruntime import OPTIMIZATIONS
 from gpedge.runtime.io import read_file
@@ -68,7 +68,7 @@ def main() -> int:
     args = parser.parse_args()
     package = ModelPackage.load(args.model or "default")
     height, width = package.image_size
-    slice_ = resize_image(read_file(EXAMPLE).images[0], (height, width))
+    slice_ = fit_image(read_file(EXAMPLE).images[0], (height, width))
     image = np.ascontiguousarray(np.repeat(slice_[None], len(package.channels), axis=1))
     feed = {"image": image, **rule_inputs(package.offset, package.mask_rule)}
     providers = [p for p in ("CPUExecutionProvider", "OpenVINOExecutionProvider") if p in ort.get_available_providers()]

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from gpedge.graph.contract import parse_mask_rule
-from gpedge.preprocess import resize_image
+from gpedge.preprocess import fit_image
 from gpedge.runtime.io import Scan, load_input, write_png
 from gpedge.runtime.maps import to_input_resolution
 
@@ -71,7 +71,7 @@ def model_info(config: dict[str, Any]) -> ModelInfo:
 def request_arrays(images: np.ndarray, info: ModelInfo, offset: float | None = None) -> dict[str, np.ndarray]:
     """The model inputs for raw (N, C, H, W) slices: resized to the model size, one offset per slice
     (a model without Triton batching takes one offset per request)."""
-    batch = np.stack([resize_image(image, info.size) for image in images]).astype(np.float32)
+    batch = np.stack([fit_image(image, info.size) for image in images]).astype(np.float32)
     value = info.offset if offset is None else offset
     shape = (len(batch), 1) if info.batching else (1,)
     arrays = {"image": batch, "offset": np.full(shape, value, dtype=np.float32)}

@@ -1,17 +1,63 @@
 """Image preprocessing shared by training, export parity checks and the runtime (numpy + OpenCV only).
 
-Order everywhere: raw slice -> ``resize_image`` to the model size -> ``normalise_slice_max``.
-The fused ONNX graph repeats the normalisation itself, so the runtime only resizes; the
-normalisation is idempotent on already normalised data.
+Order everywhere: raw slice -> ``fit_image`` to the model size -> ``normalise_slice_max``.
+``fit_image`` keeps the anatomy's proportions: a slice of another aspect ratio than the model's
+(a rectangular field of view, an MNI slice) is resized by one factor into the model's frame and
+zero-padded around, centred (:func:`letterbox`), and ``gpedge.runtime.maps`` crops exactly that
+region when it maps the model's outputs back. The fused ONNX graph repeats the normalisation itself, so the runtime only
+fits; the normalisation is idempotent on already normalised data.
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import cv2
 import numpy as np
 
 
+class Letterbox(NamedTuple):
+    """Where a slice lies in the model's frame once fitted: its top-left corner and size, in model pixels."""
+
+    top: int
+    left: int
+    height: int
+    width: int
+
+
+def letterbox(shape: tuple[int, int], size: tuple[int, int]) -> Letterbox:
+    """The place of an (H, W) slice in the model's frame ``size`` = (height, width): scaled by one factor
+    to fit inside it, centred; the rest of the frame is zero (MR background)."""
+    rows, cols = int(shape[0]), int(shape[1])
+    height, width = size
+    scale = min(height / rows, width / cols)
+    inner = min(height, max(1, round(rows * scale))), min(width, max(1, round(cols * scale)))
+    return Letterbox((height - inner[0]) // 2, (width - inner[1]) // 2, *inner)
+
+
+def _fit(arr: np.ndarray, size: tuple[int, int], resize) -> np.ndarray:
+    box = letterbox(arr.shape[-2:], size)
+    inner = resize(arr, (box.height, box.width))
+    if (box.height, box.width) == tuple(size):
+        return inner
+    out = np.zeros((*arr.shape[:-2], *size), dtype=inner.dtype)
+    out[..., box.top : box.top + box.height, box.left : box.left + box.width] = inner
+    return out
+
+
+def fit_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A (C, H, W) or (H, W) raw slice at the model's ``size`` = (height, width) without distortion:
+    resized by one factor into the frame and zero-padded around (:func:`letterbox`)."""
+    return _fit(np.asarray(image, dtype=np.float32), size, resize_image)
+
+
+def fit_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A (H, W) label mask fitted like :func:`fit_image` (nearest neighbour)."""
+    return _fit(np.asarray(mask), size, resize_mask)
+
+
 def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize a (C, H, W) or (H, W) float array to ``size`` = (height, width).
+    """Resize a (C, H, W) or (H, W) float array to ``size`` = (height, width), whatever its aspect ratio
+    (:func:`fit_image` keeps it).
 
     Area interpolation when shrinking (no aliasing), bilinear when enlarging.
     """

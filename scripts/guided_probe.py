@@ -22,7 +22,7 @@ from gpedge.evaluate.metrics import dice_score
 from gpedge.evaluate.selection import select_split
 from gpedge.graph.contract import GUIDED, parse_mask_rule
 from gpedge.postprocess import guided_filter
-from gpedge.preprocess import resize_image
+from gpedge.preprocess import fit_image
 from gpedge.runtime.maps import guide_image, resize_heatmaps
 from gpedge.runtime.predictor import Predictor
 
@@ -45,7 +45,7 @@ def probe(package, data, split: str) -> dict:
             if not truth.any():
                 continue
             image = np.asarray(sample["image"], np.float32)
-            out = predictor.backend.run(resize_image(image, package.image_size)[None], package.offset, base)
+            out = predictor.backend.run(fit_image(image, package.image_size)[None], package.offset, base)
             threshold = np.float32(out["threshold"][0])
             empty = not out["mask"][0].any()
             score = resize_heatmaps(out["score"][0][None], truth.shape)[0]

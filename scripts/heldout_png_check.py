@@ -10,6 +10,7 @@ contrasts from folders of the same layout (``--contrast NAME=DIR``, as ``gpedge 
 --channel NAME`` writes them with the same seed); DATA supplies the channel not named.
 
     python scripts/heldout_png_check.py data/heldout-png --json check.json --overlays check-overlays.png
+    python scripts/heldout_png_check.py data/heldout-png --cut-columns 45     # a 240 x 150 field of view
     python scripts/heldout_png_check.py held-t1ce --model gp-unet-synth --contrast t1=held-t1 --contrast t2=held-t2 \
         --contrast flair=held-flair
 """
@@ -25,21 +26,27 @@ import numpy as np
 
 from gpedge.data.folder import MASK_SUFFIX, NO_TUMOUR_NAMES
 from gpedge.evaluate.metrics import dice_score, pointing_hit
+from gpedge.preprocess import letterbox
 from gpedge.runtime.predictor import Predictor
 
 
-def check(data: Path, predictor: Predictor, contrasts: dict[str, Path] | None = None) -> tuple[list[dict], list[np.ndarray]]:
+def check(data: Path, predictor: Predictor, contrasts: dict[str, Path] | None = None,
+          cut_columns: int = 0) -> tuple[list[dict], list[np.ndarray]]:
     """One record per image of ``data`` and the overlays (RGB, ground truth outlined in green); ``contrasts``:
-    the folders holding each image's other channels, by channel name (a multi-channel model)."""
+    the folders holding each image's other channels, by channel name (a multi-channel model); ``cut_columns``:
+    columns cut off each side of every image and its ground truth (a narrower field of view; one channel)."""
     import cv2
 
     records, overlays = [], []
+    keep = np.s_[:, cut_columns : -cut_columns or None]
     for image in sorted(p for p in data.glob("*/*.png") if not p.stem.endswith(MASK_SUFFIX)):
-        truth = cv2.imread(str(image.with_name(f"{image.stem}{MASK_SUFFIX}.png")), cv2.IMREAD_GRAYSCALE) > 0
+        truth = (cv2.imread(str(image.with_name(f"{image.stem}{MASK_SUFFIX}.png")), cv2.IMREAD_GRAYSCALE) > 0)[keep]
         tumour = image.parent.name.lower() not in NO_TUMOUR_NAMES
         item = image if not contrasts else {
             name: contrasts[name] / image.relative_to(data) if name in contrasts else image for name in predictor.channels
         }
+        if cut_columns:
+            item = cv2.imread(str(image), cv2.IMREAD_UNCHANGED).astype(np.float32)[keep]
         result = predictor.predict(item)[0]
         predicted_tumour = result.is_tumour
         records.append({
@@ -107,25 +114,30 @@ def main(argv: list[str] | None = None) -> int:
                         help="folder holding the images' contrast NAME (repeat for each channel DATA does not hold)")
     parser.add_argument("--mask-rule", help="mask rule (default: the package's)")
     parser.add_argument("--offset", type=float, help="the rule's parameter (default: the package's)")
+    parser.add_argument("--cut-columns", type=int, default=0, metavar="N",
+                        help="cut N columns off each side of every image and its ground truth (one-channel models)")
     parser.add_argument("--json", type=Path, help="write records and summary here")
     parser.add_argument("--overlays", type=Path, help="write a PNG contact sheet of the overlays here")
     args = parser.parse_args(argv)
     contrasts = dict(_contrast(value, parser) for value in args.contrast)
+    if args.cut_columns < 0 or (args.cut_columns and contrasts):
+        parser.error("--cut-columns takes N >= 0 and a one-channel model (no --contrast)")
     with Predictor(args.model, backend="onnxruntime", mask_rule=args.mask_rule, offset=args.offset) as predictor:
         missing = [name for name in predictor.channels if name not in contrasts]
         if len(missing) != 1:
             parser.error(f"the model reads {predictor.channels}; name with --contrast every channel but the one DATA holds")
-        records, overlays = check(args.data, predictor, contrasts)
+        records, overlays = check(args.data, predictor, contrasts, args.cut_columns)
         found = {"model": str(predictor.package.root), "mask_rule": predictor.mask_rule, "offset": predictor.offset,
-                 "data": str(args.data), "summary": summary(records), "records": records}
+                 "data": str(args.data), "cut_columns": args.cut_columns, "summary": summary(records), "records": records}
     print(json.dumps(found["summary"]))
     if args.json:
         args.json.write_text(json.dumps(found, indent=2) + "\n")
     if args.overlays and overlays:
         import cv2
 
-        size = min(o.shape[0] for o in overlays)
-        tiles = [cv2.resize(o, (size, size)) for o in overlays]
+        size = min(min(o.shape[:2]) for o in overlays)
+        tiles = [cv2.resize(np.pad(o, [(t, b), (l, r), (0, 0)]), (size, size))
+                 for o in overlays for t, b, l, r in [letterbox(o.shape[:2], (size, size))]]
         columns = 6
         tiles += [np.zeros_like(tiles[0])] * (-len(tiles) % columns)
         rows = [np.hstack(tiles[i : i + columns]) for i in range(0, len(tiles), columns)]

@@ -216,6 +216,31 @@ def test_guided_map_is_thresholded_at_the_input_resolution() -> None:
         to_input_resolution(score[None], score, 0.5, graph_mask, (48, 48), post="guided")
 
 
+def test_a_slice_of_another_aspect_ratio_gets_what_its_letterboxed_square_gets() -> None:
+    """The bundled model (``+guided`` rule) on the example cut to 240 x 150 gives the maps and mask it gives on that cut
+    zero-padded back to 240 x 240, cropped: the same model input (150 -> 60 columns, 18 zero columns each side), the
+    same guided window (a share of the model's frame); a plain resize would give the model a head 1.6 times wider."""
+    from conftest import EXAMPLE_SCAN
+
+    scan = cv2.imread(str(EXAMPLE_SCAN), cv2.IMREAD_UNCHANGED).astype(np.float32)
+    assert scan.shape == (240, 240) and not scan[:, :45].any() and not scan[:, 195:].any(), "the cut must keep the head"
+    cut = scan[:, 45:195]
+    with Predictor(backend="onnxruntime") as predictor:
+        assert parse_mask_rule(predictor.mask_rule).post == "guided"
+        narrow = predictor.predict(cut)[0]
+        square = predictor.predict(np.pad(cut, ((0, 0), (45, 45))))[0]
+    assert narrow.mask.shape == (240, 150) and square.mask[:, 45:195].any()
+    # the same samples of the model's maps, but at the cut's first and last column bilinear interpolation clamps to
+    # the cut's border where the square reads the padding beside it; the guided filter's windows differ only within
+    # its radius of those edges
+    np.testing.assert_allclose(narrow.heatmaps[:, :, 1:-1], square.heatmaps[:, :, 46:194], rtol=1e-4, atol=1e-5)
+    radius = round(GUIDED["radius_fraction"] * 240)
+    inner = np.s_[:, radius : 150 - radius]
+    np.testing.assert_array_equal(narrow.mask[inner], square.mask[:, 45:195][inner])
+    assert (narrow.mask != square.mask[:, 45:195]).sum() <= 0.01 * square.mask.sum()
+    assert narrow.probabilities == square.probabilities
+
+
 def test_a_rules_base_is_its_name_without_the_host_side_step() -> None:
     assert [parse_mask_rule(n).base for n in ("paper", "head+peak", "contrast-head+guided", "relative+clean")] == [
         "paper", "head", "contrast-head", "relative"]

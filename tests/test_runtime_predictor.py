@@ -15,7 +15,7 @@ import gpedge
 from conftest import make_slices
 from gpedge import package as package_module
 from gpedge.errors import GpedgeError, PackageError
-from gpedge.preprocess import resize_image
+from gpedge.preprocess import fit_image
 from gpedge.runtime.results import STAGES
 from mask_reference import multiotsu_threshold
 
@@ -64,28 +64,51 @@ def test_native_resolution_matches_the_graph(predictor, slices) -> None:
 
 
 def test_geometry_maps_back_to_input_size(predictor, slices) -> None:
+    """A 150 x 110 slice is resized by one factor into the model's square frame (150 -> its height), centred, zero
+    around; its maps are that region of the model's maps, resized to 150 x 110."""
     size = (150, 110)
     images = [_upscaled(s, size) for s in slices]
-    model_in = np.stack([resize_image(im, predictor.image_size) for im in images])
+    height, width = predictor.image_size
+    assert height == width, "this test's arithmetic is for a square model"
+    inner = round(110 * height / 150)
+    left = (width - inner) // 2
+    model_in = np.zeros((len(images), 1, height, width), np.float32)
+    for k, im in enumerate(images):
+        model_in[k, 0, :, left : left + inner] = cv2.resize(im[0], (inner, height), interpolation=cv2.INTER_AREA)
+    np.testing.assert_array_equal(model_in, np.stack([fit_image(im, predictor.image_size) for im in images]))
     outputs = predictor.backend.run(model_in)
     results = predictor.predict(images)
     tumour_masks = 0
+
+    def back(m: np.ndarray) -> np.ndarray:
+        return cv2.resize(m[:, left : left + inner], (110, 150), interpolation=cv2.INTER_LINEAR)
+
     for row, result in enumerate(results):
         assert result.heatmaps.shape == (3, *size) and result.mask.shape == size
-        expected = np.stack([cv2.resize(m, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
-                             for m in outputs["heatmaps"][row]])
+        expected = np.stack([back(m) for m in outputs["heatmaps"][row]])
         np.testing.assert_allclose(result.heatmaps, expected, rtol=1e-5, atol=1e-6)
         if result.class_index == predictor.no_tumour_class:
             assert not result.mask.any()
         else:
-            # the rule's map (the graph's score: the class map with negatives zeroed) resized, above the graph's threshold
-            score = cv2.resize(outputs["score"][row], (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
-            np.testing.assert_array_equal(result.mask, score > result.threshold)
+            # the rule's map (the graph's score: the class map with negatives zeroed) mapped back, above the graph's threshold
+            np.testing.assert_array_equal(result.mask, back(outputs["score"][row]) > result.threshold)
             tumour_masks += int(result.mask.any())
-        # the mask covers the same fraction of the image as the graph's mask at model size
-        graph_fraction = outputs["mask"][row].mean()
-        assert abs(result.mask.mean() - graph_fraction) < 0.05
     assert tumour_masks > 0, "the tiny model should localise something on the tumour slices"
+
+
+def test_a_slice_of_another_aspect_ratio_keeps_its_proportions() -> None:
+    """A disc in a 60 x 120 slice stays a disc at the model's square size (a plain resize makes it an ellipse
+    twice as tall as wide), and its label mask is fitted onto the same pixels."""
+    from gpedge.preprocess import fit_mask
+
+    yy, xx = np.mgrid[:60, :120]
+    disc = ((yy - 30) ** 2 + (xx - 70) ** 2 < 15**2).astype(np.float32)
+    fitted = fit_image(disc, (32, 32)) > 0.5
+    rows, cols = np.nonzero(fitted)
+    assert abs((rows.max() - rows.min()) - (cols.max() - cols.min())) <= 1
+    assert abs(rows.mean() - (8 + 30 * 32 / 120)) < 1 and abs(cols.mean() - 70 * 32 / 120) < 1
+    mask = fit_mask(disc.astype(np.uint8), (32, 32)) > 0
+    assert (mask & fitted).sum() >= 0.9 * max(mask.sum(), fitted.sum())
 
 
 def test_offset_override(every_class_package: Path, predictor, slices) -> None:

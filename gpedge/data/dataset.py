@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from gpedge.errors import DataError
-from gpedge.preprocess import normalise_slice_max, resize_image, resize_mask
+from gpedge.preprocess import fit_image, fit_mask, normalise_slice_max
 
 
 @dataclass(frozen=True)
@@ -83,8 +83,8 @@ class SliceDataset:
         record = self._records[index]
         image, mask = self._source.read(record.key)
         if self.image_size is not None:
-            image = resize_image(image, self.image_size)
-            mask = resize_mask(mask, self.image_size)
+            image = fit_image(image, self.image_size)
+            mask = fit_mask(mask, self.image_size)
         return {
             "image": normalise_slice_max(image),
             "label": record.label,
@@ -97,7 +97,7 @@ class SliceDataset:
         """The tumour mask of sample ``index`` at the data set's size, uint8 (H, W) 0/1."""
         _, mask = self._source.read(self._records[index].key)
         if self.image_size is not None:
-            mask = resize_mask(mask, self.image_size)
+            mask = fit_mask(mask, self.image_size)
         return np.ascontiguousarray(mask, dtype=np.uint8)
 
     @property

@@ -18,7 +18,7 @@ import numpy as np
 
 from gpedge.evaluate.metrics import dice_score, iou_score, median_or_none, pointing_hit, pointing_tolerance
 from gpedge.package import ModelPackage
-from gpedge.preprocess import normalise_slice_max, resize_image
+from gpedge.preprocess import fit_image, normalise_slice_max
 from gpedge.runtime.maps import to_input_resolution
 
 POINTING_FRACTION = 0.015
@@ -49,7 +49,7 @@ def compare_explanations(
     scores: dict[str, dict[str, list[float]]] = {n: {"dice": [], "iou": [], "hit": []} for n in names}
     for start in range(0, len(indices), batch_size):
         samples = [subset[i] for i in indices[start : start + batch_size]]
-        batch = np.stack([normalise_slice_max(resize_image(s["image"], package.image_size)) for s in samples])
+        batch = np.stack([normalise_slice_max(fit_image(s["image"], package.image_size)) for s in samples])
         out = explain(model, torch.from_numpy(batch))
         keep = torch.from_numpy(out.predicted != (-1 if no_tumour is None else no_tumour))
         image, zeros = torch.from_numpy(batch), torch.zeros(len(samples), dtype=torch.int64)

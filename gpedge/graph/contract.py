@@ -44,7 +44,8 @@ PEAK_COMPONENT = {"connectivity": 8}
 #: ``+guided``: the guide is the FLAIR channel when the model reads one (the contrast on which a glioma's
 #: whole extent, oedema included, is drawn), else the mean of the channels, each divided by its
 #: ``percentile`` of the slice's positive values and clipped to [0, 1]; window radius = ``radius_fraction``
-#: of the input's smaller side (at least 1 px); ``eps`` the filter's ridge on that 0-1 scale.
+#: of the smaller side of the input's frame (the input with its :func:`gpedge.preprocess.letterbox` padding:
+#: the frame the model saw; at least 1 px); ``eps`` the filter's ridge on that 0-1 scale.
 GUIDED = {"guide": "flair", "percentile": 99.5, "radius_fraction": 0.0625, "eps": 1e-3}
 
 #: Codes of the three parts of a rule, in the order of the ``mask_rule`` input.

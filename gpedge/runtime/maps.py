@@ -15,15 +15,20 @@ import numpy as np
 
 from gpedge.graph.contract import CLEAN_UP, GUIDED, PEAK_COMPONENT
 from gpedge.postprocess import clean_mask, guided_filter, peak_component
+from gpedge.preprocess import letterbox
 
 
 def resize_heatmaps(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(K, h, w) -> (K, H, W) float32, bilinear; a copy when the size already matches."""
+    """(K, h, w) maps of a slice that :func:`gpedge.preprocess.fit_image` fitted to (h, w) -> (K, H, W)
+    float32 on the slice's own pixels: the slice's :func:`~gpedge.preprocess.letterbox` region of the maps,
+    resized bilinearly; a copy when the size already matches."""
     height, width = size
     maps = np.asarray(maps, dtype=np.float32)
     if maps.shape[-2:] == (height, width):
         return maps.copy()
-    stacked = np.ascontiguousarray(maps.transpose(1, 2, 0))
+    box = letterbox((height, width), maps.shape[-2:])
+    region = maps[:, box.top : box.top + box.height, box.left : box.left + box.width]
+    stacked = np.ascontiguousarray(region.transpose(1, 2, 0))
     resized = cv2.resize(stacked, (width, height), interpolation=cv2.INTER_LINEAR)
     return np.ascontiguousarray(resized.reshape(height, width, -1).transpose(2, 0, 1))
 
@@ -44,6 +49,12 @@ def guide_image(image: np.ndarray, channels: Sequence[str]) -> np.ndarray:
     return out / np.float32(len(picked))
 
 
+def _frame(size: tuple[int, int], model_size: tuple[int, int]) -> tuple[float, float]:
+    """The model's frame (letterbox included) in the input's pixels."""
+    box = letterbox(size, model_size)
+    return model_size[0] * size[0] / box.height, model_size[1] * size[1] / box.width
+
+
 def to_input_resolution(
     heatmaps: np.ndarray, score: np.ndarray, threshold: float, graph_mask: np.ndarray, size: tuple[int, int],
     post: str = "", image: np.ndarray | None = None, channels: Sequence[str] = (),
@@ -51,8 +62,9 @@ def to_input_resolution(
     """The graph's outputs for one slice at the input's resolution ``size`` = (H, W).
 
     ``heatmaps`` (K, h, w), ``score`` (h, w), ``threshold`` and ``graph_mask`` (h, w) are what
-    the graph returned for the slice. Returns the heatmaps resized bilinearly to (K, H, W) and
-    the bool (H, W) mask: the rule's map ``score`` resized bilinearly, above the graph's
+    the graph returned for the slice (fitted by :func:`gpedge.preprocess.fit_image`). Returns the heatmaps
+    mapped back by :func:`resize_heatmaps` to (K, H, W) and
+    the bool (H, W) mask: the rule's map ``score`` mapped back the same way, above the graph's
     threshold, and empty wherever the graph's own mask is empty (the no-tumour class, a map
     without a multi-Otsu split); then the rule's ``post`` step: ``"clean"`` (rules named
     ``...+clean``) :func:`gpedge.postprocess.clean_mask` with :data:`gpedge.graph.contract.CLEAN_UP`,
@@ -69,7 +81,7 @@ def to_input_resolution(
     if post == "guided":
         if image is None or np.shape(image)[-2:] != tuple(size):
             raise ValueError(f"the +guided step needs the input slice (C, {size[0]}, {size[1]}) as its guide")
-        radius = max(1, round(GUIDED["radius_fraction"] * min(size)))
+        radius = max(1, round(GUIDED["radius_fraction"] * min(_frame(size, np.shape(score)))))
         return maps, guided_filter(guide_image(image, channels), resized, radius, GUIDED["eps"]) > np.float32(threshold)
     mask = resized > np.float32(threshold)
     if post == "clean":

@@ -11,7 +11,7 @@ import numpy as np
 from gpedge.errors import GpedgeError, InferenceError, InputError
 from gpedge.graph.contract import MaskRule, parse_mask_rule
 from gpedge.package import ModelPackage
-from gpedge.preprocess import resize_image
+from gpedge.preprocess import fit_image
 from gpedge.runtime import ood
 from gpedge.runtime.backends import Backend, create_backend
 from gpedge.runtime.io import DEFAULT_MAX_PIXELS, Scan, load_input
@@ -225,7 +225,7 @@ class Predictor:
     def _predict_chunk(self, scans: Sequence[Scan], chunk: list[tuple[int, int]], offset: float,
                        rules: Sequence[MaskRule]) -> list[list[Result]]:
         t0 = time.perf_counter()
-        batch = np.stack([resize_image(scans[s].images[i], self.image_size) for s, i in chunk])
+        batch = np.stack([fit_image(scans[s].images[i], self.image_size) for s, i in chunk])
         values = ood.features(batch)
         t1 = time.perf_counter()
         outputs = self._run(batch, offset, rules[0].name, {_where(scans[s]) for s, _ in chunk})
