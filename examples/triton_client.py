@@ -68,10 +68,11 @@ def model_info(config: dict[str, Any]) -> ModelInfo:
     )
 
 
-def request_arrays(images: np.ndarray, info: ModelInfo, offset: float | None = None) -> dict[str, np.ndarray]:
-    """The model inputs for raw (N, C, H, W) slices: resized to the model size, one offset per slice
-    (a model without Triton batching takes one offset per request)."""
-    batch = np.stack([fit_image(image, info.size) for image in images]).astype(np.float32)
+def request_arrays(images: np.ndarray, info: ModelInfo, offset: float | None = None,
+                   pixel_aspect: float = 1.0) -> dict[str, np.ndarray]:
+    """The model inputs for raw (N, C, H, W) slices: fitted to the model size (``pixel_aspect``: the pixels'
+    width over their height), one offset per slice (a model without Triton batching takes one offset per request)."""
+    batch = np.stack([fit_image(image, info.size, pixel_aspect) for image in images]).astype(np.float32)
     value = info.offset if offset is None else offset
     shape = (len(batch), 1) if info.batching else (1,)
     arrays = {"image": batch, "offset": np.full(shape, value, dtype=np.float32)}
@@ -85,7 +86,8 @@ def results(scan: Scan, outputs: dict[str, np.ndarray], info: ModelInfo) -> list
         k = int(np.asarray(outputs["label"]).reshape(-1)[row])
         threshold = float(np.asarray(outputs["threshold"]).reshape(-1)[row])
         _, mask = to_input_resolution(outputs["heatmaps"][row], outputs["score"][row], threshold, outputs["mask"][row],
-                                      scan.images.shape[-2:], post=info.post, image=scan.images[row], channels=info.channels)
+                                      scan.images.shape[-2:], post=info.post, image=scan.images[row], channels=info.channels,
+                                      pixel_aspect=scan.pixel_aspect)
         found.append({"label": info.classes[k], "probabilities": dict(zip(info.classes, map(float, outputs["probs"][row]))),
                       "mask": mask})
     return found
@@ -122,8 +124,8 @@ class Client:
         """Every slice of ``scan``, at most the model's max batch per request."""
         found = []
         for start in range(0, len(scan.images), self.info.max_batch):
-            part = Scan(images=scan.images[start : start + self.info.max_batch])
-            found += results(part, self.infer(request_arrays(part.images, self.info, offset)), self.info)
+            part = Scan(images=scan.images[start : start + self.info.max_batch], pixel_spacing=scan.pixel_spacing)
+            found += results(part, self.infer(request_arrays(part.images, self.info, offset, part.pixel_aspect)), self.info)
         return found
 
 

@@ -2,9 +2,10 @@
 
 Order everywhere: raw slice -> ``fit_image`` to the model size -> ``normalise_slice_max``.
 ``fit_image`` keeps the anatomy's proportions: a slice of another aspect ratio than the model's
-(a rectangular field of view, an MNI slice) is resized by one factor into the model's frame and
-zero-padded around, centred (:func:`letterbox`), and ``gpedge.runtime.maps`` crops exactly that
-region when it maps the model's outputs back. The fused ONNX graph repeats the normalisation itself, so the runtime only
+(a rectangular field of view, an MNI slice) or with non-square pixels (an axial reslice of a sagittal
+3-D acquisition) is resized into the model's frame with its physical proportions and zero-padded
+around, centred (:func:`letterbox`), and ``gpedge.runtime.maps`` crops exactly that region when it
+maps the model's outputs back. The fused ONNX graph repeats the normalisation itself, so the runtime only
 fits; the normalisation is idempotent on already normalised data.
 """
 from __future__ import annotations
@@ -24,18 +25,19 @@ class Letterbox(NamedTuple):
     width: int
 
 
-def letterbox(shape: tuple[int, int], size: tuple[int, int]) -> Letterbox:
-    """The place of an (H, W) slice in the model's frame ``size`` = (height, width): scaled by one factor
-    to fit inside it, centred; the rest of the frame is zero (MR background)."""
-    rows, cols = int(shape[0]), int(shape[1])
+def letterbox(shape: tuple[int, int], size: tuple[int, int], pixel_aspect: float = 1.0) -> Letterbox:
+    """The place of an (H, W) slice in the model's frame ``size`` = (height, width): scaled to fit inside
+    it with its physical proportions (``pixel_aspect``: a pixel's width over its height, the column spacing
+    over the row spacing; 1 for square pixels), centred; the rest of the frame is zero (MR background)."""
+    rows, cols = float(shape[0]), float(shape[1]) * pixel_aspect
     height, width = size
     scale = min(height / rows, width / cols)
     inner = min(height, max(1, round(rows * scale))), min(width, max(1, round(cols * scale)))
     return Letterbox((height - inner[0]) // 2, (width - inner[1]) // 2, *inner)
 
 
-def _fit(arr: np.ndarray, size: tuple[int, int], resize) -> np.ndarray:
-    box = letterbox(arr.shape[-2:], size)
+def _fit(arr: np.ndarray, size: tuple[int, int], pixel_aspect: float, resize) -> np.ndarray:
+    box = letterbox(arr.shape[-2:], size, pixel_aspect)
     inner = resize(arr, (box.height, box.width))
     if (box.height, box.width) == tuple(size):
         return inner
@@ -44,15 +46,15 @@ def _fit(arr: np.ndarray, size: tuple[int, int], resize) -> np.ndarray:
     return out
 
 
-def fit_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def fit_image(image: np.ndarray, size: tuple[int, int], pixel_aspect: float = 1.0) -> np.ndarray:
     """A (C, H, W) or (H, W) raw slice at the model's ``size`` = (height, width) without distortion:
-    resized by one factor into the frame and zero-padded around (:func:`letterbox`)."""
-    return _fit(np.asarray(image, dtype=np.float32), size, resize_image)
+    resized into the frame with its physical proportions and zero-padded around (:func:`letterbox`)."""
+    return _fit(np.asarray(image, dtype=np.float32), size, pixel_aspect, resize_image)
 
 
-def fit_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def fit_mask(mask: np.ndarray, size: tuple[int, int], pixel_aspect: float = 1.0) -> np.ndarray:
     """A (H, W) label mask fitted like :func:`fit_image` (nearest neighbour)."""
-    return _fit(np.asarray(mask), size, resize_mask)
+    return _fit(np.asarray(mask), size, pixel_aspect, resize_mask)
 
 
 def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:

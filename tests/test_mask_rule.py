@@ -241,6 +241,40 @@ def test_a_slice_of_another_aspect_ratio_gets_what_its_letterboxed_square_gets()
     assert narrow.probabilities == square.probabilities
 
 
+def test_non_square_pixels_keep_the_heads_physical_proportions(tmp_path: Path) -> None:
+    """The example as a NIfTI slice at 1 mm, and with every two columns averaged into one 2 mm wide (240 x 120):
+    NIfTI and DICOM both give the spacing, and the narrow slice's maps are the 1 mm slice's, averaged the same way;
+    taken for square pixels (the same 240 x 120 at 1 mm) its head is half as wide and its maps differ."""
+    import nibabel as nib
+
+    from conftest import EXAMPLE_SCAN
+    from dicom_series import write_series
+
+    scan = cv2.imread(str(EXAMPLE_SCAN), cv2.IMREAD_UNCHANGED).astype(np.float32)
+    narrow = np.round(cv2.resize(scan, (120, 240), interpolation=cv2.INTER_AREA))  # integers, as DICOM stores them
+
+    def nifti(display: np.ndarray, column_mm: float, name: str) -> Path:
+        # display rows run anterior to posterior, columns the patient's right to left; voxels are RAS
+        nib.save(nib.Nifti1Image(display[::-1, ::-1].T[..., None], np.diag([column_mm, 1.0, 1.0, 1.0])), tmp_path / name)
+        return tmp_path / name
+
+    write_series(tmp_path / "dicom", narrow[::-1, ::-1].T[..., None], np.diag([2.0, 1.0, 1.0, 1.0]), description="AX FLAIR")
+    with Predictor(backend="onnxruntime") as predictor:
+        fine = predictor.predict(nifti(scan, 1.0, "fine.nii.gz"))[0]
+        wide = predictor.predict(nifti(narrow, 2.0, "wide.nii.gz"))[0]
+        as_square = predictor.predict(nifti(narrow, 1.0, "square.nii.gz"))[0]
+        assert predictor.read_scan(tmp_path / "wide.nii.gz").pixel_spacing == (1.0, 2.0)
+        assert predictor.read_scan(tmp_path / "dicom").pixel_spacing == pytest.approx((1.0, 2.0))
+        from_dicom = predictor.predict(tmp_path / "dicom")[0]
+    expected = np.stack([cv2.resize(m, (120, 240), interpolation=cv2.INTER_AREA) for m in fine.heatmaps])
+    scale = np.abs(expected).max()
+    assert np.abs(wide.heatmaps - expected).max() < 0.1 * scale
+    assert np.abs(as_square.heatmaps - expected).max() > 0.3 * scale
+    assert wide.probabilities == pytest.approx(fine.probabilities, abs=0.02)
+    np.testing.assert_allclose(from_dicom.heatmaps, wide.heatmaps, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(from_dicom.mask, wide.mask)
+
+
 def test_a_rules_base_is_its_name_without_the_host_side_step() -> None:
     assert [parse_mask_rule(n).base for n in ("paper", "head+peak", "contrast-head+guided", "relative+clean")] == [
         "paper", "head", "contrast-head", "relative"]

@@ -61,10 +61,12 @@ class DicomStudy:
         images = _check_pixels(np.stack(stacks, axis=1), str(self))
         slices = list(range(images.shape[0])) if self.is_volume else None
         reference = self.reference
+        grid = reference.grid
         return Scan(
             images=images, path=reference.folder, name=self.name, slices=slices,
             channels=list(self.series) if self.mapped else None,
             load_ms=(time.perf_counter() - start) * 1e3,
+            pixel_spacing=None if grid is None else tuple(reference.reorientation.display_spacing(grid.spacing)[1:]),
         )
 
 

@@ -71,7 +71,9 @@ class Scan:
 
     ``images`` is (S, C, H, W) float32 raw intensities; ``slices`` holds the slice or frame
     number of each image for volumes and multi-frame DICOM (``None`` for a single 2-D image);
-    ``channels`` names the contrasts when known; ``volume`` is set for NIfTI sources.
+    ``channels`` names the contrasts when known; ``volume`` is set for NIfTI sources; ``pixel_spacing``
+    is (between rows, between columns) of the images in mm when the source says it (NIfTI, DICOM with
+    patient geometry), else ``None`` (square pixels are assumed).
     """
 
     images: np.ndarray
@@ -81,10 +83,16 @@ class Scan:
     channels: list[str] | None = None
     volume: VolumeGeometry | None = None
     load_ms: float = 0.0
+    pixel_spacing: tuple[float, float] | None = None
 
     @property
     def is_volume(self) -> bool:
         return self.slices is not None
+
+    @property
+    def pixel_aspect(self) -> float:
+        """A pixel's width over its height (1 when the spacing is unknown)."""
+        return 1.0 if self.pixel_spacing is None else self.pixel_spacing[1] / self.pixel_spacing[0]
 
 
 def _stem(path: Path) -> str:
@@ -324,8 +332,19 @@ def read_nifti(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Scan:
         stack = _check_pixels(_display_stack(apply_orientation(data, to_ras)), str(path))
     geometry = VolumeGeometry(affine=img.affine, header=img.header, shape=shape, to_ras=to_ras)
     return Scan(
-        images=stack[:, None], path=path, name=_stem(path), slices=list(range(stack.shape[0])), volume=geometry
+        images=stack[:, None], path=path, name=_stem(path), slices=list(range(stack.shape[0])), volume=geometry,
+        pixel_spacing=_display_spacing(affine),
     )
+
+
+def _display_spacing(affine: np.ndarray) -> tuple[float, float]:
+    """(between rows, between columns) in mm of :func:`_display_stack` slices: the voxel sizes along
+    anterior-posterior and left-right."""
+    from nibabel.orientations import io_orientation
+
+    sizes = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    along = {int(axis): float(size) for (axis, _), size in zip(io_orientation(affine), sizes)}
+    return along[1], along[0]
 
 
 def _nifti_voxels(img: nib.spatialimages.SpatialImage, path: Path) -> np.ndarray:
@@ -417,7 +436,8 @@ def read_contrasts(
     match = _CONTRAST_FILE.match(first.path.name) if first.path else None
     name = match["stem"] if match else first.name
     return Scan(
-        images=images, path=first.path, name=name, slices=first.slices, channels=list(channels), volume=first.volume
+        images=images, path=first.path, name=name, slices=first.slices, channels=list(channels), volume=first.volume,
+        pixel_spacing=first.pixel_spacing,
     )
 
 

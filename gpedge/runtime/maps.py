@@ -18,15 +18,15 @@ from gpedge.postprocess import clean_mask, guided_filter, peak_component
 from gpedge.preprocess import letterbox
 
 
-def resize_heatmaps(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def resize_heatmaps(maps: np.ndarray, size: tuple[int, int], pixel_aspect: float = 1.0) -> np.ndarray:
     """(K, h, w) maps of a slice that :func:`gpedge.preprocess.fit_image` fitted to (h, w) -> (K, H, W)
     float32 on the slice's own pixels: the slice's :func:`~gpedge.preprocess.letterbox` region of the maps,
     resized bilinearly; a copy when the size already matches."""
     height, width = size
     maps = np.asarray(maps, dtype=np.float32)
-    if maps.shape[-2:] == (height, width):
+    if maps.shape[-2:] == (height, width) and pixel_aspect == 1.0:
         return maps.copy()
-    box = letterbox((height, width), maps.shape[-2:])
+    box = letterbox((height, width), maps.shape[-2:], pixel_aspect)
     region = maps[:, box.top : box.top + box.height, box.left : box.left + box.width]
     stacked = np.ascontiguousarray(region.transpose(1, 2, 0))
     resized = cv2.resize(stacked, (width, height), interpolation=cv2.INTER_LINEAR)
@@ -49,20 +49,21 @@ def guide_image(image: np.ndarray, channels: Sequence[str]) -> np.ndarray:
     return out / np.float32(len(picked))
 
 
-def _frame(size: tuple[int, int], model_size: tuple[int, int]) -> tuple[float, float]:
+def _frame(size: tuple[int, int], model_size: tuple[int, int], pixel_aspect: float) -> tuple[float, float]:
     """The model's frame (letterbox included) in the input's pixels."""
-    box = letterbox(size, model_size)
+    box = letterbox(size, model_size, pixel_aspect)
     return model_size[0] * size[0] / box.height, model_size[1] * size[1] / box.width
 
 
 def to_input_resolution(
     heatmaps: np.ndarray, score: np.ndarray, threshold: float, graph_mask: np.ndarray, size: tuple[int, int],
-    post: str = "", image: np.ndarray | None = None, channels: Sequence[str] = (),
+    post: str = "", image: np.ndarray | None = None, channels: Sequence[str] = (), pixel_aspect: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The graph's outputs for one slice at the input's resolution ``size`` = (H, W).
 
     ``heatmaps`` (K, h, w), ``score`` (h, w), ``threshold`` and ``graph_mask`` (h, w) are what
-    the graph returned for the slice (fitted by :func:`gpedge.preprocess.fit_image`). Returns the heatmaps
+    the graph returned for the slice (fitted by :func:`gpedge.preprocess.fit_image` with ``pixel_aspect``, its
+    pixels' width over their height). Returns the heatmaps
     mapped back by :func:`resize_heatmaps` to (K, H, W) and
     the bool (H, W) mask: the rule's map ``score`` mapped back the same way, above the graph's
     threshold, and empty wherever the graph's own mask is empty (the no-tumour class, a map
@@ -74,14 +75,14 @@ def to_input_resolution(
     threshold (the guide is only computed for a slice with a mask).
     At the model's resolution and without a step both are the graph's outputs unchanged.
     """
-    maps = resize_heatmaps(heatmaps, size)
+    maps = resize_heatmaps(heatmaps, size, pixel_aspect)
     if not np.any(graph_mask):
         return maps, np.zeros(size, dtype=bool)
-    resized = resize_heatmaps(np.asarray(score)[None], size)[0]
+    resized = resize_heatmaps(np.asarray(score)[None], size, pixel_aspect)[0]
     if post == "guided":
         if image is None or np.shape(image)[-2:] != tuple(size):
             raise ValueError(f"the +guided step needs the input slice (C, {size[0]}, {size[1]}) as its guide")
-        radius = max(1, round(GUIDED["radius_fraction"] * min(_frame(size, np.shape(score)))))
+        radius = max(1, round(GUIDED["radius_fraction"] * min(_frame(size, np.shape(score), pixel_aspect))))
         return maps, guided_filter(guide_image(image, channels), resized, radius, GUIDED["eps"]) > np.float32(threshold)
     mask = resized > np.float32(threshold)
     if post == "clean":

@@ -225,7 +225,7 @@ class Predictor:
     def _predict_chunk(self, scans: Sequence[Scan], chunk: list[tuple[int, int]], offset: float,
                        rules: Sequence[MaskRule]) -> list[list[Result]]:
         t0 = time.perf_counter()
-        batch = np.stack([fit_image(scans[s].images[i], self.image_size) for s, i in chunk])
+        batch = np.stack([fit_image(scans[s].images[i], self.image_size, scans[s].pixel_aspect) for s, i in chunk])
         values = ood.features(batch)
         t1 = time.perf_counter()
         outputs = self._run(batch, offset, rules[0].name, {_where(scans[s]) for s, _ in chunk})
@@ -269,7 +269,7 @@ class Predictor:
         threshold = float(outputs["threshold"][row])
         heatmaps, mask = to_input_resolution(
             outputs["heatmaps"][row], outputs["score"][row], threshold, outputs["mask"][row], scan.images.shape[-2:], post,
-            scan.images[i], self.channels,
+            scan.images[i], self.channels, scan.pixel_aspect,
         )
         probs = np.asarray(outputs["probs"][row], dtype=np.float64)
         return Result(
