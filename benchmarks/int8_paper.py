@@ -147,7 +147,8 @@ def main() -> int:
             save_weights(trained["model"], run)
             t1 = time.perf_counter()
             export = ExportOptions(max_batch=8, fp16=False, engine=False, parity_samples=2, int8=True, calibration=calibration,
-                                   calibration_slices=calibration_slices, gate_slices=gate_slices, enforce_int8_gate=False)
+                                   calibration_slices=calibration_slices, gate_slices=gate_slices, enforce_int8_gate=False,
+                                   flip_average=False)
             package = export_package(run, work / f"pkg-{arch}", export)
             manifest = json.loads((package / "manifest.json").read_text())
             t2 = time.perf_counter()

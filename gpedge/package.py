@@ -240,6 +240,11 @@ class ModelPackage:
         return int(inp["height"]), int(inp["width"])
 
     @property
+    def flip_average(self) -> bool:
+        """Whether the graph averages each slice with its left-right mirror image (absent in older packages: no)."""
+        return bool(self.manifest.get("flip_average", False))
+
+    @property
     def no_tumour_class(self) -> int | None:
         return self.manifest["mask_rule"].get("empty_for_class")
 

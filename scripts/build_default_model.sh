@@ -14,7 +14,7 @@ gpedge train --arch gp-unet --width 16 --upsample sinc-mirror --data "$work/synt
   --norm batch --recipe cpu --epochs 6 --seed 1701 --workers 0 --device cpu --distil-from gp-unet-synth --distil-weight 3 \
   --out "$work/run" $resume
 # export chooses the mask rule and offset on all the validation patients' slices
-gpedge export "$work/run" --out "$work/package" --max-batch 16 --no-engine --tune-slices 100000
+gpedge export "$work/run" --out "$work/package" --max-batch 16 --no-engine --tune-slices 100000 --no-flip-average
 gpedge evaluate --model "$work/package" --data "$work/synth" --split test --backend onnxruntime --out "$work/eval"
 rm -rf "$repo/gpedge/assets/default_model"
 cp -r "$work/package" "$repo/gpedge/assets/default_model"

@@ -69,7 +69,8 @@ def reexport(package: ModelPackage, data: Path | None) -> None:
         ).save(run)
         options = ExportOptions(max_batch=int(manifest["input"]["max_batch"]), engine=False,
                                 mask_rule=manifest["mask_rule"].get("rule", DEFAULT_MASK_RULE),
-                                offset=float(manifest["mask_rule"]["offset"]))
+                                offset=float(manifest["mask_rule"]["offset"]),
+                                flip_average=bool(manifest.get("flip_average", False)))
         exported = export_package(run, Path(tmp) / "package", options)
         shutil.rmtree(asset)
         shutil.copytree(exported, asset)

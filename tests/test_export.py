@@ -39,15 +39,17 @@ def _run(package: Path, images: np.ndarray, offset: float = 0.5, precision: str 
     return backend_outputs(OnnxRuntimeBackend(ModelPackage.load(package), "cpu", precision=precision), images, offset, rule)
 
 
-def _fused(network, empty_for_class: int | None, images: np.ndarray, offset: float, rule: str = "paper"):
-    """The fused torch module's outputs (the export's reference)."""
+def _fused(network, empty_for_class: int | None, images: np.ndarray, offset: float, rule: str = "paper",
+           flip_average: bool = True):
+    """The fused torch module's outputs (the export's reference; exports average with the mirror image by default)."""
     import torch
 
     from gpedge.graph.fused import FusedModel
 
     inputs = [torch.from_numpy(v) for v in rule_inputs(offset, rule).values()]
     with torch.no_grad():
-        return FusedModel(network, empty_for_class, images.shape[-2:]).eval()(torch.from_numpy(images), *inputs)
+        fused = FusedModel(network, empty_for_class, images.shape[-2:], flip_average).eval()
+        return fused(torch.from_numpy(images), *inputs)
 
 
 @pytest.mark.parametrize("batch", [1, 3])
@@ -108,6 +110,35 @@ def test_fp32_parity_with_pytorch(tiny_package: Path, tiny_run_dir: Path) -> Non
     assert (out["mask"] == reference.mask.numpy()).mean() >= 0.999
     recorded = json.loads((tiny_package / "manifest.json").read_text())["parity"]["onnxruntime_fp32_vs_torch"]
     assert recorded["max_abs_diff_probs"] <= 1e-4 and recorded["label_agreement"] == 1.0
+
+
+def test_flip_average_is_the_mean_of_the_slice_and_its_mirror_image(tiny_package: Path, tiny_run_dir: Path,
+                                                                    tmp_path: Path) -> None:
+    """The default graph averages the network's logits and heatmaps over the slice and its left-right mirror image
+    (the mirror's maps mirrored back): a mirrored slice gets the same call and mirrored maps. ``--no-flip-average``
+    exports the single pass."""
+    import torch
+
+    from gpedge.graph.fused import normalise_slice_max
+    from gpedge.runs import load_run
+
+    network, _ = load_run(tiny_run_dir)
+    network.eval()
+    images = make_slices(5, seed=17).images
+    assert ModelPackage.load(tiny_package).flip_average
+    with torch.no_grad():
+        x = normalise_slice_max(torch.from_numpy(images))
+        (logits, maps), (mirrored_logits, mirrored_maps) = network(x), network(torch.flip(x, dims=[3]))
+    out = _run(tiny_package, images)
+    np.testing.assert_allclose(out["logits"], ((logits + mirrored_logits) / 2).numpy(), atol=1e-4)
+    np.testing.assert_allclose(out["heatmaps"], ((maps + torch.flip(mirrored_maps, dims=[3])) / 2).numpy(), atol=1e-4)
+    mirrored = _run(tiny_package, np.ascontiguousarray(images[..., ::-1]))
+    np.testing.assert_allclose(mirrored["logits"], out["logits"], atol=1e-4)
+    np.testing.assert_allclose(mirrored["heatmaps"], out["heatmaps"][..., ::-1], atol=1e-4)
+    single = export_package(tiny_run_dir, tmp_path / "single", ExportOptions(max_batch=4, fp16=False, engine=False,
+                                                                              parity_samples=2, flip_average=False))
+    assert not ModelPackage.load(single).flip_average
+    np.testing.assert_allclose(_run(single, images)["logits"], logits.numpy(), atol=1e-4)
 
 
 @pytest.mark.parametrize("offset", [0.0, 0.5, 2.0])

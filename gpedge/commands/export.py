@@ -50,6 +50,10 @@ def main(
     ),
     calibration_slices: int = typer.Option(64, "--calibration-slices", help="With --int8: slices to calibrate on."),
     gate_slices: int = typer.Option(128, "--gate-slices", help="With --int8: validation slices the gate is measured on."),
+    flip_average: bool = typer.Option(
+        True, "--flip-average/--no-flip-average",
+        help="Average each slice with its left-right mirror image inside the graph: steadier calls, twice the network's cost.",
+    ),
     triton: Optional[Path] = typer.Option(
         None, "--triton", help="Also write the package as models of this Triton repository (defaults of 'gpedge triton')."
     ),
@@ -63,6 +67,7 @@ def main(
         mask_rule=mask_rule, offset=offset, tune_mask="auto" if tune_mask is None else tune_mask, tune_slices=tune_slices,
         parity_samples=parity_samples, overwrite=overwrite, int8=int8,
         calibration=calibration, calibration_slices=calibration_slices, gate_slices=gate_slices,
+        flip_average=flip_average,
     )
     try:
         from gpedge.export.exporter import export_package

@@ -88,7 +88,7 @@ def _write_package(run_dir: Path, root: Path, options: ExportOptions) -> None:
     multiple = int(getattr(network, "input_multiple", 1))
     if size % multiple:
         raise GpedgeError(f"--image-size {size} must be a multiple of {multiple} for {config.arch}")
-    fused = FusedModel(network, config.no_tumour_class, (size, size)).eval()
+    fused = FusedModel(network, config.no_tumour_class, (size, size), options.flip_average).eval()
     metadata = {"gpedge.classes": ",".join(config.class_names), "gpedge.channels": ",".join(config.channels)}
     log.info("exporting %s (%s) at %dx%d", run_dir, config.arch, size, size)
     fp32_model = export_fused(fused, root / FP32_ONNX, channels=config.in_channels, height=size, width=size,
@@ -101,6 +101,7 @@ def _write_package(run_dir: Path, root: Path, options: ExportOptions) -> None:
         engines=[], engine_build={"status": "not requested"}, parity={},
     )
     manifest["model"]["denormal_weights_flushed"] = flushed
+    manifest["flip_average"] = options.flip_average
     statistics = training_statistics(config)
     if statistics is not None:
         manifest["input_statistics"] = statistics

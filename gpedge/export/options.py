@@ -29,6 +29,8 @@ class ExportOptions:
     calibrated on ``calibration_slices`` slices of ``calibration`` (a data-set folder or ``.npy``; default
     the run's training patients) and gated on ``gate_slices`` slices of the run's validation patients;
     ``enforce_int8_gate`` False records the gate without refusing (untrained benchmark packages).
+    ``flip_average``: the graph averages each slice with its left-right mirror image
+    (:class:`gpedge.graph.fused.FusedModel`; twice the network's cost).
     """
 
     image_size: int | None = None
@@ -51,6 +53,7 @@ class ExportOptions:
     gate_slices: int = 128
     enforce_int8_gate: bool = True
     int8_settings: Int8Settings = field(default_factory=Int8Settings)
+    flip_average: bool = True
 
     @property
     def rule(self) -> str:

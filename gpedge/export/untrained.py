@@ -39,6 +39,7 @@ def untrained_package(
     """Export an untrained ``arch`` (seeded initialisation) through the export stage into ``out_dir``.
 
     ``options`` are ``create_model`` options (``width``, ``upsample``, ...): the paper configuration where absent.
+    The graph is single-pass (no ``flip_average``): benchmarks time the paper's network.
     ``fp16`` also writes ``model.fp16.onnx`` (what the TensorRT backend builds its engine from);
     no engine is built here: the runtime's TensorRT backend builds and caches one on first use.
     ``int8`` also writes ``model.int8.onnx`` with these settings, calibrated on realistic synthetic
@@ -74,7 +75,7 @@ def untrained_package(
         )
     config.save(run_dir)
     save_weights(model, run_dir)
-    options = ExportOptions(max_batch=max_batch, fp16=fp16, engine=False, parity_samples=PARITY_SAMPLES)
+    options = ExportOptions(max_batch=max_batch, fp16=fp16, engine=False, parity_samples=PARITY_SAMPLES, flip_average=False)
     if int8 is not None:
         calibration = run_dir / "calibration.npy"
         np.save(calibration, synthetic_slices(CALIBRATION_SLICES, channels=channels, size=image_size,

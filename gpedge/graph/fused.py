@@ -1,6 +1,9 @@
 """The fused torch module exported as one graph: normalisation, network, softmax, label, mask.
 
-Everything after the network runs in FP32. Inputs and outputs follow
+With ``flip_average`` the network also sees each slice mirrored left to right, and the two passes'
+logits and heatmaps (the mirrored ones mirrored back) are averaged before the softmax, the label and
+the mask: an ensemble of two inherent explanations, at twice the network's cost. Everything after
+the network runs in FP32. Inputs and outputs follow
 :mod:`gpedge.graph.contract`; the mask rules are :class:`gpedge.graph.mask.MaskRule`, chosen per
 call by the ``offset`` and ``mask_rule`` inputs.
 """
@@ -26,18 +29,27 @@ def normalise_slice_max(image: torch.Tensor) -> torch.Tensor:
 
 class FusedModel(nn.Module):
     """Raw image batch, mask-rule parameter and code -> :data:`FusedOutput`; the graph exported into a
-    model package. ``image_size`` (H, W) sets the head region's erosion radius."""
+    model package. ``image_size`` (H, W) sets the head region's erosion radius; ``flip_average``: average
+    the network's outputs over the slice and its left-right mirror image."""
 
-    def __init__(self, network: nn.Module, empty_for_class: int | None, image_size: tuple[int, int]) -> None:
+    def __init__(self, network: nn.Module, empty_for_class: int | None, image_size: tuple[int, int],
+                 flip_average: bool = False) -> None:
         super().__init__()
         self.network = network
+        self.flip_average = flip_average
         self.mask_rule = MaskRule(empty_for_class, head_erosion_px(*image_size))
 
     def forward(self, image: torch.Tensor, offset: torch.Tensor, mask_rule: torch.Tensor) -> FusedOutput:
         normalised = normalise_slice_max(image)
-        logits, heatmaps = self.network(normalised)
-        logits = logits.float()
-        heatmaps = heatmaps.float()
+        if self.flip_average:
+            logits, heatmaps = self.network(normalised)
+            mirrored_logits, mirrored_maps = self.network(torch.flip(normalised, dims=[3]))
+            logits = (logits.float() + mirrored_logits.float()) * 0.5
+            heatmaps = (heatmaps.float() + torch.flip(mirrored_maps.float(), dims=[3])) * 0.5
+        else:
+            logits, heatmaps = self.network(normalised)
+            logits = logits.float()
+            heatmaps = heatmaps.float()
         probs = torch.softmax(logits, dim=1)
         label = torch.argmax(logits, dim=1)
         score, threshold, mask = self.mask_rule(heatmaps, label, normalised, offset, mask_rule)

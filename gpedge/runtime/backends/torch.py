@@ -45,7 +45,8 @@ def load_fused_model(package: ModelPackage):
     """The package's network wrapped in the fused head (normalisation, softmax, mask rule), in eval mode."""
     from gpedge.graph.fused import FusedModel
 
-    return FusedModel(load_package_network(package), package.no_tumour_class, package.image_size).eval()
+    return FusedModel(load_package_network(package), package.no_tumour_class, package.image_size,
+                      package.flip_average).eval()
 
 
 class TorchBackend(Backend):
