@@ -41,15 +41,15 @@ class FusedModel(nn.Module):
 
     def forward(self, image: torch.Tensor, offset: torch.Tensor, mask_rule: torch.Tensor) -> FusedOutput:
         normalised = normalise_slice_max(image)
-        if self.flip_average:
-            logits, heatmaps = self.network(normalised)
-            mirrored_logits, mirrored_maps = self.network(torch.flip(normalised, dims=[3]))
-            logits = (logits.float() + mirrored_logits.float()) * 0.5
-            heatmaps = (heatmaps.float() + torch.flip(mirrored_maps.float(), dims=[3])) * 0.5
+        if self.flip_average:  # one network call on both views: its weights stay single-use (BatchNorm folds)
+            n = normalised.shape[0]
+            logits, heatmaps = self.network(torch.cat([normalised, torch.flip(normalised, dims=[3])]))
+            logits, heatmaps = logits.float(), heatmaps.float()
+            logits = (logits[:n] + logits[n:]) * 0.5
+            heatmaps = (heatmaps[:n] + torch.flip(heatmaps[n:], dims=[3])) * 0.5
         else:
             logits, heatmaps = self.network(normalised)
-            logits = logits.float()
-            heatmaps = heatmaps.float()
+            logits, heatmaps = logits.float(), heatmaps.float()
         probs = torch.softmax(logits, dim=1)
         label = torch.argmax(logits, dim=1)
         score, threshold, mask = self.mask_rule(heatmaps, label, normalised, offset, mask_rule)

@@ -63,9 +63,8 @@ def to_input_resolution(
 
     ``heatmaps`` (K, h, w), ``score`` (h, w), ``threshold`` and ``graph_mask`` (h, w) are what
     the graph returned for the slice (fitted by :func:`gpedge.preprocess.fit_image` with ``pixel_aspect``, its
-    pixels' width over their height). Returns the heatmaps
-    mapped back by :func:`resize_heatmaps` to (K, H, W) and
-    the bool (H, W) mask: the rule's map ``score`` mapped back the same way, above the graph's
+    pixels' width over their height). Returns the heatmaps mapped back by :func:`resize_heatmaps` to
+    (K, H, W) and the bool (H, W) mask: the rule's map ``score`` mapped back the same way, above the graph's
     threshold, and empty wherever the graph's own mask is empty (the no-tumour class, a map
     without a multi-Otsu split); then the rule's ``post`` step: ``"clean"`` (rules named
     ``...+clean``) :func:`gpedge.postprocess.clean_mask` with :data:`gpedge.graph.contract.CLEAN_UP`,
