@@ -26,7 +26,7 @@ import numpy as np
 
 from gpedge.data.folder import MASK_SUFFIX, NO_TUMOUR_NAMES
 from gpedge.evaluate.metrics import dice_score, pointing_hit
-from gpedge.preprocess import letterbox
+from gpedge.preprocess import fit_image
 from gpedge.runtime.predictor import Predictor
 
 
@@ -136,8 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         import cv2
 
         size = min(min(o.shape[:2]) for o in overlays)
-        tiles = [cv2.resize(np.pad(o, [(t, b), (l, r), (0, 0)]), (size, size))
-                 for o in overlays for t, b, l, r in [letterbox(o.shape[:2], (size, size))]]
+        tiles = [fit_image(o.transpose(2, 0, 1), (size, size)).transpose(1, 2, 0).astype(np.uint8) for o in overlays]
         columns = 6
         tiles += [np.zeros_like(tiles[0])] * (-len(tiles) % columns)
         rows = [np.hstack(tiles[i : i + columns]) for i in range(0, len(tiles), columns)]

@@ -41,15 +41,14 @@ class FusedModel(nn.Module):
 
     def forward(self, image: torch.Tensor, offset: torch.Tensor, mask_rule: torch.Tensor) -> FusedOutput:
         normalised = normalise_slice_max(image)
-        if self.flip_average:  # one network call on both views: its weights stay single-use (BatchNorm folds)
+        # both views in one network call: its weights stay single-use, so BatchNorm folds at export
+        views = torch.cat([normalised, torch.flip(normalised, dims=[3])]) if self.flip_average else normalised
+        logits, heatmaps = self.network(views)
+        logits, heatmaps = logits.float(), heatmaps.float()
+        if self.flip_average:
             n = normalised.shape[0]
-            logits, heatmaps = self.network(torch.cat([normalised, torch.flip(normalised, dims=[3])]))
-            logits, heatmaps = logits.float(), heatmaps.float()
             logits = (logits[:n] + logits[n:]) * 0.5
             heatmaps = (heatmaps[:n] + torch.flip(heatmaps[n:], dims=[3])) * 0.5
-        else:
-            logits, heatmaps = self.network(normalised)
-            logits, heatmaps = logits.float(), heatmaps.float()
         probs = torch.softmax(logits, dim=1)
         label = torch.argmax(logits, dim=1)
         score, threshold, mask = self.mask_rule(heatmaps, label, normalised, offset, mask_rule)

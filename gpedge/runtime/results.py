@@ -31,7 +31,8 @@ class Result:
 
     ``heatmap`` is the predicted class's map and ``heatmaps`` all classes' maps (float32, at
     the input's resolution); ``mask`` is bool at the input's resolution (empty for the
-    no-tumour class and for an input flagged out of distribution); ``threshold`` is the mask threshold on ``heatmap``; ``precision`` the
+    no-tumour class and for an input flagged out of distribution); ``threshold`` is the mask
+    threshold on ``heatmap``; ``precision`` the
     precision of the network's compute that made it (``fp32``, ``fp16``, ``int8``); ``speed`` holds
     milliseconds per image for each stage of :data:`STAGES`.
     """
