@@ -39,16 +39,15 @@ def _run(package: Path, images: np.ndarray, offset: float = 0.5, precision: str 
     return backend_outputs(OnnxRuntimeBackend(ModelPackage.load(package), "cpu", precision=precision), images, offset, rule)
 
 
-def _fused(network, empty_for_class: int | None, images: np.ndarray, offset: float, rule: str = "paper",
-           flip_average: bool = True):
-    """The fused torch module's outputs (the export's reference; exports average with the mirror image by default)."""
+def _fused(network, empty_for_class: int | None, images: np.ndarray, offset: float, rule: str = "paper"):
+    """The fused torch module's outputs with the export's default graph (averaged with the mirror image)."""
     import torch
 
     from gpedge.graph.fused import FusedModel
 
     inputs = [torch.from_numpy(v) for v in rule_inputs(offset, rule).values()]
     with torch.no_grad():
-        fused = FusedModel(network, empty_for_class, images.shape[-2:], flip_average).eval()
+        fused = FusedModel(network, empty_for_class, images.shape[-2:], flip_average=True).eval()
         return fused(torch.from_numpy(images), *inputs)
 
 
