@@ -106,6 +106,11 @@ def manifest_problems(manifest: dict[str, Any]) -> list[str]:
             need(isinstance(entry.get("sha256"), str) and bool(_SHA256.match(entry["sha256"])), f"files.{name}.sha256",
                  f"must be 64 lower-case hex digits, got {entry.get('sha256')!r}")
     need(isinstance(manifest.get("engines", []), list), "engines", "must be a JSON array")
+    bias = manifest.get("class_bias")
+    if bias is not None and need(isinstance(bias, dict), "class_bias", "must be an object with 'values', or null"):
+        values = bias.get("values")
+        need(isinstance(values, list) and len(values) == len(classes) and all(map(_is_number, values)),
+             "class_bias.values", f"must be {len(classes)} finite numbers (one per class), got {values!r}")
     stats = manifest.get("input_statistics")
     if stats is not None and need(isinstance(stats, dict), "input_statistics", "must be an object or null"):
         features = stats.get("features")
@@ -243,6 +248,12 @@ class ModelPackage:
     def flip_average(self) -> bool:
         """Whether the graph averages each slice with its left-right mirror image (absent in older packages: no)."""
         return bool(self.manifest.get("flip_average", False))
+
+    @property
+    def class_bias(self) -> list[float] | None:
+        """The graph's class bias (:class:`gpedge.graph.bias.ClassBias`), one value per class; None when it has none."""
+        record = self.manifest.get("class_bias")
+        return None if record is None else [float(v) for v in record["values"]]
 
     @property
     def no_tumour_class(self) -> int | None:

@@ -70,7 +70,8 @@ def reexport(package: ModelPackage, data: Path | None) -> None:
         options = ExportOptions(max_batch=int(manifest["input"]["max_batch"]), engine=False,
                                 mask_rule=manifest["mask_rule"].get("rule", DEFAULT_MASK_RULE),
                                 offset=float(manifest["mask_rule"]["offset"]),
-                                flip_average=bool(manifest.get("flip_average", False)))
+                                flip_average=bool(manifest.get("flip_average", False)),
+                                class_bias=tuple(manifest["class_bias"]["values"]) if manifest.get("class_bias") else False)
         exported = export_package(run, Path(tmp) / "package", options)
         shutil.rmtree(asset)
         shutil.copytree(exported, asset)

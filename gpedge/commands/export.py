@@ -54,6 +54,11 @@ def main(
         True, "--flip-average/--no-flip-average",
         help="Average each slice with its left-right mirror image inside the graph: steadier calls, twice the network's cost.",
     ),
+    class_bias: bool = typer.Option(
+        True, "--class-bias/--no-class-bias",
+        help="Choose a bias on the tumour classes' odds on the run's validation patients (highest macro F1) and put it "
+        "in the graph; the healthy probability is kept.",
+    ),
     triton: Optional[Path] = typer.Option(
         None, "--triton", help="Also write the package as models of this Triton repository (defaults of 'gpedge triton')."
     ),
@@ -67,7 +72,7 @@ def main(
         mask_rule=mask_rule, offset=offset, tune_mask="auto" if tune_mask is None else tune_mask, tune_slices=tune_slices,
         parity_samples=parity_samples, overwrite=overwrite, int8=int8,
         calibration=calibration, calibration_slices=calibration_slices, gate_slices=gate_slices,
-        flip_average=flip_average,
+        flip_average=flip_average, class_bias=class_bias,
     )
     try:
         from gpedge.export.exporter import export_package
@@ -117,6 +122,12 @@ def _report(path: Path, manifest: dict) -> None:
            f"called tumour {tuned['per_rule'][rule['rule']]['dice_median_called'] or 0:.3f})") if tuned else \
         "not chosen on validation data ('gpedge evaluate --mask-rules' chooses one)"
     console.print(f"mask rule {rule['rule']}, offset {rule['offset']:g}: {how}")
+    bias = manifest.get("class_bias")
+    if bias is not None:
+        values = ", ".join(f"{name} {value:+g}" for name, value in zip(manifest["classes"], bias["values"]))
+        how = (f"chosen on {bias['slices']} slices of {bias['patients']} validation patients (macro F1 "
+               f"{bias['val_macro_f1_unbiased']:.3f} -> {bias['val_macro_f1']:.3f})") if "slices" in bias else "given"
+        console.print(f"class bias {values}: {how}")
     build = manifest.get("engine_build", {})
     if build.get("status") == "skipped":
         console.print(f"TensorRT engine not built ({build['reason']}). On the target: {build['how_to_build']}")

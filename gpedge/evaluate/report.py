@@ -154,6 +154,8 @@ def evaluation_blocks(metrics: dict[str, Any], figures: dict[str, str]) -> list[
                 ["healthy-slice FP rate after clean-up", metrics["cleanup"]["healthy_fp_rate"]],
                 ["mask rule", metrics["mask_rule"]],
                 ["mask offset", metrics["offset"]],
+                ["class bias", ", ".join(f"{c} {b:+g}" for c, b in zip(metrics["model"]["classes"], metrics["model"]["class_bias"] or []))
+                 or "none"],
                 ["tumour / healthy slices", f"{metrics['tumour_slices']} / {metrics['healthy_slices']}"],
             ],
         ),

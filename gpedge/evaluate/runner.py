@@ -100,6 +100,7 @@ def evaluate(predictor: Any, options: EvaluateOptions, progress: Progress | None
             "package_sha256": package_sha256(package),
             "arch": package.manifest["model"].get("arch"),
             "classes": package.classes,
+            "class_bias": package.class_bias,
         },
         "data": {
             "path": str(Path(options.data).resolve()),

@@ -89,6 +89,9 @@ def _write_package(run_dir: Path, root: Path, options: ExportOptions) -> None:
     if size % multiple:
         raise GpedgeError(f"--image-size {size} must be a multiple of {multiple} for {config.arch}")
     fused = FusedModel(network, config.no_tumour_class, (size, size), options.flip_average).eval()
+    bias = _class_bias(fused, config, size, options)
+    if bias is not None:
+        fused = FusedModel(network, config.no_tumour_class, (size, size), options.flip_average, bias["values"]).eval()
     metadata = {"gpedge.classes": ",".join(config.class_names), "gpedge.channels": ",".join(config.channels)}
     log.info("exporting %s (%s) at %dx%d", run_dir, config.arch, size, size)
     fp32_model = export_fused(fused, root / FP32_ONNX, channels=config.in_channels, height=size, width=size,
@@ -102,6 +105,8 @@ def _write_package(run_dir: Path, root: Path, options: ExportOptions) -> None:
     )
     manifest["model"]["denormal_weights_flushed"] = flushed
     manifest["flip_average"] = options.flip_average
+    if bias is not None:
+        manifest["class_bias"] = bias
     statistics = training_statistics(config)
     if statistics is not None:
         manifest["input_statistics"] = statistics
@@ -134,6 +139,27 @@ def _write_package(run_dir: Path, root: Path, options: ExportOptions) -> None:
     if options.int8:
         package.manifest["int8"] = _write_int8(package, config, options, package.manifest["parity"])
         atomic_write_json(root / MANIFEST, package.manifest)
+
+
+def _class_bias(fused: Any, config: Any, size: int, options: ExportOptions) -> dict[str, Any] | None:
+    """The manifest's ``class_bias`` record: ``options.class_bias``'s values, or chosen on the run's validation
+    patients (None when they are not reachable here, or with ``class_bias=False``)."""
+    if options.class_bias is False:
+        return None
+    if options.class_bias is not True:
+        values = [float(v) for v in options.class_bias]
+        empty = config.no_tumour_class
+        if len(values) != len(config.class_names) or not all(np.isfinite(values)) or (empty is not None and values[empty]):
+            raise GpedgeError(f"the class bias must be {len(config.class_names)} finite numbers, one per class of "
+                              f"{config.class_names}{'' if empty is None else f', 0 for {config.class_names[empty]}'}; "
+                              f"got {list(options.class_bias)}")
+        return {"values": values, "source": "given"}
+    from gpedge.export.class_bias import choose_class_bias
+
+    record = choose_class_bias(fused, config, size)
+    if record is None:
+        log.info("no class bias: the run's validation patients are not reachable here")
+    return record
 
 
 def _choose_mask_rule(package: ModelPackage, config: Any, options: ExportOptions) -> None:

@@ -30,7 +30,9 @@ class ExportOptions:
     the run's training patients) and gated on ``gate_slices`` slices of the run's validation patients;
     ``enforce_int8_gate`` False records the gate without refusing (untrained benchmark packages).
     ``flip_average``: the graph averages each slice with its left-right mirror image
-    (:class:`gpedge.graph.fused.FusedModel`; twice the network's cost).
+    (:class:`gpedge.graph.fused.FusedModel`; twice the network's cost). ``class_bias``: True chooses the graph's
+    class bias on the run's validation patients when they are reachable (:mod:`gpedge.export.class_bias`),
+    False exports none, a tuple (one value per class) bakes in those values.
     """
 
     image_size: int | None = None
@@ -54,6 +56,7 @@ class ExportOptions:
     enforce_int8_gate: bool = True
     int8_settings: Int8Settings = field(default_factory=Int8Settings)
     flip_average: bool = True
+    class_bias: bool | tuple[float, ...] = True
 
     @property
     def rule(self) -> str:

@@ -33,9 +33,9 @@ def reference_images(config: Any, n: int, seed: int = 0) -> tuple[np.ndarray, st
     return data.images, "synthetic slices (gpedge.data.samples)"
 
 
-def open_run_data(config: Any, splits: tuple[str, ...]) -> Any | None:
-    """The run's data set restricted to the patients of the first non-empty split of ``splits``
-    (all of it if the run records none), or None when the data set is not reachable here."""
+def open_run_data(config: Any, splits: tuple[str, ...], image_size: int | None = None) -> Any | None:
+    """The run's data set at ``image_size`` (default: the run's) restricted to the patients of the first
+    non-empty split of ``splits`` (all of it if the run records none), or None when it is not reachable here."""
     path = (config.dataset or {}).get("path")
     if not path or not Path(path).exists():
         return None
@@ -43,7 +43,8 @@ def open_run_data(config: Any, splits: tuple[str, ...]) -> Any | None:
         from gpedge.data import open_dataset
     except ImportError:
         return None
-    dataset = open_dataset(path, format=config.dataset.get("format", "auto"), channels=config.channels, image_size=config.image_size)
+    dataset = open_dataset(path, format=config.dataset.get("format", "auto"), channels=config.channels,
+                           image_size=image_size or config.image_size)
     patients = next((config.split.get(name) for name in splits if config.split.get(name)), [])
     if patients:
         dataset = dataset.subset(patients)

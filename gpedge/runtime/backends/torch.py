@@ -46,7 +46,7 @@ def load_fused_model(package: ModelPackage):
     from gpedge.graph.fused import FusedModel
 
     return FusedModel(load_package_network(package), package.no_tumour_class, package.image_size,
-                      package.flip_average).eval()
+                      package.flip_average, package.class_bias).eval()
 
 
 class TorchBackend(Backend):

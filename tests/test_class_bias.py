@@ -1,0 +1,125 @@
+"""The class bias: the graph's prior shift on the tumour classes, and its choice at export on the validation
+patients."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnx")
+
+from sklearn.metrics import f1_score  # noqa: E402
+
+from gpedge import Predictor  # noqa: E402
+from gpedge.export import ExportOptions, export_package  # noqa: E402
+from gpedge.export.class_bias import GRID, choose  # noqa: E402
+from gpedge.graph.bias import ClassBias  # noqa: E402
+from gpedge.package import ModelPackage, manifest_problems  # noqa: E402
+
+
+def test_the_bias_keeps_the_healthy_probability_and_moves_the_grades_odds() -> None:
+    logits = torch.from_numpy(np.random.default_rng(3).normal(0, 3, (64, 3)).astype(np.float32))
+    before = torch.softmax(logits, dim=1)
+    after = torch.softmax(ClassBias([5.0, 0.5, -1.5], empty_for_class=0)(logits), dim=1)
+    np.testing.assert_allclose(after[:, 0], before[:, 0], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(after[:, 2] / after[:, 1], before[:, 2] / before[:, 1] * np.exp(-2.0), rtol=1e-4)
+    plain = ClassBias([0.3, 0.0, -1.0], empty_for_class=None)(logits)
+    np.testing.assert_allclose(plain, logits + torch.tensor([0.3, 0.0, -1.0]), atol=1e-6)
+
+
+def _swapped_grades(seed: int, shift: float) -> tuple[np.ndarray, np.ndarray]:
+    """Logits of a classifier that tells the classes apart, with the HGG logit raised by ``shift`` on tumour slices."""
+    rng = np.random.default_rng(seed)
+    labels = rng.choice(3, size=600, p=[0.6, 0.25, 0.15])
+    logits = 2.0 * np.eye(3)[labels] + rng.normal(0, 1.0, (600, 3))
+    logits[labels > 0, 2] += shift
+    return logits.astype(np.float32), labels
+
+
+def test_the_choice_undoes_a_grade_shift() -> None:
+    logits, labels = _swapped_grades(5, shift=1.5)
+    record = choose(logits, labels, empty_for_class=0)
+    healthy, lgg, hgg = record["values"]
+    assert healthy == 0.0 and lgg == 0.0 and -2.0 <= hgg <= -0.75 and hgg in GRID
+    assert record["val_macro_f1"] > record["val_macro_f1_unbiased"] + 0.05
+    called = ClassBias(record["values"], 0)(torch.from_numpy(logits)).argmax(dim=1).numpy()
+    assert record["val_macro_f1"] == round(f1_score(labels, called, average="macro"), 4)
+    before, after = (int(np.sum((labels == 1) & (calls == 2))) for calls in (logits.argmax(axis=1), called))
+    assert after < before / 2, "LGG slices called HGG"
+
+
+def test_no_bias_where_none_helps() -> None:
+    rng = np.random.default_rng(2)
+    labels = rng.choice(3, size=300)
+    logits = (6.0 * np.eye(3)[labels] + rng.normal(0, 0.5, (300, 3))).astype(np.float32)
+    assert choose(logits, labels, empty_for_class=0)["values"] == [0.0, 0.0, 0.0]
+
+
+def test_a_given_bias_is_in_every_graph_and_backend(tiny_run_dir: Path, tmp_path: Path) -> None:
+    """``ExportOptions(class_bias=values)``: the ONNX graph and the torch backend apply the fused module's bias."""
+    from gpedge.export.parity import reference_images
+    from gpedge.graph.fused import FusedModel
+    from gpedge.runs import load_run
+    from gpedge.runtime.backends.base import rule_inputs
+
+    bias = (0.0, 1.0, -1.0)
+    package_dir = export_package(tiny_run_dir, tmp_path / "pkg", ExportOptions(max_batch=4, fp16=False, engine=False,
+                                                                                parity_samples=2, class_bias=bias))
+    package = ModelPackage.load(package_dir)
+    assert package.class_bias == list(bias) and package.manifest["class_bias"]["source"] == "given"
+    network, config = load_run(tiny_run_dir)
+    images, _ = reference_images(config, 8)
+    inputs = [torch.from_numpy(v) for v in rule_inputs(package.offset, package.mask_rule).values()]
+    with torch.no_grad():
+        biased = FusedModel(network, 0, images.shape[-2:], True, bias).eval()(torch.from_numpy(images), *inputs)
+        plain = FusedModel(network, 0, images.shape[-2:], True).eval()(torch.from_numpy(images), *inputs)
+    assert not torch.equal(biased.probs, plain.probs)
+    np.testing.assert_allclose(biased.probs[:, 0], plain.probs[:, 0], atol=1e-6)
+    for backend in ("onnxruntime", "torch"):
+        with Predictor(package_dir, backend=backend) as predictor:
+            results = predictor.predict(images)
+        probs = np.array([[r.probabilities[c] for c in package.classes] for r in results])
+        np.testing.assert_allclose(probs, biased.probs.numpy(), atol=1e-4)
+        assert [r.class_index for r in results] == biased.label.tolist()
+    unbiased = export_package(tiny_run_dir, tmp_path / "plain", ExportOptions(max_batch=4, fp16=False, engine=False,
+                                                                              parity_samples=2, class_bias=False))
+    assert "class_bias" not in json.loads((unbiased / "manifest.json").read_text())
+
+
+def test_a_wrong_given_bias_is_refused(tiny_run_dir: Path, tmp_path: Path) -> None:
+    from gpedge.errors import GpedgeError
+
+    for bias in ((0.0, 1.0), (1.0, 0.0, 0.0), (0.0, float("nan"), 0.0)):
+        with pytest.raises(GpedgeError, match="one per class"):
+            export_package(tiny_run_dir, tmp_path / "pkg", ExportOptions(engine=False, class_bias=bias))
+        assert not (tmp_path / "pkg").exists()
+
+
+def test_export_chooses_the_bias_on_the_validation_patients(int8_run_dir: Path, tmp_path: Path) -> None:
+    """The default export records a bias chosen on every validation slice, and the runtime's calls on those
+    slices score exactly the macro F1 the record states."""
+    from gpedge.export.parity import open_run_data
+    from gpedge.runs import RunConfig
+
+    options = ExportOptions(max_batch=4, fp16=False, engine=False, parity_samples=2)
+    package_dir = export_package(int8_run_dir, tmp_path / "pkg", options)
+    record = json.loads((package_dir / "manifest.json").read_text())["class_bias"]
+    config = RunConfig.load(int8_run_dir)
+    val = open_run_data(config, ("val",))
+    assert record["slices"] == len(val) and record["patients"] == len(config.split["val"])
+    assert record["values"][0] == 0.0 and record["val_macro_f1"] >= record["val_macro_f1_unbiased"]
+    with Predictor(package_dir, backend="onnxruntime") as predictor:
+        called = [r.class_index for r in predictor.predict(np.stack([val[i]["image"] for i in range(len(val))]))]
+    scored = f1_score(val.labels, called, labels=[0, 1, 2], average="macro", zero_division=0)
+    assert record["val_macro_f1"] == round(scored, 4)
+
+
+def test_the_manifest_checks_the_bias(tiny_package: Path) -> None:
+    manifest = json.loads((tiny_package / "manifest.json").read_text())
+    assert not manifest_problems({**manifest, "class_bias": {"values": [0.0, 0.5, -1.0]}})
+    problems = manifest_problems({**manifest, "class_bias": {"values": [0.0, 0.5]}})
+    assert problems and "class_bias.values" in problems[0]
+    assert manifest_problems({**manifest, "class_bias": [0.0, 0.5, -1.0]})
