@@ -29,7 +29,7 @@ class ClassBias(nn.Module):
         if empty_for_class is not None:
             tumour[int(empty_for_class)] = 0.0
         self.keeps_no_tumour = empty_for_class is not None
-        self.register_buffer("bias", values * tumour if self.keeps_no_tumour else values, persistent=False)
+        self.register_buffer("bias", values * tumour, persistent=False)
         self.register_buffer("tumour", tumour, persistent=False)
 
     def forward(self, logits: torch.Tensor) -> torch.Tensor:
