@@ -1,12 +1,13 @@
 """The host-side last steps of the mask rules (numpy + OpenCV): the paper's clean-up (``...+clean``),
-the map peak's connected region (``...+peak``) and the image-guided map (``...+guided``).
+the map peak's connected region (``...+peak``), the image-guided map (``...+guided``) and its growth (``...+grow``).
 
 The mask rule itself runs inside the fused graph (:mod:`gpedge.graph.mask`);
 :mod:`gpedge.runtime.maps` maps its result to the input's resolution and, for rules named
 ``...+clean``, applies :func:`clean_mask` there with :data:`gpedge.graph.contract.CLEAN_UP`; for
-``...+peak``, :func:`peak_component`; for ``...+guided``, :func:`guided_filter` of the map with the image as guide.
-``tests/test_postprocess.py`` holds the first two to scikit-image's morphology and labelling, which they
-replace, and the guided filter to its definition computed window by window.
+``...+peak``, :func:`peak_component`; for ``...+guided``, :func:`guided_filter` of the map with the image as guide,
+and for ``...+grow`` then :func:`hysteresis`. ``tests/test_postprocess.py`` holds the clean-up, the peak's region
+and the hysteresis to scikit-image's morphology, labelling and hysteresis, which they replace, and the guided
+filter to its definition computed window by window.
 """
 from __future__ import annotations
 
@@ -102,3 +103,19 @@ def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -
     a = (mean(guide * src) - mean_guide * mean_src) / (mean(guide * guide) - mean_guide * mean_guide + np.float32(eps))
     b = mean_src - a * mean_guide
     return mean(a) * guide + mean(b)
+
+
+def hysteresis(score: np.ndarray, high: float, low: float, connectivity: int = 8) -> np.ndarray:
+    """Hysteresis threshold of a (H, W) map: its ``connectivity``-connected regions above ``low`` that hold a pixel
+    above ``high``. Returns bool (H, W)."""
+    score = np.asarray(score, dtype=np.float32)
+    if score.ndim != 2:
+        raise ValueError(f"score must be 2-D (H, W), got shape {score.shape}")
+    strong = score > np.float32(high)
+    if not strong.any():
+        return strong
+    labels, _ = _components(score > np.float32(low), connectivity)
+    kept = np.zeros(int(labels.max()) + 1, dtype=bool)
+    kept[labels[strong]] = True
+    kept[0] = False
+    return kept[labels]

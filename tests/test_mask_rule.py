@@ -15,9 +15,9 @@ from conftest import TINY_SIZE, make_slices
 from gpedge.evaluate.metrics import dice_score
 from gpedge.evaluate.sweep import RuleSweep, candidates, set_package_rule, sweep_rules
 from gpedge.errors import GpedgeError
-from gpedge.graph.contract import CLEAN_UP, GUIDED, parse_mask_rule
+from gpedge.graph.contract import CLEAN_UP, GROW, GUIDED, parse_mask_rule
 from gpedge.package import ModelPackage
-from gpedge.postprocess import clean_mask, guided_filter, peak_component
+from gpedge.postprocess import clean_mask, guided_filter, hysteresis, peak_component
 from gpedge.runtime.backends import create_backend
 from gpedge.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from gpedge.runtime.maps import guide_image, to_input_resolution
@@ -29,7 +29,7 @@ DATA_SIZE = 120  # the tiny model runs at 64 px: a 1.875x resolution change, not
 OFFSETS = [0.0, 0.01, 0.02, 0.04, 0.08]  # the tiny model's heatmaps peak near 0.1
 FRACTIONS = [-0.5, 0.0, 0.5, 1.0]
 PAIRS = candidates(["paper"], OFFSETS) + candidates(
-    ["relative", "contrast-head", "contrast+clean", "head+peak", "contrast-head+guided"], FRACTIONS
+    ["relative", "contrast-head", "contrast+clean", "head+peak", "contrast-head+guided", "head+grow"], FRACTIONS
 )
 BACKENDS = [
     "onnxruntime",
@@ -214,6 +214,29 @@ def test_guided_map_is_thresholded_at_the_input_resolution() -> None:
     assert not empty.any()
     with pytest.raises(ValueError, match="guide"):
         to_input_resolution(score[None], score, 0.5, graph_mask, (48, 48), post="guided")
+
+
+def test_grown_mask_is_the_guided_mask_grown_by_hysteresis() -> None:
+    """``+grow`` rules: the ``+guided`` map's regions above GROW's fraction of the graph's threshold that hold a pixel of
+    the ``+guided`` mask; a region that stays below the threshold is not added, and the graph's empty mask stays empty."""
+    score = np.zeros((16, 16), np.float32)
+    score[3:9, 3:9] = 1.0
+    score[4:7, 4:7] = 2.0  # the core: above the threshold 1.5; its surround is above 0.75 x 1.5
+    score[11:16, 11:16] = 1.3  # a separate region below the threshold, above its fraction
+    graph_mask = (score > 1.5).astype(np.uint8)
+    guide = np.full((48, 48), 0.5, np.float32)
+    kwargs = {"image": guide[None], "channels": ["t1ce"]}
+    _, guided = to_input_resolution(score[None], score, 1.5, graph_mask, (48, 48), post="guided", **kwargs)
+    _, grown = to_input_resolution(score[None], score, 1.5, graph_mask, (48, 48), post="grow", **kwargs)
+    resized = cv2.resize(score, (48, 48), interpolation=cv2.INTER_LINEAR)
+    refined = guided_filter(guide, resized, max(1, round(GUIDED["radius_fraction"] * 48)), GUIDED["eps"])
+    np.testing.assert_array_equal(grown, hysteresis(refined, 1.5, 1.5 * GROW["fraction"], GROW["connectivity"]))
+    assert guided.any() and (grown >= guided).all() and grown.sum() > 1.5 * guided.sum()
+    assert not grown[33:48, 33:48].any() and (refined[33:48, 33:48] > 1.5 * GROW["fraction"]).any()
+    _, empty = to_input_resolution(score[None], score, 1.5, np.zeros_like(graph_mask), (48, 48), post="grow", **kwargs)
+    assert not empty.any()
+    with pytest.raises(ValueError, match="guide"):
+        to_input_resolution(score[None], score, 1.5, graph_mask, (48, 48), post="grow")
 
 
 def test_a_slice_of_another_aspect_ratio_gets_what_its_letterboxed_square_gets() -> None:

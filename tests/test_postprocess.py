@@ -1,5 +1,5 @@
 """The tests' mask-rule reference (tests/mask_reference.py) against scikit-image's multi-Otsu, the
-OpenCV mask steps (gpedge.postprocess) against the scikit-image morphology and labelling they replace,
+OpenCV mask steps (gpedge.postprocess) against the scikit-image morphology, labelling and hysteresis they replace,
 and the guided filter against its definition computed window by window."""
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import cv2
 import numpy as np
 import pytest
 from skimage import morphology
-from skimage.filters import threshold_multiotsu
+from skimage.filters import apply_hysteresis_threshold, threshold_multiotsu
 from skimage.measure import label as label_components
 
 from gpedge.evaluate.metrics import dice_score
-from gpedge.postprocess import clean_mask, guided_filter, peak_component
+from gpedge.postprocess import clean_mask, guided_filter, hysteresis, peak_component
 from mask_reference import mask_from_heatmap, multiotsu_threshold
 
 
@@ -119,6 +119,25 @@ def test_peak_component_matches_scikit_image_on_random_masks() -> None:
         labels = label_components(mask, connectivity=2)
         peak = np.unravel_index(int(np.argmax(np.where(mask, score, -np.inf))), mask.shape)
         np.testing.assert_array_equal(peak_component(mask, score), labels == labels[peak])
+
+
+def test_hysteresis_matches_scikit_image_on_random_maps() -> None:
+    """4-connected: scikit-image's hysteresis threshold; 8-connected: the 8-connected components above ``low`` that
+    hold a pixel above ``high``; nothing above ``high``: empty."""
+    rng = np.random.default_rng(9)
+    for _ in range(20):
+        score = cv2.GaussianBlur(rng.normal(size=(64, 48)).astype(np.float32), (0, 0), rng.uniform(1.0, 3.0))
+        low, high = np.quantile(score, [rng.uniform(0.5, 0.8), rng.uniform(0.9, 0.99)])
+        np.testing.assert_array_equal(hysteresis(score, high, low, connectivity=4),
+                                      apply_hysteresis_threshold(score, low, high))
+        labels = label_components(score > low, connectivity=2)
+        expected = np.isin(labels, np.unique(labels[score > high])) & (labels > 0)
+        eight = hysteresis(score, high, low)
+        np.testing.assert_array_equal(eight, expected)
+        assert eight.sum() > (score > high).sum()
+    assert not hysteresis(score, score.max(), low).any()
+    with pytest.raises(ValueError, match="2-D"):
+        hysteresis(score[None], high, low)
 
 
 def _guided_by_windows(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:

@@ -6,6 +6,8 @@ from typing import Optional
 
 import typer
 
+from gpedge.graph.contract import MASK_RULES, post_step_names
+
 
 def main(
     model: Path = typer.Option(..., "--model", help="Model package folder (made by 'gpedge export'), or a bundled model: default, gp-unet-t1ce, gp-unet-synth."),
@@ -16,8 +18,8 @@ def main(
     backend: str = typer.Option("auto", "--backend", help="Runtime backend: auto, onnxruntime, tensorrt or torch."),
     mask_rules: Optional[str] = typer.Option(
         None, "--mask-rules",
-        help="Comma-separated mask rules to sweep on the val split (paper, relative, contrast, head, contrast-head, "
-        "each optionally +clean, +peak or +guided); with --offsets (or each rule's default offsets) the (rule, offset) of the best "
+        help=f"Comma-separated mask rules to sweep on the val split ({', '.join(MASK_RULES)}, "
+        f"each optionally {post_step_names()}); with --offsets (or each rule's default offsets) the (rule, offset) of the best "
         "median Dice is written into the package manifest and used for the evaluation.",
     ),
     offsets: Optional[str] = typer.Option(

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from gpedge.errors import GpedgeError
-from gpedge.graph.contract import DEFAULT_MASK_RULE
+from gpedge.graph.contract import DEFAULT_MASK_RULE, MASK_RULES, post_step_names
 
 
 def main(
@@ -28,7 +28,7 @@ def main(
     ),
     mask_rule: Optional[str] = typer.Option(
         None, "--mask-rule",
-        help="Mask rule the package starts with: paper, relative, contrast, head or contrast-head, optionally +clean, +peak or +guided "
+        help=f"Mask rule the package starts with: {', '.join(MASK_RULES)}, optionally {post_step_names()} "
         f"(default: chosen on the run's validation patients when reachable, else {DEFAULT_MASK_RULE}).",
     ),
     offset: Optional[float] = typer.Option(

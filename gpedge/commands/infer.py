@@ -14,6 +14,8 @@ from typing import Optional
 
 import typer
 
+from gpedge.graph.contract import MASK_RULES, post_step_names
+
 
 def main(
     inputs: Optional[list[Path]] = typer.Argument(
@@ -30,7 +32,7 @@ def main(
     json_lines: bool = typer.Option(False, "--json", help="Print one JSON object per image or slice on stdout."),
     mask_rule: Optional[str] = typer.Option(
         None, "--mask-rule",
-        help="Mask rule: paper, relative, contrast, head or contrast-head, optionally +clean, +peak or +guided (default: the package's).",
+        help=f"Mask rule: {', '.join(MASK_RULES)}, optionally {post_step_names()} (default: the package's).",
     ),
     offset: Optional[float] = typer.Option(None, "--offset", help="The mask rule's parameter (default: the package's)."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Slices per model call."),

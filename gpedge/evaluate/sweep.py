@@ -2,8 +2,8 @@
 
 The masks scored for a candidate are exactly the masks ``gpedge infer --mask-rule RULE --offset
 OFFSET`` returns (the graph's rule at the model's resolution,
-:func:`gpedge.runtime.maps.to_input_resolution` to the data's, the step of ``+clean``, ``+peak`` or ``+guided``
-rules), on whatever backend the sweep runs, so the rule and offset it stores in the package are
+:func:`gpedge.runtime.maps.to_input_resolution` to the data's, the rule's host-side step,
+``+clean``, ``+guided``, ...), on whatever backend the sweep runs, so the rule and offset it stores in the package are
 what the runtime then applies.
 """
 from __future__ import annotations

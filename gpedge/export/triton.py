@@ -14,7 +14,7 @@ Triton's dynamic batcher concatenates every input of the requests it merges alon
 and its onnxruntime backend refuses optional inputs on models that batch, so an offset with a
 default cannot exist there. The model config carries the package's offset as the parameter
 ``gpedge_mask_offset`` for clients to send. The mask rule is the package's, fixed in the served
-graph (``gpedge_mask_rule``; the host-side step of a ``+clean``, ``+peak`` or ``+guided`` rule is the client's to apply).
+graph (``gpedge_mask_rule``; the host-side step of a ``+clean``, ``+guided``, ... rule is the client's to apply).
 The packaged engines were built with one offset per call (the package's own contract): their model
 has ``max_batch_size: 0`` (the client sends whole batches and the rule's ``mask_rule`` input; Triton
 does not merge requests for it).

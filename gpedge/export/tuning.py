@@ -21,11 +21,12 @@ log = logging.getLogger(__name__)
 
 #: (rule, offset) candidates of the export-time sweep: the paper's rule at three offsets and the
 #: scale-free rules (offset: the fraction of the way from the upper to the lower multi-Otsu threshold),
-#: each also with the peak's region only (``+peak``) and with the image-guided map (``+guided``).
+#: each also with the peak's region only (``+peak``), with the image-guided map (``+guided``) and with that map's
+#: mask grown by hysteresis (``+grow``).
 RELATIVE_OFFSETS = (-0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0)
 EXPORT_CANDIDATES = (
     *((("paper", o) for o in (0.25, 0.5, 1.0))),
-    *(((rule + post, o) for post in ("", "+peak", "+guided") for rule in ("relative", "head", "contrast-head") for o in RELATIVE_OFFSETS)),
+    *(((rule + post, o) for post in ("", "+peak", "+guided", "+grow") for rule in ("relative", "head", "contrast-head") for o in RELATIVE_OFFSETS)),
 )
 
 

@@ -35,8 +35,9 @@ HEAD_EROSION = 0.03
 #: :func:`gpedge.runtime.maps.to_input_resolution`: ``+clean`` the paper's clean-up
 #: (:func:`gpedge.postprocess.clean_mask` with :data:`CLEAN_UP`), ``+peak`` the connected region of
 #: the map's maximum (:func:`gpedge.postprocess.peak_component`), ``+guided`` the map refined with
-#: the image as guide (:func:`gpedge.postprocess.guided_filter` with :data:`GUIDED`) before the graph's threshold.
-POST_STEPS = {"+clean": "clean", "+peak": "peak", "+guided": "guided"}
+#: the image as guide (:func:`gpedge.postprocess.guided_filter` with :data:`GUIDED`) before the graph's threshold,
+#: ``+grow`` the ``+guided`` mask grown by hysteresis (:func:`gpedge.postprocess.hysteresis` with :data:`GROW`).
+POST_STEPS = {"+clean": "clean", "+peak": "peak", "+guided": "guided", "+grow": "grow"}
 #: Clean-up parameters at the input's resolution (pixels): objects and holes below these sizes, closing radius.
 CLEAN_UP = {"min_object": 64, "max_hole": 128, "closing_radius": 2, "largest_component": True}
 #: ``+peak``: the mask's 8-connected component that holds the maximum of the rule's map.
@@ -47,6 +48,10 @@ PEAK_COMPONENT = {"connectivity": 8}
 #: of the smaller side of the input's frame (the input with its :func:`gpedge.preprocess.letterbox` padding:
 #: the frame the model saw; at least 1 px); ``eps`` the filter's ridge on that 0-1 scale.
 GUIDED = {"guide": "flair", "percentile": 99.5, "radius_fraction": 0.0625, "eps": 1e-3}
+#: ``+grow``: the ``+guided`` map's ``connectivity``-connected regions above ``fraction`` x the graph's threshold that
+#: hold a pixel above the threshold itself (the ``+guided`` mask): a lesion's whole extent where the map's peak
+#: covers only its core, and no new region.
+GROW = {"fraction": 0.75, "connectivity": 8}
 
 #: Codes of the three parts of a rule, in the order of the ``mask_rule`` input.
 MAP_CODES = {"class": 0, "contrast": 1}
@@ -121,6 +126,12 @@ DEFAULT_MASK_RULE = "paper"
 DEFAULT_OFFSETS = {"absolute": 0.5, "relative": 0.0}
 
 
+def post_step_names() -> str:
+    """The host-side steps' suffixes for messages and help texts: ``+clean, +peak, +guided or +grow``."""
+    *head, last = POST_STEPS
+    return f"{', '.join(head)} or {last}"
+
+
 def parse_mask_rule(name: str) -> MaskRule:
     """The :class:`MaskRule` called ``name`` (``paper``, ``relative+clean``, ``head+peak``, ...); a clear error otherwise."""
     text = str(name).strip()
@@ -129,7 +140,7 @@ def parse_mask_rule(name: str) -> MaskRule:
     if base not in MASK_RULES:
         raise GpedgeError(
             f"unknown mask rule {name!r}; use one of {', '.join(MASK_RULES)}, optionally with "
-            f"{' or '.join(map(repr, POST_STEPS))} (e.g. relative+clean, head+peak, contrast-head+guided)"
+            f"{post_step_names()} (e.g. relative+clean, head+peak, contrast-head+guided)"
         )
     rule = MASK_RULES[base]
     return MaskRule(text, rule.map, rule.threshold, rule.region, POST_STEPS.get(suffix, ""))
@@ -210,6 +221,7 @@ def mask_rule(rule: str, offset: float, empty_for_class: int | None, height: int
         "clean_up": dict(CLEAN_UP),
         "peak_component": dict(PEAK_COMPONENT),
         "guided": dict(GUIDED),
+        "grow": dict(GROW),
         "rules": {name: {"map": r.map, "threshold": r.threshold, "region": r.region, "code": list(r.code)}
                   for name, r in MASK_RULES.items()},
         "inputs": {OFFSET: specs[OFFSET], MASK_RULE: specs[MASK_RULE]},

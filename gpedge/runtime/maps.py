@@ -1,5 +1,5 @@
 """The mask rule at the input's resolution: the graph's outputs mapped to the input's geometry, then
-the rule's optional host-side step (clean-up or the peak's region).
+the rule's optional host-side step (clean-up, the peak's region, the image-guided map or its growth).
 
 The graph computes the rule's map (``score``), threshold and mask at the model's resolution
 (:mod:`gpedge.graph.mask`); this is its one host-side step, shared by everything that produces
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from gpedge.graph.contract import CLEAN_UP, GUIDED, PEAK_COMPONENT
-from gpedge.postprocess import clean_mask, guided_filter, peak_component
+from gpedge.graph.contract import CLEAN_UP, GROW, GUIDED, PEAK_COMPONENT
+from gpedge.postprocess import clean_mask, guided_filter, hysteresis, peak_component
 from gpedge.preprocess import letterbox
 
 
@@ -71,18 +71,24 @@ def to_input_resolution(
     ``"peak"`` (``...+peak``) :func:`gpedge.postprocess.peak_component` of the resized map;
     ``"guided"`` (``...+guided``) the resized map refined by :func:`gpedge.postprocess.guided_filter` with
     :func:`guide_image` of ``image``, the input slice (C, H, W) whose channels are ``channels``, before the
-    threshold (the guide is only computed for a slice with a mask).
+    threshold (the guide is only computed for a slice with a mask); ``"grow"`` (``...+grow``) that mask grown by
+    :func:`gpedge.postprocess.hysteresis` of the guided map down to :data:`gpedge.graph.contract.GROW`'s fraction
+    of the threshold.
     At the model's resolution and without a step both are the graph's outputs unchanged.
     """
     maps = resize_heatmaps(heatmaps, size, pixel_aspect)
     if not np.any(graph_mask):
         return maps, np.zeros(size, dtype=bool)
     resized = resize_heatmaps(np.asarray(score)[None], size, pixel_aspect)[0]
-    if post == "guided":
+    if post in ("guided", "grow"):
         if image is None or np.shape(image)[-2:] != tuple(size):
-            raise ValueError(f"the +guided step needs the input slice (C, {size[0]}, {size[1]}) as its guide")
+            raise ValueError(f"the +{post} step needs the input slice (C, {size[0]}, {size[1]}) as its guide")
         radius = max(1, round(GUIDED["radius_fraction"] * min(_frame(size, np.shape(score), pixel_aspect))))
-        return maps, guided_filter(guide_image(image, channels), resized, radius, GUIDED["eps"]) > np.float32(threshold)
+        guided = guided_filter(guide_image(image, channels), resized, radius, GUIDED["eps"])
+        if post == "grow":
+            low = np.float32(threshold) * np.float32(GROW["fraction"])
+            return maps, hysteresis(guided, threshold, low, GROW["connectivity"])
+        return maps, guided > np.float32(threshold)
     mask = resized > np.float32(threshold)
     if post == "clean":
         return maps, clean_mask(mask, **CLEAN_UP).astype(bool)

@@ -33,7 +33,7 @@ class Predictor:
     (then ``model`` is its package).
     ``device``: ``None`` (backend's choice), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. ``mask_rule``
     and ``offset``: the mask rule (a name of :data:`gpedge.graph.contract.MASK_RULES`, optionally
-    ``+clean``, ``+peak`` or ``+guided``) and its parameter, overriding the package's (fed to the graph's ``mask_rule`` and
+    a host-side step of :data:`gpedge.graph.contract.POST_STEPS`) and its parameter, overriding the package's (fed to the graph's ``mask_rule`` and
     ``offset`` inputs). ``batch_size``: slices per model call (capped at the package's
     ``max_batch``). ``threads``: CPU threads of the backend (default: the physical cores; ONNX
     Runtime and torch on the CPU). ``max_pixels``: the largest input accepted, in pixels per
@@ -44,7 +44,7 @@ class Predictor:
 
     Masks follow one rule at every resolution: the graph thresholds the rule's map at the
     model's resolution, :func:`gpedge.runtime.maps.to_input_resolution` maps the result to the
-    input's (and applies the host-side step of ``+clean``, ``+peak`` and ``+guided`` rules). Blank images are
+    input's (and applies the rule's host-side step, ``+clean``, ``+guided``, ...). Blank images are
     refused; slices far from the training data are flagged (:mod:`gpedge.runtime.ood`) and get no diagnosis:
     their mask is empty. ``predict`` may be called from several threads at once. Use as a context manager or
     call ``close()`` to release device memory.
