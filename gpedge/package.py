@@ -10,6 +10,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,11 @@ def bundled_package(name: str) -> Path:
             "'gpedge export' (Predictor(model=PATH) or --model PATH)"
         )
     return folder
+
+
+def class_bias_text(classes: Sequence[str], values: Sequence[float] | None) -> str:
+    """A class bias as people read it: ``Healthy +0, LGG +0, HGG -2`` (``none`` without one)."""
+    return ", ".join(f"{name} {float(value):+g}" for name, value in zip(classes, values or ())) or "none"
 
 
 @dataclass

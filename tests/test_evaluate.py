@@ -20,7 +20,7 @@ from gpedge.atomic import atomic_write_json
 from gpedge.cli import app
 from gpedge.errors import DataError
 from gpedge.evaluate.metrics import dice_score
-from gpedge.package import ModelPackage
+from gpedge.package import ModelPackage, class_bias_text
 
 FIGSHARE_CLASSES = ["meningioma", "glioma", "pituitary"]
 
@@ -112,6 +112,8 @@ def _check_report(out: Path, metrics: dict) -> None:
             assert (out / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"{metrics['accuracy']:.3f}" in text
     assert "| Grad-CAM++ |" in (out / "report.md").read_text()
+    assert f"| class bias | {class_bias_text(metrics['model']['classes'], metrics['model']['class_bias'])} |" in (
+        out / "report.md").read_text()
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import typer
 
 from gpedge.errors import GpedgeError
 from gpedge.graph.contract import DEFAULT_MASK_RULE, MASK_RULES, post_step_names
+from gpedge.package import class_bias_text
 
 
 def main(
@@ -124,7 +125,7 @@ def _report(path: Path, manifest: dict) -> None:
     console.print(f"mask rule {rule['rule']}, offset {rule['offset']:g}: {how}")
     bias = manifest.get("class_bias")
     if bias is not None:
-        values = ", ".join(f"{name} {value:+g}" for name, value in zip(manifest["classes"], bias["values"]))
+        values = class_bias_text(manifest["classes"], bias["values"])
         how = (f"chosen on {bias['slices']} slices of {bias['patients']} validation patients (macro F1 "
                f"{bias['val_macro_f1_unbiased']:.3f} -> {bias['val_macro_f1']:.3f})") if "slices" in bias else "given"
         console.print(f"class bias {values}: {how}")

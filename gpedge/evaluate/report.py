@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from gpedge.atomic import atomic_write_bytes
+from gpedge.package import class_bias_text
 
 
 @dataclass
@@ -154,8 +155,7 @@ def evaluation_blocks(metrics: dict[str, Any], figures: dict[str, str]) -> list[
                 ["healthy-slice FP rate after clean-up", metrics["cleanup"]["healthy_fp_rate"]],
                 ["mask rule", metrics["mask_rule"]],
                 ["mask offset", metrics["offset"]],
-                ["class bias", ", ".join(f"{c} {b:+g}" for c, b in zip(metrics["model"]["classes"], metrics["model"]["class_bias"] or []))
-                 or "none"],
+                ["class bias", class_bias_text(metrics["model"]["classes"], metrics["model"]["class_bias"])],
                 ["tumour / healthy slices", f"{metrics['tumour_slices']} / {metrics['healthy_slices']}"],
             ],
         ),
