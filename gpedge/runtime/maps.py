@@ -55,6 +55,21 @@ def _frame(size: tuple[int, int], model_size: tuple[int, int], pixel_aspect: flo
     return model_size[0] * size[0] / box.height, model_size[1] * size[1] / box.width
 
 
+def guided_map(
+    resized: np.ndarray, model_size: tuple[int, int], image: np.ndarray | None, channels: Sequence[str],
+    pixel_aspect: float = 1.0,
+) -> np.ndarray:
+    """The ``+guided`` step's map: ``resized``, the rule's map already at the input's resolution (H, W), refined by
+    :func:`gpedge.postprocess.guided_filter` with :func:`guide_image` of ``image`` (the input slice, (C, H, W), whose
+    channels are ``channels``) and :data:`~gpedge.graph.contract.GUIDED`'s window (a share of the smaller side of the
+    model's frame of ``model_size`` in the input's pixels). float32 (H, W)."""
+    size = np.shape(resized)
+    if image is None or np.shape(image)[-2:] != tuple(size):
+        raise ValueError(f"the +guided and +grow steps need the input slice (C, {size[0]}, {size[1]}) as their guide")
+    radius = max(1, round(GUIDED["radius_fraction"] * min(_frame(size, model_size, pixel_aspect))))
+    return guided_filter(guide_image(image, channels), resized, radius, GUIDED["eps"])
+
+
 def to_input_resolution(
     heatmaps: np.ndarray, score: np.ndarray, threshold: float, graph_mask: np.ndarray, size: tuple[int, int],
     post: str = "", image: np.ndarray | None = None, channels: Sequence[str] = (), pixel_aspect: float = 1.0,
@@ -69,9 +84,9 @@ def to_input_resolution(
     without a multi-Otsu split); then the rule's ``post`` step: ``"clean"`` (rules named
     ``...+clean``) :func:`gpedge.postprocess.clean_mask` with :data:`gpedge.graph.contract.CLEAN_UP`,
     ``"peak"`` (``...+peak``) :func:`gpedge.postprocess.peak_component` of the resized map;
-    ``"guided"`` (``...+guided``) the resized map refined by :func:`gpedge.postprocess.guided_filter` with
-    :func:`guide_image` of ``image``, the input slice (C, H, W) whose channels are ``channels``, before the
-    threshold (the guide is only computed for a slice with a mask); ``"grow"`` (``...+grow``) that mask grown by
+    ``"guided"`` (``...+guided``) the resized map refined by :func:`guided_map` with ``image``, the input slice
+    (C, H, W) whose channels are ``channels``, before the threshold (the guide is only computed for a slice with a
+    mask); ``"grow"`` (``...+grow``) that mask grown by
     :func:`gpedge.postprocess.hysteresis` of the guided map down to :data:`gpedge.graph.contract.GROW`'s fraction
     of the threshold.
     At the model's resolution and without a step both are the graph's outputs unchanged.
@@ -81,10 +96,7 @@ def to_input_resolution(
         return maps, np.zeros(size, dtype=bool)
     resized = resize_heatmaps(np.asarray(score)[None], size, pixel_aspect)[0]
     if post in ("guided", "grow"):
-        if image is None or np.shape(image)[-2:] != tuple(size):
-            raise ValueError(f"the +{post} step needs the input slice (C, {size[0]}, {size[1]}) as its guide")
-        radius = max(1, round(GUIDED["radius_fraction"] * min(_frame(size, np.shape(score), pixel_aspect))))
-        guided = guided_filter(guide_image(image, channels), resized, radius, GUIDED["eps"])
+        guided = guided_map(resized, np.shape(score), image, channels, pixel_aspect)
         if post == "grow":
             low = np.float32(threshold) * np.float32(GROW["fraction"])
             return maps, hysteresis(guided, threshold, low, GROW["connectivity"])
