@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from gpedge.evaluate.selection import SPLITS
@@ -33,3 +34,12 @@ def emit(found: dict, json_path: Path | None) -> int:
     if json_path:
         json_path.write_text(text + "\n")
     return 0
+
+
+def run_probe(doc: str, probe: Callable[[ModelPackage, Path, str], dict], argv: list[str] | None, split: str = "val") -> int:
+    """A probe script's ``main``: the shared arguments (described by ``doc``'s first line), then ``probe(package, data,
+    split)`` printed with the package, data and split it ran on."""
+    args = package_parser(doc.splitlines()[0], split=split).parse_args(argv)
+    package, data = package_and_data(args.package, args.data)
+    return emit({"package": str(package.root), "data": str(data), "split": args.split, **probe(package, data, args.split)},
+                args.json)

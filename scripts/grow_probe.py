@@ -26,7 +26,7 @@ from gpedge.preprocess import fit_image
 from gpedge.runtime.maps import guided_map, resize_heatmaps
 from gpedge.runtime.predictor import Predictor
 
-from _report import emit, package_and_data, package_parser
+from _report import run_probe
 
 FRACTIONS = (1.0, 0.9, 0.75, 0.6, 0.5, 0.25)
 #: Tumour areas (pixels at the data's resolution) of the rows by area: [low, high).
@@ -69,10 +69,7 @@ def probe(package, data, split: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = package_parser(__doc__.splitlines()[0], split="val").parse_args(argv)
-    package, data = package_and_data(args.package, args.data)
-    return emit({"package": str(package.root), "data": str(data), "split": args.split, **probe(package, data, args.split)},
-                args.json)
+    return run_probe(__doc__, probe, argv)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from gpedge.preprocess import fit_image
 from gpedge.runtime.maps import guide_image, resize_heatmaps
 from gpedge.runtime.predictor import Predictor
 
-from _report import emit, package_and_data, package_parser
+from _report import run_probe
 
 RADIUS_FRACTIONS = (1 / 32, 1 / 16, 3 / 32, 1 / 8)  # 4, 8, 12 and 16 px at 128 px
 EPS = (1e-4, 1e-3, 3e-3)
@@ -61,10 +61,7 @@ def probe(package, data, split: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = package_parser(__doc__.splitlines()[0], split="val").parse_args(argv)
-    package, data = package_and_data(args.package, args.data)
-    return emit({"package": str(package.root), "data": str(data), "split": args.split, **probe(package, data, args.split)},
-                args.json)
+    return run_probe(__doc__, probe, argv)
 
 
 if __name__ == "__main__":
