@@ -16,17 +16,13 @@ import sys
 
 import numpy as np
 
-from gpedge.data import open_dataset
 from gpedge.errors import reporting
 from gpedge.evaluate.metrics import dice_score
-from gpedge.evaluate.selection import select_split
 from gpedge.graph.contract import GROW, parse_mask_rule
 from gpedge.postprocess import hysteresis
-from gpedge.preprocess import fit_image
 from gpedge.runtime.maps import guided_map, resize_heatmaps
-from gpedge.runtime.predictor import Predictor
 
-from _report import run_probe
+from _report import run_probe, tumour_slice_outputs
 
 FRACTIONS = (1.0, 0.9, 0.75, 0.6, 0.5, 0.25)
 #: Tumour areas (pixels at the data's resolution) of the rows by area: [low, high).
@@ -34,26 +30,17 @@ AREA_BINS = ((1, 50), (50, 200), (200, 600), (600, None))
 
 
 def probe(package, data, split: str) -> dict:
-    dataset, _ = select_split(open_dataset(data, format="brats", channels=package.channels), package, split)
-    base = parse_mask_rule(package.mask_rule).base
     rows: list[tuple[int, bool, list[float]]] = []
-    with Predictor(package, backend="onnxruntime") as predictor:
-        for i in range(len(dataset)):
-            sample = dataset[i]
-            truth = np.asarray(sample["mask"]) > 0
-            if not truth.any():
-                continue
-            image = np.asarray(sample["image"], np.float32)
-            out = predictor.backend.run(fit_image(image, package.image_size)[None], package.offset, base)
-            called = int(out["label"][0]) != package.no_tumour_class
-            if not out["mask"][0].any():
-                rows.append((int(truth.sum()), called, [dice_score(np.zeros_like(truth), truth)] * len(FRACTIONS)))
-                continue
-            threshold = np.float32(out["threshold"][0])
-            score = resize_heatmaps(out["score"][0][None], truth.shape)[0]
-            guided = guided_map(score, out["score"][0].shape, image, package.channels)
-            masks = [hysteresis(guided, threshold, threshold * np.float32(f), GROW["connectivity"]) for f in FRACTIONS]
-            rows.append((int(truth.sum()), called, [dice_score(m, truth) for m in masks]))
+    for image, truth, out in tumour_slice_outputs(package, data, split):
+        is_tumour = int(out["label"][0]) != package.no_tumour_class
+        if not out["mask"][0].any():
+            rows.append((int(truth.sum()), is_tumour, [dice_score(np.zeros_like(truth), truth)] * len(FRACTIONS)))
+            continue
+        threshold = np.float32(out["threshold"][0])
+        score = resize_heatmaps(out["score"][0][None], truth.shape)[0]
+        guided = guided_map(score, out["score"][0].shape, image, package.channels)
+        masks = [hysteresis(guided, threshold, threshold * np.float32(f), GROW["connectivity"]) for f in FRACTIONS]
+        rows.append((int(truth.sum()), is_tumour, [dice_score(m, truth) for m in masks]))
     area = np.array([r[0] for r in rows])
     called = np.array([r[1] for r in rows], dtype=bool)
     dice = np.array([r[2] for r in rows], dtype=np.float64).reshape(len(rows), len(FRACTIONS))
@@ -63,9 +50,9 @@ def probe(package, data, split: str) -> dict:
 
     by_area = {f"{low}-{high or 'max'} px": {"slices": int(keep.sum()), "median_dice": medians(keep)}
                for low, high in AREA_BINS for keep in [(area >= low) & (area < (high or np.inf))]}
-    return {"rule": base, "offset": package.offset, "shipped_fraction": GROW["fraction"], "tumour_slices": len(rows),
-            "called_tumour": int(called.sum()), "median_dice": medians(np.ones(len(rows), bool)),
-            "median_dice_called": medians(called), "by_area": by_area}
+    return {"rule": parse_mask_rule(package.mask_rule).base, "offset": package.offset,
+            "shipped_fraction": GROW["fraction"], "tumour_slices": len(rows), "called_tumour": int(called.sum()),
+            "median_dice": medians(np.ones(len(rows), bool)), "median_dice_called": medians(called), "by_area": by_area}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,17 +16,13 @@ import sys
 
 import numpy as np
 
-from gpedge.data import open_dataset
 from gpedge.errors import reporting
 from gpedge.evaluate.metrics import dice_score
-from gpedge.evaluate.selection import select_split
 from gpedge.graph.contract import GUIDED, parse_mask_rule
 from gpedge.postprocess import guided_filter
-from gpedge.preprocess import fit_image
 from gpedge.runtime.maps import guide_image, resize_heatmaps
-from gpedge.runtime.predictor import Predictor
 
-from _report import run_probe
+from _report import run_probe, tumour_slice_outputs
 
 RADIUS_FRACTIONS = (1 / 32, 1 / 16, 3 / 32, 1 / 8)  # 4, 8, 12 and 16 px at 128 px
 EPS = (1e-4, 1e-3, 3e-3)
@@ -34,29 +30,21 @@ GUIDES = ("package", "mean")
 
 
 def probe(package, data, split: str) -> dict:
-    dataset, _ = select_split(open_dataset(data, format="brats", channels=package.channels), package, split)
-    base = parse_mask_rule(package.mask_rule).base
     settings = list(itertools.product(GUIDES, RADIUS_FRACTIONS, EPS))
     dice: dict[str, list[float]] = {"unrefined": [], **{f"{g} r={r:.4f} eps={e:g}": [] for g, r, e in settings}}
-    with Predictor(package, backend="onnxruntime") as predictor:
-        for i in range(len(dataset)):
-            sample = dataset[i]
-            truth = np.asarray(sample["mask"]) > 0
-            if not truth.any():
-                continue
-            image = np.asarray(sample["image"], np.float32)
-            out = predictor.backend.run(fit_image(image, package.image_size)[None], package.offset, base)
-            threshold = np.float32(out["threshold"][0])
-            empty = not out["mask"][0].any()
-            score = resize_heatmaps(out["score"][0][None], truth.shape)[0]
-            dice["unrefined"].append(dice_score(np.zeros_like(truth) if empty else score > threshold, truth))
-            guides = {"package": guide_image(image, package.channels), "mean": guide_image(image, ["mean"] * len(image))}
-            for g, r, e in settings:
-                radius = max(1, round(r * min(truth.shape)))
-                mask = np.zeros_like(truth) if empty else guided_filter(guides[g], score, radius, e) > threshold
-                dice[f"{g} r={r:.4f} eps={e:g}"].append(dice_score(mask, truth))
+    for image, truth, out in tumour_slice_outputs(package, data, split):
+        threshold = np.float32(out["threshold"][0])
+        empty = not out["mask"][0].any()
+        score = resize_heatmaps(out["score"][0][None], truth.shape)[0]
+        dice["unrefined"].append(dice_score(np.zeros_like(truth) if empty else score > threshold, truth))
+        guides = {"package": guide_image(image, package.channels), "mean": guide_image(image, ["mean"] * len(image))}
+        for g, r, e in settings:
+            radius = max(1, round(r * min(truth.shape)))
+            mask = np.zeros_like(truth) if empty else guided_filter(guides[g], score, radius, e) > threshold
+            dice[f"{g} r={r:.4f} eps={e:g}"].append(dice_score(mask, truth))
     medians = {name: float(np.median(values)) for name, values in dice.items()}
-    return {"rule": base, "offset": package.offset, "tumour_slices": len(dice["unrefined"]), "shipped": dict(GUIDED),
+    return {"rule": parse_mask_rule(package.mask_rule).base, "offset": package.offset,
+            "tumour_slices": len(dice["unrefined"]), "shipped": dict(GUIDED),
             "median_dice": dict(sorted(medians.items(), key=lambda kv: -kv[1]))}
 
 
