@@ -257,9 +257,10 @@ class ModelPackage:
 
     @property
     def class_bias(self) -> list[float] | None:
-        """The graph's class bias (:class:`gpedge.graph.bias.ClassBias`), one value per class; None when it has none."""
+        """The graph's class bias (:class:`gpedge.graph.bias.ClassBias`), one value per class; None when it has none
+        (no record, or a record whose values are all 0: the export chose none)."""
         record = self.manifest.get("class_bias")
-        return None if record is None else [float(v) for v in record["values"]]
+        return None if record is None or not any(record["values"]) else [float(v) for v in record["values"]]
 
     @property
     def no_tumour_class(self) -> int | None:

@@ -15,7 +15,7 @@ from sklearn.metrics import f1_score  # noqa: E402
 
 from gpedge import Predictor  # noqa: E402
 from gpedge.export import ExportOptions, export_package  # noqa: E402
-from gpedge.export.class_bias import GRID, choose  # noqa: E402
+from gpedge.export.class_bias import GRID, MIN_GAIN, choose  # noqa: E402
 from gpedge.graph.bias import ClassBias  # noqa: E402
 from gpedge.package import ModelPackage, manifest_problems  # noqa: E402
 
@@ -56,6 +56,20 @@ def test_no_bias_where_none_helps() -> None:
     labels = rng.choice(3, size=300)
     logits = (6.0 * np.eye(3)[labels] + rng.normal(0, 0.5, (300, 3))).astype(np.float32)
     assert choose(logits, labels, empty_for_class=0)["values"] == [0.0, 0.0, 0.0]
+
+
+def test_a_bias_that_gains_less_than_the_minimum_is_not_adopted() -> None:
+    """A small grade shift: the best bias raises the validation macro F1 by less than MIN_GAIN, so the record keeps
+    no bias (its F1 the unbiased one) and states the best it did not adopt; a large shift's bias is adopted."""
+    logits, labels = _swapped_grades(5, shift=0.5)
+    record = choose(logits, labels, empty_for_class=0)
+    best = record["best"]
+    assert record["values"] == [0.0, 0.0, 0.0] and record["val_macro_f1"] == record["val_macro_f1_unbiased"]
+    assert best["values"][2] < 0 and 0 < best["val_macro_f1"] - record["val_macro_f1_unbiased"] < MIN_GAIN
+    called = ClassBias(best["values"], 0)(torch.from_numpy(logits)).argmax(dim=1).numpy()
+    assert best["val_macro_f1"] == round(f1_score(labels, called, average="macro"), 4)
+    adopted = choose(*_swapped_grades(5, shift=1.5), empty_for_class=0)
+    assert adopted["values"][2] < 0 and "best" not in adopted
 
 
 def test_a_given_bias_is_in_every_graph_and_backend(tiny_run_dir: Path, tmp_path: Path) -> None:

@@ -128,6 +128,9 @@ def _report(path: Path, manifest: dict) -> None:
         values = class_bias_text(manifest["classes"], bias["values"])
         how = (f"chosen on {bias['slices']} slices of {bias['patients']} validation patients (macro F1 "
                f"{bias['val_macro_f1_unbiased']:.3f} -> {bias['val_macro_f1']:.3f})") if "slices" in bias else "given"
+        if "best" in bias:
+            how += (f"; the best, {class_bias_text(manifest['classes'], bias['best']['values'])}, reached "
+                    f"{bias['best']['val_macro_f1']:.3f}, less than {bias['min_gain']:g} above no bias: not adopted")
         console.print(f"class bias {values}: {how}")
     build = manifest.get("engine_build", {})
     if build.get("status") == "skipped":

@@ -4,7 +4,9 @@ A network calls the grades with the priors of the mix it was trained on (class-w
 class were equally common); where the validation patients show it calling one grade for another,
 a bias on the tumour classes' odds (:class:`gpedge.graph.bias.ClassBias`: the no-tumour probability
 is kept) corrects it. The export runs the fused module once on every validation slice, scores each
-candidate bias by macro F1 over the validation slices, and bakes the best into the graph.
+candidate bias by macro F1 over the validation slices, and bakes the best into the graph when it beats no bias
+by at least :data:`MIN_GAIN`: a smaller gain is within what resampling the validation patients moves, and a bias
+fitted to it can cost calls on other patients (docs/quality.md).
 """
 from __future__ import annotations
 
@@ -25,8 +27,10 @@ log = logging.getLogger(__name__)
 GRID = tuple(np.round(np.arange(-2.0, 2.0001, 0.25), 2).tolist())
 #: Rounds of coordinate search over the free classes (one is exact with one free class).
 ROUNDS = 3
-CRITERION = ("highest macro F1 on every slice of the validation patients (ties: the smaller total bias); "
-             "the no-tumour class and the first other class are not biased")
+#: Least rise of the validation macro F1 over no bias for a bias to be adopted.
+MIN_GAIN = 0.03
+CRITERION = ("highest macro F1 on every slice of the validation patients (ties: the smaller total bias), adopted when it "
+             f"beats no bias by at least {MIN_GAIN}; the no-tumour class and the first other class are not biased")
 
 
 def validation_outputs(fused: Any, config: Any, size: int, batch: int = 32
@@ -49,7 +53,8 @@ def validation_outputs(fused: Any, config: Any, size: int, batch: int = 32
 
 
 def choose(logits: np.ndarray, labels: np.ndarray, empty_for_class: int | None) -> dict[str, Any]:
-    """The class bias of the highest validation macro F1 (see :data:`CRITERION`) and the record of the choice."""
+    """The class bias of the highest validation macro F1 (see :data:`CRITERION`) and the record of the choice:
+    ``values`` all 0 when the best does not beat no bias by :data:`MIN_GAIN` (then ``best`` records it)."""
     num_classes = logits.shape[1]
     free = [k for k in range(num_classes) if k != empty_for_class][1:]
     tensor = torch.from_numpy(np.asarray(logits, np.float32))
@@ -68,9 +73,13 @@ def choose(logits: np.ndarray, labels: np.ndarray, empty_for_class: int | None) 
             result = score(trial)
             if result > best:
                 bias, best = trial, result
-    return {"values": bias, "criterion": CRITERION, "slices": int(len(labels)),
-            "val_macro_f1_unbiased": round(before[0], 4), "val_macro_f1": round(best[0], 4),
-            "grid": [GRID[0], GRID[-1]]}
+    record = {"values": bias, "criterion": CRITERION, "slices": int(len(labels)),
+              "val_macro_f1_unbiased": round(before[0], 4), "val_macro_f1": round(best[0], 4),
+              "grid": [GRID[0], GRID[-1]], "min_gain": MIN_GAIN}
+    if best[0] - before[0] < MIN_GAIN and any(bias):
+        record.update(values=[0.0] * num_classes, val_macro_f1=record["val_macro_f1_unbiased"],
+                      best={"values": bias, "val_macro_f1": round(best[0], 4)})
+    return record
 
 
 def choose_class_bias(fused: Any, config: Any, size: int) -> dict[str, Any] | None:

@@ -90,7 +90,7 @@ def _write_package(run_dir: Path, root: Path, options: ExportOptions) -> None:
         raise GpedgeError(f"--image-size {size} must be a multiple of {multiple} for {config.arch}")
     fused = FusedModel(network, config.no_tumour_class, (size, size), options.flip_average).eval()
     bias = _class_bias(fused, config, size, options)
-    if bias is not None:
+    if bias is not None and any(bias["values"]):
         fused = FusedModel(network, config.no_tumour_class, (size, size), options.flip_average, bias["values"]).eval()
     metadata = {"gpedge.classes": ",".join(config.class_names), "gpedge.channels": ",".join(config.channels)}
     log.info("exporting %s (%s) at %dx%d", run_dir, config.arch, size, size)
