@@ -17,7 +17,7 @@ from gpedge import Predictor  # noqa: E402
 from gpedge.export import ExportOptions, export_package  # noqa: E402
 from gpedge.export.class_bias import GRID, MIN_GAIN, choose  # noqa: E402
 from gpedge.graph.bias import ClassBias  # noqa: E402
-from gpedge.package import ModelPackage, manifest_problems  # noqa: E402
+from gpedge.package import ModelPackage, class_bias_text, manifest_problems  # noqa: E402
 
 
 def test_the_bias_keeps_the_healthy_probability_and_moves_the_grades_odds() -> None:
@@ -113,14 +113,23 @@ def test_a_wrong_given_bias_is_refused(tiny_run_dir: Path, tmp_path: Path) -> No
 
 
 def test_export_chooses_the_bias_on_the_validation_patients(int8_run_dir: Path, tmp_path: Path) -> None:
-    """The default export records a bias chosen on every validation slice, and the runtime's calls on those
-    slices score exactly the macro F1 the record states."""
+    """The default export (``gpedge export``) records a bias chosen on every validation slice and reports it, and the
+    runtime's calls on those slices score exactly the macro F1 the record states."""
+    from typer.testing import CliRunner
+
+    from gpedge.cli import app
     from gpedge.export.parity import open_run_data
     from gpedge.runs import RunConfig
 
-    options = ExportOptions(max_batch=4, fp16=False, engine=False, parity_samples=2)
-    package_dir = export_package(int8_run_dir, tmp_path / "pkg", options)
-    record = json.loads((package_dir / "manifest.json").read_text())["class_bias"]
+    package_dir = tmp_path / "pkg"
+    result = CliRunner().invoke(app, ["export", str(int8_run_dir), "--out", str(package_dir), "--max-batch", "4",
+                                      "--no-fp16", "--no-engine", "--parity-samples", "2"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((package_dir / "manifest.json").read_text())
+    record = manifest["class_bias"]
+    reported = " ".join(result.output.split())
+    assert f"class bias {class_bias_text(manifest['classes'], record['values'])}: chosen on {record['slices']} slices" in reported
+    assert ("not adopted" in reported) == ("best" in record)
     config = RunConfig.load(int8_run_dir)
     val = open_run_data(config, ("val",))
     assert record["slices"] == len(val) and record["patients"] == len(config.split["val"])

@@ -1,14 +1,12 @@
 """``gpedge export`` command line: error paths print one line and exit 2."""
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from gpedge.package import class_bias_text
 from gpedge.tensorrt.cuda import unavailable_reason
 
 
@@ -42,7 +40,4 @@ def test_export_writes_a_package(tiny_run_dir: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "onnxruntime_fp32_vs_torch" in result.output
     assert (tmp_path / "pkg" / "model.onnx").is_file() and not (tmp_path / "pkg" / "model.fp16.onnx").exists()
-    manifest = json.loads((tmp_path / "pkg" / "manifest.json").read_text())
-    assert manifest["mask_rule"]["offset"] == 0.25
-    assert f"class bias {class_bias_text(manifest['classes'], manifest['class_bias']['values'])}: chosen on" in " ".join(
-        result.output.split())
+    assert '"offset": 0.25' in (tmp_path / "pkg" / "manifest.json").read_text()
