@@ -1,7 +1,8 @@
 """The CPU-budget anchor check of issue 9, end to end, over several seeds; writes a JSON summary.
 
-Per seed: the documented training command (GP-UNet, width 16, 128 px, four contrasts, 8 epochs,
-``--recipe cpu``), ``gpedge export`` (which chooses the mask rule and offset on the validation
+Per seed: the README's BraTS CPU-budget command (GP-UNet, width 16, 128 px, four contrasts, 8 epochs,
+``--recipe cpu``, BatchNorm, started from and distilled from ``gp-unet-synth``, ``--augment gain``; the results
+committed before 2026-12-04 ran the bare ``--recipe cpu`` command, as their JSON records), ``gpedge export`` (which chooses the mask rule and offset on the validation
 patients), then ``gpedge evaluate --split test``. The seed
 also draws the patient split. Targets: test macro F1 >= 0.77, median Dice >= 0.70, healthy FP
 <= 5%, LGG recognised (recall > 0), for the mean and the worst seed.
@@ -25,7 +26,9 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-TRAIN = ["--arch", "gp-unet", "--width", "16", "--image-size", "128", "--channels", "t1,t2,t1ce,flair", "--epochs", "8", "--recipe", "cpu"]
+TRAIN = ["--arch", "gp-unet", "--width", "16", "--image-size", "128", "--channels", "t1,t2,t1ce,flair", "--epochs", "8",
+         "--recipe", "cpu", "--norm", "batch", "--init-from", "gp-unet-synth", "--distil-from", "gp-unet-synth", "--lr", "3e-4",
+         "--augment", "gain"]
 TARGETS = {"f1_macro": 0.77, "dice_median": 0.70, "healthy_fp_rate": 0.05}
 
 
