@@ -148,6 +148,12 @@ def bundled_package(name: str) -> Path:
     return folder
 
 
+def adopted_class_bias(record: dict[str, Any] | None) -> list[float] | None:
+    """The class bias a manifest's ``class_bias`` record puts in the graph, one value per class; None when there is
+    no record or its values are all 0 (the export chose none)."""
+    return None if record is None or not any(record["values"]) else [float(v) for v in record["values"]]
+
+
 def class_bias_text(classes: Sequence[str], values: Sequence[float] | None) -> str:
     """A class bias as people read it: ``Healthy +0, LGG +0, HGG -2`` (``none`` without one)."""
     return ", ".join(f"{name} {float(value):+g}" for name, value in zip(classes, values or ())) or "none"
@@ -258,9 +264,8 @@ class ModelPackage:
     @property
     def class_bias(self) -> list[float] | None:
         """The graph's class bias (:class:`gpedge.graph.bias.ClassBias`), one value per class; None when it has none
-        (no record, or a record whose values are all 0: the export chose none)."""
-        record = self.manifest.get("class_bias")
-        return None if record is None or not any(record["values"]) else [float(v) for v in record["values"]]
+        (:func:`adopted_class_bias`)."""
+        return adopted_class_bias(self.manifest.get("class_bias"))
 
     @property
     def no_tumour_class(self) -> int | None:

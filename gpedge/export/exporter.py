@@ -24,7 +24,7 @@ from gpedge.export.manifest import build_manifest, file_entry
 from gpedge.export.options import ExportOptions
 from gpedge.export.statistics import flush_denormal_weights, training_statistics
 from gpedge.graph.contract import INPUT
-from gpedge.package import GRAPHS, MANIFEST, ModelPackage
+from gpedge.package import GRAPHS, MANIFEST, ModelPackage, adopted_class_bias
 from gpedge.tensorrt.cuda import INSTALL_HINT, unavailable_reason
 
 log = logging.getLogger(__name__)
@@ -90,8 +90,9 @@ def _write_package(run_dir: Path, root: Path, options: ExportOptions) -> None:
         raise GpedgeError(f"--image-size {size} must be a multiple of {multiple} for {config.arch}")
     fused = FusedModel(network, config.no_tumour_class, (size, size), options.flip_average).eval()
     bias = _class_bias(fused, config, size, options)
-    if bias is not None and any(bias["values"]):
-        fused = FusedModel(network, config.no_tumour_class, (size, size), options.flip_average, bias["values"]).eval()
+    values = adopted_class_bias(bias)
+    if values is not None:
+        fused = FusedModel(network, config.no_tumour_class, (size, size), options.flip_average, values).eval()
     metadata = {"gpedge.classes": ",".join(config.class_names), "gpedge.channels": ",".join(config.channels)}
     log.info("exporting %s (%s) at %dx%d", run_dir, config.arch, size, size)
     fp32_model = export_fused(fused, root / FP32_ONNX, channels=config.in_channels, height=size, width=size,
