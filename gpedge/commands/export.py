@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
 from gpedge.errors import GpedgeError
+from gpedge.export.options import DEFAULT_MAX_HEALTHY_FP
 from gpedge.graph.contract import DEFAULT_MASK_RULE, MASK_RULES, post_step_names
 from gpedge.package import class_bias_text
 
@@ -57,8 +58,13 @@ def main(
     ),
     class_bias: bool = typer.Option(
         True, "--class-bias/--no-class-bias",
-        help="Choose a bias on the tumour classes' odds on the run's validation patients (highest macro F1) and put it "
-        "in the graph; the healthy probability is kept.",
+        help="Choose a class bias on the run's validation patients and put it in the graph: the grades' odds "
+        "(highest macro F1) and the tumour-versus-healthy operating point (--max-healthy-fp).",
+    ),
+    max_healthy_fp: float = typer.Option(
+        DEFAULT_MAX_HEALTHY_FP, "--max-healthy-fp", min=0.0, max=1.0,
+        help="With --class-bias: the most validation healthy slices the graph may call tumour; the healthy odds are "
+        "raised as little as reaches it (1 keeps them as trained).",
     ),
     triton: Optional[Path] = typer.Option(
         None, "--triton", help="Also write the package as models of this Triton repository (defaults of 'gpedge triton')."
@@ -73,7 +79,7 @@ def main(
         mask_rule=mask_rule, offset=offset, tune_mask="auto" if tune_mask is None else tune_mask, tune_slices=tune_slices,
         parity_samples=parity_samples, overwrite=overwrite, int8=int8,
         calibration=calibration, calibration_slices=calibration_slices, gate_slices=gate_slices,
-        flip_average=flip_average, class_bias=class_bias,
+        flip_average=flip_average, class_bias=class_bias, max_healthy_fp=max_healthy_fp,
     )
     try:
         from gpedge.export.exporter import export_package
@@ -132,9 +138,24 @@ def _report(path: Path, manifest: dict) -> None:
             how += (f"; the best, {class_bias_text(manifest['classes'], bias['best']['values'])}, reached "
                     f"{bias['best']['val_macro_f1']:.3f}, less than {bias['min_gain']:g} above no bias: not adopted")
         console.print(f"class bias {values}: {how}")
+        point = bias.get("no_tumour")
+        if point is not None:
+            console.print(_operating_point_text(manifest["classes"][manifest["mask_rule"]["empty_for_class"]], point))
     build = manifest.get("engine_build", {})
     if build.get("status") == "skipped":
         console.print(f"TensorRT engine not built ({build['reason']}). On the target: {build['how_to_build']}")
         console.print(f"  ({build['note']})")
     for meta in manifest.get("engines", []):
         console.print(f"engine {meta['file']}: TensorRT {meta['tensorrt_version']}, {meta['gpu_name']}, layers {meta['layer_precisions']}")
+
+
+def _operating_point_text(no_tumour: str, point: dict[str, Any]) -> str:
+    """The export's line on the tumour-versus-healthy operating point (a manifest's ``class_bias.no_tumour``)."""
+    shares = (f"validation {no_tumour} slices called tumour {point['healthy_called_tumour_before']:.3f} -> "
+              f"{point['healthy_called_tumour']:.3f}, tumour slices called tumour "
+              f"{point['tumour_called_tumour_before']:.3f} -> {point['tumour_called_tumour']:.3f}")
+    if point["reached"]:
+        return f"operating point {no_tumour} {point['value']:+g} ({shares}; at most {point['max_healthy_fp']:g} asked)"
+    return (f"operating point not reached: at most {point['max_healthy_fp']:g} of the {no_tumour} slices asked, "
+            f"{point['healthy_called_tumour_at_grid_end']:.3f} at {no_tumour} +{point['grid'][1]:g}; {no_tumour} +0 kept "
+            f"({shares})")

@@ -1,12 +1,20 @@
 """The package's class bias, chosen at export on the run's validation patients (``gpedge export``'s default).
 
-A network calls the grades with the priors of the mix it was trained on (class-weighted: as if every
-class were equally common); where the validation patients show it calling one grade for another,
-a bias on the tumour classes' odds (:class:`gpedge.graph.bias.ClassBias`: the no-tumour probability
-is kept) corrects it. The export runs the fused module once on every validation slice, scores each
-candidate bias by macro F1 over the validation slices, and bakes the best into the graph when it beats no bias
-by at least :data:`MIN_GAIN`: a smaller gain is within what resampling the validation patients moves, and a bias
-fitted to it can cost calls on other patients (docs/quality.md).
+A network calls with the priors of the mix it was trained on (class-weighted: as if every class were
+equally common), in two ways that the bias (:class:`gpedge.graph.bias.ClassBias`) corrects:
+
+- *The grades.* Where the validation patients show it calling one grade for another, a bias on the tumour
+  classes' odds among themselves (the no-tumour probability kept) corrects it. The export scores each candidate
+  by macro F1 over the validation slices and adopts the best when it beats no bias by at least :data:`MIN_GAIN`:
+  a smaller gain is within what resampling the validation patients moves, and a bias fitted to it can cost calls
+  on other patients (docs/quality.md).
+- *Healthy slices called tumour.* Healthy slices are the common class and the cheapest one in class-weighted
+  training, so the tumour-versus-healthy decision leans to tumour. The no-tumour class's value is an operating
+  point: the smallest of :data:`HEALTHY_GRID` at which at most ``max_healthy_fp`` of the validation patients'
+  healthy slices are called tumour (0 when none reaches it, recorded so).
+
+The export runs the fused module once on every validation slice; the grades' bias is chosen first, the
+no-tumour value on top of it.
 """
 from __future__ import annotations
 
@@ -18,6 +26,7 @@ import numpy as np
 import torch
 from sklearn.metrics import f1_score
 
+from gpedge.export.options import DEFAULT_MAX_HEALTHY_FP
 from gpedge.export.parity import open_run_data
 from gpedge.graph.bias import ClassBias
 
@@ -27,10 +36,14 @@ log = logging.getLogger(__name__)
 GRID = tuple(np.round(np.arange(-2.0, 2.0001, 0.25), 2).tolist())
 #: Rounds of coordinate search over the free classes (one is exact with one free class).
 ROUNDS = 3
-#: Least rise of the validation macro F1 over no bias for a bias to be adopted.
+#: Least rise of the validation macro F1 over no bias for a grades' bias to be adopted.
 MIN_GAIN = 0.03
-CRITERION = ("highest macro F1 on every slice of the validation patients (ties: the smaller total bias), adopted when it "
-             f"beats no bias by at least {MIN_GAIN}; the no-tumour class and the first other class are not biased")
+CRITERION = ("grades: highest macro F1 on every slice of the validation patients (ties: the smaller total bias), adopted "
+             f"when it beats no bias by at least {MIN_GAIN}; the first tumour class is not biased")
+#: Candidate values of the no-tumour class (log-odds; the tumour-versus-healthy odds lowered up to e^2 = 7.4 times).
+HEALTHY_GRID = tuple(np.round(np.arange(0.0, 2.0001, 0.25), 2).tolist())
+HEALTHY_CRITERION = ("no-tumour class: the smallest value at which at most max_healthy_fp of the validation patients' "
+                     "healthy slices are called tumour, on top of the grades' bias; 0 when none reaches it")
 
 
 def validation_outputs(fused: Any, config: Any, size: int, batch: int = 32
@@ -52,18 +65,28 @@ def validation_outputs(fused: Any, config: Any, size: int, batch: int = 32
     return np.concatenate(logits), np.asarray(dataset.labels), len(dataset.patients)
 
 
-def choose(logits: np.ndarray, labels: np.ndarray, empty_for_class: int | None) -> dict[str, Any]:
-    """The class bias of the highest validation macro F1 (see :data:`CRITERION`) and the record of the choice:
-    ``values`` all 0 when the best does not beat no bias by :data:`MIN_GAIN` (then ``best`` records it)."""
+def _calls(logits: torch.Tensor, bias: list[float], empty_for_class: int | None) -> np.ndarray:
+    """The graph's label for each row of ``logits`` under ``bias``."""
+    with torch.no_grad():
+        return ClassBias(bias, empty_for_class)(logits).argmax(dim=1).numpy()
+
+
+def choose(logits: np.ndarray, labels: np.ndarray, empty_for_class: int | None,
+           max_healthy_fp: float = DEFAULT_MAX_HEALTHY_FP) -> dict[str, Any]:
+    """The class bias chosen on validation logits (see the module's docstring) and the record of the choice: the
+    grades' values all 0 when their best does not beat no bias by :data:`MIN_GAIN` (then ``best`` records it);
+    ``no_tumour`` records the operating point when there is a no-tumour class."""
     num_classes = logits.shape[1]
     free = [k for k in range(num_classes) if k != empty_for_class][1:]
     tensor = torch.from_numpy(np.asarray(logits, np.float32))
     classes = list(range(num_classes))
 
+    def macro_f1(bias: list[float]) -> float:
+        called = _calls(tensor, bias, empty_for_class)
+        return float(f1_score(labels, called, labels=classes, average="macro", zero_division=0))
+
     def score(bias: list[float]) -> tuple[float, float]:
-        with torch.no_grad():
-            called = ClassBias(bias, empty_for_class)(tensor).argmax(dim=1).numpy()
-        return float(f1_score(labels, called, labels=classes, average="macro", zero_division=0)), -sum(map(abs, bias))
+        return macro_f1(bias), -sum(map(abs, bias))
 
     bias = [0.0] * num_classes
     before = best = score(bias)
@@ -73,23 +96,50 @@ def choose(logits: np.ndarray, labels: np.ndarray, empty_for_class: int | None) 
             result = score(trial)
             if result > best:
                 bias, best = trial, result
-    record = {"values": bias, "criterion": CRITERION, "slices": int(len(labels)),
-              "val_macro_f1_unbiased": round(before[0], 4), "val_macro_f1": round(best[0], 4),
-              "grid": [GRID[0], GRID[-1]], "min_gain": MIN_GAIN}
+    record: dict[str, Any] = {"criterion": CRITERION, "slices": int(len(labels)),
+                              "val_macro_f1_unbiased": round(before[0], 4), "grid": [GRID[0], GRID[-1]],
+                              "min_gain": MIN_GAIN}
     if best[0] - before[0] < MIN_GAIN and any(bias):
-        record.update(values=[0.0] * num_classes, val_macro_f1=record["val_macro_f1_unbiased"],
-                      best={"values": bias, "val_macro_f1": round(best[0], 4)})
+        record["best"] = {"values": bias, "val_macro_f1": round(best[0], 4)}
+        bias = [0.0] * num_classes
+    if empty_for_class is not None:
+        record["no_tumour"] = _operating_point(tensor, labels, bias, empty_for_class, max_healthy_fp)
+        bias[empty_for_class] = record["no_tumour"]["value"]
+    return {"values": bias, **record, "val_macro_f1": round(macro_f1(bias), 4)}
+
+
+def _operating_point(logits: torch.Tensor, labels: np.ndarray, bias: list[float], empty: int,
+                     max_healthy_fp: float) -> dict[str, Any]:
+    """The no-tumour class's value (see :data:`HEALTHY_CRITERION`) on top of the grades' ``bias``, with the shares
+    of the validation healthy and tumour slices called tumour before (the grades' bias only) and after."""
+    healthy = labels == empty
+
+    def called_tumour(value: float) -> tuple[float, float]:
+        tumour = _calls(logits, bias[:empty] + [value] + bias[empty + 1:], empty) != empty
+        return tuple(float(tumour[rows].mean()) if rows.any() else 0.0 for rows in (healthy, ~healthy))
+
+    before = called_tumour(0.0)
+    value, after = next(((v, r) for v in HEALTHY_GRID if (r := called_tumour(v))[0] <= max_healthy_fp), (0.0, None))
+    record = {"criterion": HEALTHY_CRITERION, "max_healthy_fp": max_healthy_fp,
+              "grid": [HEALTHY_GRID[0], HEALTHY_GRID[-1]], "healthy_slices": int(healthy.sum()),
+              "reached": after is not None, "value": float(value),
+              "healthy_called_tumour_before": round(before[0], 4), "tumour_called_tumour_before": round(before[1], 4)}
+    if after is None:
+        record["healthy_called_tumour_at_grid_end"] = round(called_tumour(HEALTHY_GRID[-1])[0], 4)
+        after = before
+    record.update(healthy_called_tumour=round(after[0], 4), tumour_called_tumour=round(after[1], 4))
     return record
 
 
-def choose_class_bias(fused: Any, config: Any, size: int) -> dict[str, Any] | None:
+def choose_class_bias(fused: Any, config: Any, size: int,
+                      max_healthy_fp: float = DEFAULT_MAX_HEALTHY_FP) -> dict[str, Any] | None:
     """Choose the class bias of ``fused`` (unbiased) on the run's validation patients; the manifest's
     ``class_bias`` record, or None when those patients are not reachable here."""
     outputs = validation_outputs(fused, config, size)
     if outputs is None:
         return None
     logits, labels, patients = outputs
-    record = {**choose(logits, labels, config.no_tumour_class), "patients": patients}
+    record = {**choose(logits, labels, config.no_tumour_class, max_healthy_fp), "patients": patients}
     log.info("class bias %s: validation macro F1 %.3f -> %.3f on %d slices", record["values"],
              record["val_macro_f1_unbiased"], record["val_macro_f1"], record["slices"])
     return record

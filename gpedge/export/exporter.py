@@ -149,15 +149,13 @@ def _class_bias(fused: Any, config: Any, size: int, options: ExportOptions) -> d
         return None
     if options.class_bias is not True:
         values = [float(v) for v in options.class_bias]
-        empty = config.no_tumour_class
-        if len(values) != len(config.class_names) or not all(np.isfinite(values)) or (empty is not None and values[empty]):
+        if len(values) != len(config.class_names) or not all(np.isfinite(values)):
             raise GpedgeError(f"the class bias must be {len(config.class_names)} finite numbers, one per class of "
-                              f"{config.class_names}{'' if empty is None else f', 0 for {config.class_names[empty]}'}; "
-                              f"got {list(options.class_bias)}")
+                              f"{config.class_names}; got {list(options.class_bias)}")
         return {"values": values, "source": "given"}
     from gpedge.export.class_bias import choose_class_bias
 
-    record = choose_class_bias(fused, config, size)
+    record = choose_class_bias(fused, config, size, options.max_healthy_fp)
     if record is None:
         log.info("no class bias: the run's validation patients are not reachable here")
     return record

@@ -12,6 +12,9 @@ from gpedge.tensorrt.engines import HARDWARE_LEVELS
 
 DEFAULT_MAX_BATCH = 32
 DEFAULT_OPSET = 18
+#: The export's operating point: the most validation healthy slices the graph may call tumour
+#: (:mod:`gpedge.export.class_bias`).
+DEFAULT_MAX_HEALTHY_FP = 0.03
 
 
 @dataclass
@@ -32,7 +35,9 @@ class ExportOptions:
     ``flip_average``: the graph averages each slice with its left-right mirror image
     (:class:`gpedge.graph.fused.FusedModel`; twice the network's cost). ``class_bias``: True chooses the graph's
     class bias on the run's validation patients when they are reachable (:mod:`gpedge.export.class_bias`),
-    False exports none, a tuple (one value per class) bakes in those values.
+    False exports none, a tuple (one value per class) bakes in those values. ``max_healthy_fp``: with the chosen
+    bias, the no-tumour class's value is the smallest at which at most this share of the validation patients'
+    healthy slices are called tumour (1 leaves the tumour-versus-healthy odds as trained).
     """
 
     image_size: int | None = None
@@ -57,6 +62,7 @@ class ExportOptions:
     int8_settings: Int8Settings = field(default_factory=Int8Settings)
     flip_average: bool = True
     class_bias: bool | tuple[float, ...] = True
+    max_healthy_fp: float = DEFAULT_MAX_HEALTHY_FP
 
     @property
     def rule(self) -> str:
@@ -94,5 +100,7 @@ class ExportOptions:
             raise GpedgeError("--calibration-slices and --gate-slices must be >= 1")
         if self.calibration is not None and not self.int8:
             raise GpedgeError("--calibration is for the INT8 graph: add --int8")
+        if not 0.0 <= self.max_healthy_fp <= 1.0:
+            raise GpedgeError(f"--max-healthy-fp is a share of the healthy slices, from 0 to 1; got {self.max_healthy_fp}")
         if self.engine is True and not self.fp16:
             raise GpedgeError("--engine needs the FP16 graph: drop --no-fp16")

@@ -1,9 +1,10 @@
 """The package's class bias, added to the logits inside the fused graph.
 
-A network trained on one mix of grades calls another mix with the training mix's priors; the class
-bias re-weights the classes' odds by ``exp(bias)`` (a prior shift). With a no-tumour class, only the
-tumour classes' odds among themselves move: the no-tumour class's probability, and with it the
-tumour-versus-healthy decision's odds, is kept. Chosen at export on the run's validation patients
+A network trained on one mix of classes calls another mix with the training mix's priors; the class
+bias re-weights the classes' odds by ``exp(bias)`` (a prior shift). With a no-tumour class, the
+tumour classes' values move their odds among themselves only (the no-tumour class's probability is kept
+by them), and the no-tumour class's own value moves the tumour-versus-healthy odds: its logit gets that
+value, the grades' odds among themselves stay. Chosen at export on the run's validation patients
 (:mod:`gpedge.export.class_bias`).
 """
 from __future__ import annotations
@@ -19,8 +20,8 @@ _OUTSIDE = 1.0e4
 
 class ClassBias(nn.Module):
     """``forward(logits (N, K))`` -> the logits with ``bias`` (K,) added: to every class when
-    ``empty_for_class`` is None; otherwise to the other classes, shifted together so that their
-    softmax total, and so the no-tumour class's probability, is unchanged."""
+    ``empty_for_class`` is None; otherwise the other classes' values shifted together so that their softmax
+    total is unchanged, and the no-tumour class's value added to its logit."""
 
     def __init__(self, bias: Sequence[float], empty_for_class: int | None) -> None:
         super().__init__()
@@ -28,16 +29,16 @@ class ClassBias(nn.Module):
         tumour = torch.ones_like(values)
         if empty_for_class is not None:
             tumour[int(empty_for_class)] = 0.0
-        self.keeps_no_tumour = empty_for_class is not None
-        self.register_buffer("bias", values * tumour, persistent=False)
+        self.has_no_tumour = empty_for_class is not None
+        self.register_buffer("bias", values, persistent=False)
         self.register_buffer("tumour", tumour, persistent=False)
 
     def forward(self, logits: torch.Tensor) -> torch.Tensor:
-        shifted = logits + self.bias
-        if not self.keeps_no_tumour:
-            return shifted
+        if not self.has_no_tumour:
+            return logits + self.bias
+        shifted = logits + self.bias * self.tumour
         keep = self._tumour_logsumexp(logits) - self._tumour_logsumexp(shifted)
-        return torch.where(self.tumour > 0.5, shifted + keep, logits)
+        return torch.where(self.tumour > 0.5, shifted + keep, logits + self.bias)
 
     def _tumour_logsumexp(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 1) log of the summed exponentials of the tumour classes' entries, computed stably."""
