@@ -3,7 +3,8 @@
 Per seed: the README's BraTS CPU-budget command (GP-UNet, width 16, 128 px, four contrasts, 8 epochs,
 ``--recipe cpu``, BatchNorm, started from and distilled from ``gp-unet-synth``, ``--augment gain``; the results
 committed before 2026-12-04 ran the bare ``--recipe cpu`` command, as their JSON records), ``gpedge export``
-(which chooses the mask rule and offset on the validation patients), then ``gpedge evaluate --split test``.
+(which chooses the class bias, its operating point and the mask rule on the validation patients), then
+``gpedge evaluate --split test``.
 The seed also draws the patient split. Targets: test macro F1 >= 0.77, median Dice >= 0.70, healthy FP
 <= 5%, LGG recognised (recall > 0), for the mean and the worst seed.
 
