@@ -118,16 +118,17 @@ def _operating_point(logits: torch.Tensor, labels: np.ndarray, bias: list[float]
         tumour = _calls(logits, bias[:empty] + [value] + bias[empty + 1:], empty) != empty
         return tuple(float(tumour[rows].mean()) if rows.any() else 0.0 for rows in (healthy, ~healthy))
 
-    before = called_tumour(0.0)
-    value, after = next(((v, r) for v in HEALTHY_GRID if (r := called_tumour(v))[0] <= max_healthy_fp), (0.0, None))
+    shares = {value: called_tumour(value) for value in HEALTHY_GRID}
+    reaching = [value for value in HEALTHY_GRID if shares[value][0] <= max_healthy_fp]
+    value = reaching[0] if reaching else 0.0
     record = {"criterion": HEALTHY_CRITERION, "max_healthy_fp": max_healthy_fp,
               "grid": [HEALTHY_GRID[0], HEALTHY_GRID[-1]], "healthy_slices": int(healthy.sum()),
-              "reached": after is not None, "value": float(value),
-              "healthy_called_tumour_before": round(before[0], 4), "tumour_called_tumour_before": round(before[1], 4)}
-    if after is None:
-        record["healthy_called_tumour_at_grid_end"] = round(called_tumour(HEALTHY_GRID[-1])[0], 4)
-        after = before
-    record.update(healthy_called_tumour=round(after[0], 4), tumour_called_tumour=round(after[1], 4))
+              "reached": bool(reaching), "value": float(value),
+              "healthy_called_tumour_before": round(shares[0.0][0], 4),
+              "tumour_called_tumour_before": round(shares[0.0][1], 4),
+              "healthy_called_tumour": round(shares[value][0], 4), "tumour_called_tumour": round(shares[value][1], 4)}
+    if not reaching:
+        record["healthy_called_tumour_at_grid_end"] = round(shares[HEALTHY_GRID[-1]][0], 4)
     return record
 
 
