@@ -159,3 +159,18 @@ def test_a_package_without_statistics_only_checks_for_blank_images(tiny_package:
         assert not predictor.predict(np.random.default_rng(0).uniform(0, 1, (64, 64)))[0].out_of_distribution
         with pytest.raises(InputError, match="blank"):
             predictor.predict(np.zeros((64, 64)))
+
+
+def test_upper_percentile_equals_numpy_on_both_of_its_paths() -> None:
+    from gpedge.runtime.ood import upper_percentile
+
+    rng = np.random.default_rng(3)
+    n = 240 * 240
+    spread = rng.gamma(2.0, 1.0, (3, 2, n)) * (rng.uniform(size=(3, 2, n)) > 0.6)  # a head: zeros and a tail
+    ties = np.repeat(rng.integers(0, 5, (2, 1, n // 8)), 8, axis=-1).astype(np.float32)
+    # The values every 16th position samples are the row's largest but too few: the full path.
+    hidden = rng.uniform(size=(1, 1, n))
+    hidden[..., ::16] = 1000.0 + np.arange(n // 16)
+    for values in (spread.astype(np.float32), ties, hidden, np.zeros((2, 4, n), np.float32), rng.normal(size=(5, 7))):
+        for q in (99.0, 90.0, 99.9):
+            np.testing.assert_allclose(upper_percentile(values, q), np.percentile(values, q, axis=-1), rtol=1e-6, atol=1e-6)

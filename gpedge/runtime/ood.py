@@ -60,12 +60,46 @@ def features(batch: np.ndarray) -> np.ndarray:
     count = head.sum(axis=-1)
     foreground = count / float(h * w)
     foreground_mean = np.where(count > 0, (flat * head).sum(axis=-1) / np.maximum(count, 1), 0.0)
-    p99 = np.percentile(flat, 99, axis=-1)
+    p99 = upper_percentile(flat, 99.0)
     b = max(1, int(round(min(h, w) * BORDER_FRACTION)))
     ring = np.ones((h, w), bool)
     ring[b:-b, b:-b] = False
     border = norm[..., ring].mean(axis=-1)
     return np.stack([foreground, foreground_mean, p99, border], axis=-1).astype(np.float64)
+
+
+def upper_percentile(values: np.ndarray, q: float, stride: int = 16) -> np.ndarray:
+    """``np.percentile(values, q, axis=-1)`` (linear interpolation) for a high ``q``, reading few values.
+
+    Each row's ``q``-th percentile lies among its largest values: every ``stride``-th value, sorted,
+    gives a threshold with about three times as many values above it as needed, and only the values
+    strictly above it are partitioned (the ones equal to it, such as a slice's zero background, are
+    counted). A row whose threshold leaves too few (a sample that missed its top) takes the full path.
+    Equal to ``np.percentile`` up to float rounding, and several times faster on MR slices.
+    """
+    arr = np.asarray(values)
+    n = arr.shape[-1]
+    rows = arr.reshape(-1, n)
+    position = (n - 1) * q / 100.0
+    low = int(np.floor(position))
+    wanted = (low, min(low + 1, n - 1))
+    sample = rows[:, ::stride]
+    k = sample.shape[-1] - min(sample.shape[-1], 3 * -(-(n - low) // stride) + 1)
+    thresholds = np.sort(sample, axis=-1)[:, k : k + 1]  # sorting beats partitioning on many ties
+    above = rows > thresholds
+    out = np.empty(rows.shape[0], dtype=np.float64)
+    for r, row in enumerate(rows):
+        top = row[above[r]]
+        first = n - top.size  # ascending position of the smallest value above the threshold
+        if first > low and first - low > np.count_nonzero(row == thresholds[r, 0]):
+            out[r] = np.percentile(row, q)  # the low order statistic lies below the threshold
+            continue
+        inside = [p - first for p in wanted if p >= first]
+        if inside:
+            top = np.partition(top, inside)
+        a, b = (float(top[p - first]) if p >= first else float(thresholds[r, 0]) for p in wanted)
+        out[r] = a + (b - a) * (position - low)
+    return out.reshape(arr.shape[:-1])
 
 
 def blank_reason(image: np.ndarray) -> str | None:
@@ -116,12 +150,13 @@ class OutOfDistribution:
         margin = np.maximum(float(recorded.get("margin", MARGIN)) * (high - low), floor)
         self.low, self.high = np.maximum(low - margin, 0.0), high + margin  # every statistic is >= 0
 
-    def reasons(self, values: np.ndarray, image: np.ndarray) -> tuple[str, ...]:
-        """Why the slice (``values``: (C, F) features; ``image``: (C, H, W) raw) must not get a diagnosis."""
+    def reasons(self, values: np.ndarray | None, image: np.ndarray) -> tuple[str, ...]:
+        """Why the slice (``values``: (C, F) features, None when not :attr:`available`; ``image``: (C, H, W)
+        raw) must not get a diagnosis."""
         blank = blank_reason(image)
         if blank is not None:
             return (blank,)
-        if not self.available:
+        if not self.available or values is None:
             return ()
         out = []
         for c, channel in enumerate(self.channels):

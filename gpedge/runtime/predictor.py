@@ -226,7 +226,7 @@ class Predictor:
                        rules: Sequence[MaskRule]) -> list[list[Result]]:
         t0 = time.perf_counter()
         batch = np.stack([fit_image(scans[s].images[i], self.image_size, scans[s].pixel_aspect) for s, i in chunk])
-        values = ood.features(batch)
+        values = ood.features(batch) if self.ood.available else [None] * len(chunk)
         t1 = time.perf_counter()
         outputs = self._run(batch, offset, rules[0].name, {_where(scans[s]) for s, _ in chunk})
         t2 = time.perf_counter()
