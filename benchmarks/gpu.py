@@ -6,7 +6,7 @@
 Needs only PyTorch (CUDA), onnx, onnxruntime (CPU is enough: it is the FP32 reference) and
 cuda-bindings; TensorRT, onnxruntime-gpu and nibabel are used when present. Writes one JSON file
 per measurement into OUT_DIR and prints a summary table last. Run it from the repository root
-through benchmarks/gpu.sh, which makes the source tree importable when gpedge is not installed.
+through benchmarks/gpu.sh, which puts this source tree first on PYTHONPATH.
 """
 from __future__ import annotations
 
