@@ -174,3 +174,18 @@ def test_upper_percentile_equals_numpy_on_both_of_its_paths() -> None:
     for values in (spread.astype(np.float32), ties, hidden, np.zeros((2, 4, n), np.float32), rng.normal(size=(5, 7))):
         for q in (99.0, 90.0, 99.9):
             np.testing.assert_allclose(upper_percentile(values, q), np.percentile(values, q, axis=-1), rtol=1e-6, atol=1e-6)
+
+
+def test_the_check_computes_a_batch_over_threads_as_in_one() -> None:
+    from gpedge.runtime.ood import OutOfDistribution, features, statistics
+
+    rng = np.random.default_rng(5)
+    batch = (rng.gamma(2.0, 1.0, (7, 2, 48, 48)) * (rng.uniform(size=(7, 2, 48, 48)) > 0.5)).astype(np.float32)
+    recorded = statistics(features(batch), ["t1", "flair"], "test")
+    check = OutOfDistribution(recorded, threads=3)
+    try:
+        np.testing.assert_array_equal(check.features(batch), features(batch))
+        np.testing.assert_array_equal(check.features(batch[:1]), features(batch[:1]))
+    finally:
+        check.close()
+    assert list(OutOfDistribution(None, threads=3).features(batch)) == [None] * 7

@@ -22,6 +22,7 @@ Packages exported without their training data reachable have no ranges: only the
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -133,10 +134,16 @@ def statistics(values: np.ndarray, channels: Sequence[str], source: str) -> dict
 
 
 class OutOfDistribution:
-    """The check of one package: :meth:`reasons` for one slice's :func:`features`."""
+    """The check of one package: :meth:`features` of a batch, :meth:`reasons` for one slice's features.
 
-    def __init__(self, recorded: dict[str, Any] | None, where: str = "manifest.json") -> None:
+    ``threads``: how many threads compute a batch's features (numpy releases the GIL while it sorts,
+    partitions and compares); :meth:`close` ends them.
+    """
+
+    def __init__(self, recorded: dict[str, Any] | None, where: str = "manifest.json", threads: int = 1) -> None:
         self.available = recorded is not None
+        self.threads = max(1, int(threads))
+        self._pool = ThreadPoolExecutor(self.threads, "gpedge-ood") if self.available and self.threads > 1 else None
         if recorded is None:
             return
         if recorded.get("method") != METHOD or recorded.get("features") != list(FEATURES):
@@ -149,6 +156,22 @@ class OutOfDistribution:
         floor = np.asarray(recorded.get("margin_floor", [MARGIN_FLOOR[name] for name in FEATURES]), np.float64)
         margin = np.maximum(float(recorded.get("margin", MARGIN)) * (high - low), floor)
         self.low, self.high = np.maximum(low - margin, 0.0), high + margin  # every statistic is >= 0
+
+    def features(self, batch: np.ndarray) -> Sequence[np.ndarray | None]:
+        """:func:`features` of every slice of an (N, C, H, W) batch, in groups over :attr:`threads`; one
+        None per slice when the package records no statistics (nothing to compare them with)."""
+        if not self.available:
+            return [None] * len(batch)
+        if self._pool is None or len(batch) < 2:
+            return features(batch)
+        groups = np.array_split(np.asarray(batch), min(len(batch), 2 * self.threads))
+        return np.concatenate(list(self._pool.map(features, groups)))
+
+    def close(self) -> None:
+        """End the feature threads."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
 
     def reasons(self, values: np.ndarray | None, image: np.ndarray) -> tuple[str, ...]:
         """Why the slice (``values``: (C, F) features, None when not :attr:`available`; ``image``: (C, H, W)

@@ -14,6 +14,7 @@ from gpedge.package import ModelPackage
 from gpedge.preprocess import fit_image
 from gpedge.runtime import ood
 from gpedge.runtime.backends import Backend, create_backend
+from gpedge.runtime.backends.onnxruntime import physical_cores
 from gpedge.runtime.io import DEFAULT_MAX_PIXELS, Scan, load_input
 from gpedge.runtime.maps import to_input_resolution
 from gpedge.runtime.results import Result, Source
@@ -36,7 +37,7 @@ class Predictor:
     a host-side step of :data:`gpedge.graph.contract.POST_STEPS`) and its parameter, overriding the package's (fed to the graph's ``mask_rule`` and
     ``offset`` inputs). ``batch_size``: slices per model call (capped at the package's
     ``max_batch``). ``threads``: CPU threads of the backend (default: the physical cores; ONNX
-    Runtime and torch on the CPU). ``max_pixels``: the largest input accepted, in pixels per
+    Runtime and torch on the CPU) and of the out-of-distribution statistics. ``max_pixels``: the largest input accepted, in pixels per
     channel over all its slices, read from the header before decoding (``None``:
     :data:`gpedge.runtime.io.DEFAULT_MAX_PIXELS`, 512^3). ``precision``: ``auto``, ``fp32``,
     ``fp16`` or ``int8`` (see :func:`gpedge.runtime.backends.create_backend`; ``auto`` runs a
@@ -82,7 +83,7 @@ class Predictor:
                 "default" if model is None else model
             )
         parse_mask_rule(self.mask_rule).check_offset(self.offset)
-        self.ood = _ood_check(self.package)
+        self.ood = _ood_check(self.package, threads or physical_cores())
         self._backend: Backend | None = backend if isinstance(backend, Backend) else create_backend(
             backend, self.package, device, threads=threads, precision=precision
         )
@@ -125,7 +126,8 @@ class Predictor:
         self.close()
 
     def close(self) -> None:
-        """Release the backend's sessions and device memory."""
+        """Release the backend's sessions and device memory, and the out-of-distribution check's threads."""
+        self.ood.close()
         if self._backend is not None:
             self._backend.close()
             self._backend = None
@@ -226,7 +228,7 @@ class Predictor:
                        rules: Sequence[MaskRule]) -> list[list[Result]]:
         t0 = time.perf_counter()
         batch = np.stack([fit_image(scans[s].images[i], self.image_size, scans[s].pixel_aspect) for s, i in chunk])
-        values = ood.features(batch) if self.ood.available else [None] * len(chunk)
+        values = self.ood.features(batch)
         t1 = time.perf_counter()
         outputs = self._run(batch, offset, rules[0].name, {_where(scans[s]) for s, _ in chunk})
         t2 = time.perf_counter()
@@ -303,8 +305,8 @@ def _named(x: object) -> list[tuple[object, str]]:
     return list(zip(items, [f"array{i}" for i in range(len(items))] if len(items) > 1 else ["array"]))
 
 
-def _ood_check(package: ModelPackage) -> ood.OutOfDistribution:
-    return ood.OutOfDistribution(package.manifest.get("input_statistics"), str(package.root / "manifest.json"))
+def _ood_check(package: ModelPackage, threads: int) -> ood.OutOfDistribution:
+    return ood.OutOfDistribution(package.manifest.get("input_statistics"), str(package.root / "manifest.json"), threads)
 
 
 def _where(scan: Scan) -> str:
