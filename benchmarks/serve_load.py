@@ -71,10 +71,7 @@ class Arrivals:
             for path in self.dest.received():
                 if path in self._seen:
                     continue
-                try:
-                    study = str(pydicom.dcmread(path, stop_before_pixels=True).StudyInstanceUID)
-                except Exception:  # storescp may still be writing it: read it next round
-                    continue
+                study = str(pydicom.dcmread(path, stop_before_pixels=True).StudyInstanceUID)  # stored in full
                 self._seen[path] = study
                 counts[study] = counts.get(study, 0) + 1
                 if counts[study] == 3:

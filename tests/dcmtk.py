@@ -70,7 +70,12 @@ def store_responses(proc: subprocess.CompletedProcess) -> list[str]:
 
 
 class StoreSCP:
-    """``storescp`` as the destination node, writing what it receives into ``folder``."""
+    """``storescp`` as the destination node, writing what it receives into ``folder``.
+
+    storescp writes each object under its final name while it receives it; after storing one it runs
+    ``-xcr`` (synchronously, ``-xs``), which leaves a hidden marker: :meth:`received` lists only the
+    objects whose marker exists, so a test never reads a file still being written.
+    """
 
     def __init__(self, folder: Path, ae_title: str = "DEST") -> None:
         self.folder = folder
@@ -82,7 +87,8 @@ class StoreSCP:
         self.folder.mkdir(parents=True, exist_ok=True)
         self._log = open(self.folder.parent / f"{self.folder.name}-storescp.log", "w")
         self._proc = subprocess.Popen([tool("storescp"), "-aet", self.ae_title, "-od", str(self.folder), "-uf",
-                                       str(self.port)], stdout=self._log, stderr=subprocess.STDOUT)
+                                       "-xcr", 'touch "#p/.#f.stored"', "-xs", str(self.port)],
+                                      stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if echoscu(self.port, called=self.ae_title).returncode == 0:
@@ -103,7 +109,9 @@ class StoreSCP:
         self._log.close()
 
     def received(self) -> list[Path]:
-        return sorted(p for p in self.folder.iterdir() if p.is_file() and not p.name.startswith("."))
+        """The objects storescp has finished storing."""
+        return sorted(p for p in self.folder.iterdir()
+                      if p.is_file() and not p.name.startswith(".") and (p.parent / f".{p.name}.stored").exists())
 
     def wait_for(self, count: int, timeout: float = 120) -> list[Path]:
         deadline = time.monotonic() + timeout
