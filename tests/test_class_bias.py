@@ -123,6 +123,40 @@ def test_the_operating_point_stays_where_the_target_is_met_or_out_of_reach() -> 
     assert "no_tumour" not in choose(logits, labels, empty_for_class=None)
 
 
+def _tumour_called_tumour(logits: np.ndarray, labels: np.ndarray, bias: list[float]) -> float:
+    called = ClassBias(bias, 0)(torch.from_numpy(logits)).argmax(dim=1).numpy()
+    return float(np.mean(called[labels != 0] != 0))
+
+
+def test_a_sensitivity_floor_stops_the_operating_point_at_its_largest_value_within() -> None:
+    logits, labels = _leaning_to_tumour(6, lean=1.0)
+    free = choose(logits, labels, empty_for_class=0, max_healthy_fp=0.03)
+    loss = free["no_tumour"]["tumour_called_tumour_before"] - free["no_tumour"]["tumour_called_tumour"]
+    assert free["no_tumour"]["max_sensitivity_loss"] == 1.0 and not free["no_tumour"]["limited_by_sensitivity"]
+    floored = choose(logits, labels, empty_for_class=0, max_healthy_fp=0.03, max_sensitivity_loss=loss / 2)
+    point, value = floored["no_tumour"], floored["values"][0]
+    assert not point["reached"] and point["limited_by_sensitivity"] and value < free["values"][0]
+    before = _tumour_called_tumour(logits, labels, [0.0, 0.0, 0.0])
+    assert before - _tumour_called_tumour(logits, labels, floored["values"]) <= loss / 2
+    if value < HEALTHY_GRID[-1]:  # one step further would lose more than the floor allows
+        further = [HEALTHY_GRID[HEALTHY_GRID.index(value) + 1], 0.0, 0.0]
+        assert before - _tumour_called_tumour(logits, labels, further) > loss / 2
+    assert point["tumour_called_tumour"] == round(_tumour_called_tumour(logits, labels, floored["values"]), 4)
+    unbinding = loss + 1e-3  # the record rounds the shares to 4 digits
+    assert choose(logits, labels, empty_for_class=0, max_healthy_fp=0.03, max_sensitivity_loss=unbinding)["values"] == free["values"]
+
+
+def test_the_export_line_says_when_the_floor_stopped_the_operating_point() -> None:
+    from gpedge.commands.export import _operating_point_text
+
+    logits, labels = _leaning_to_tumour(6, lean=1.0)
+    point = choose(logits, labels, empty_for_class=0, max_healthy_fp=0.03, max_sensitivity_loss=0.001)["no_tumour"]
+    line = _operating_point_text("Healthy", point)
+    assert point["limited_by_sensitivity"]
+    assert line.startswith(f"operating point Healthy {point['value']:+g}, stopped by --max-sensitivity-loss 0.001")
+    assert f"{point['tumour_called_tumour_before']:.3f} -> {point['tumour_called_tumour']:.3f}" in line
+
+
 def test_a_given_bias_is_in_every_graph_and_backend(tiny_run_dir: Path, tmp_path: Path) -> None:
     """``ExportOptions(class_bias=values)``: the ONNX graph and the torch backend apply the fused module's bias."""
     from gpedge.export.parity import reference_images
@@ -165,6 +199,9 @@ def test_a_wrong_given_bias_or_operating_point_is_refused(tiny_run_dir: Path, tm
     for share in (-0.1, 1.5):
         with pytest.raises(GpedgeError, match="--max-healthy-fp is a share"):
             export_package(tiny_run_dir, tmp_path / "pkg", ExportOptions(engine=False, max_healthy_fp=share))
+        assert not (tmp_path / "pkg").exists()
+        with pytest.raises(GpedgeError, match="--max-sensitivity-loss is a share"):
+            export_package(tiny_run_dir, tmp_path / "pkg", ExportOptions(engine=False, max_sensitivity_loss=share))
         assert not (tmp_path / "pkg").exists()
 
 

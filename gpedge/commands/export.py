@@ -8,7 +8,7 @@ from typing import Any, Optional
 import typer
 
 from gpedge.errors import GpedgeError
-from gpedge.export.options import DEFAULT_MAX_HEALTHY_FP
+from gpedge.export.options import DEFAULT_MAX_HEALTHY_FP, DEFAULT_MAX_SENSITIVITY_LOSS
 from gpedge.graph.contract import DEFAULT_MASK_RULE, MASK_RULES, post_step_names
 from gpedge.package import class_bias_text
 
@@ -66,6 +66,11 @@ def main(
         help="With --class-bias: the most validation healthy slices the graph may call tumour; the healthy odds are "
         "raised as little as reaches it (1 keeps them as trained).",
     ),
+    max_sensitivity_loss: float = typer.Option(
+        DEFAULT_MAX_SENSITIVITY_LOSS, "--max-sensitivity-loss", min=0.0, max=1.0,
+        help="With --class-bias: the most the operating point may lower the share of validation tumour slices "
+        "called tumour (1: no floor); when --max-healthy-fp needs more, it stops there.",
+    ),
     triton: Optional[Path] = typer.Option(
         None, "--triton", help="Also write the package as models of this Triton repository (defaults of 'gpedge triton')."
     ),
@@ -80,6 +85,7 @@ def main(
         parity_samples=parity_samples, overwrite=overwrite, int8=int8,
         calibration=calibration, calibration_slices=calibration_slices, gate_slices=gate_slices,
         flip_average=flip_average, class_bias=class_bias, max_healthy_fp=max_healthy_fp,
+        max_sensitivity_loss=max_sensitivity_loss,
     )
     try:
         from gpedge.export.exporter import export_package
@@ -156,6 +162,9 @@ def _operating_point_text(no_tumour: str, point: dict[str, Any]) -> str:
               f"{point['tumour_called_tumour_before']:.3f} -> {point['tumour_called_tumour']:.3f}")
     if point["reached"]:
         return f"operating point {no_tumour} {point['value']:+g} ({shares}; at most {point['max_healthy_fp']:g} asked)"
+    if point.get("limited_by_sensitivity"):
+        return (f"operating point {no_tumour} {point['value']:+g}, stopped by --max-sensitivity-loss "
+                f"{point['max_sensitivity_loss']:g} short of at most {point['max_healthy_fp']:g} asked ({shares})")
     return (f"operating point not reached: at most {point['max_healthy_fp']:g} of the {no_tumour} slices asked, "
             f"{point['healthy_called_tumour_at_grid_end']:.3f} at {no_tumour} +{point['grid'][1]:g}; {no_tumour} +0 kept "
             f"({shares})")

@@ -11,7 +11,8 @@ equally common), in two ways that the bias (:class:`gpedge.graph.bias.ClassBias`
 - *Healthy slices called tumour.* Healthy slices are the common class and the cheapest one in class-weighted
   training, so the tumour-versus-healthy decision leans to tumour. The no-tumour class's value is an operating
   point: the smallest of :data:`HEALTHY_GRID` at which at most ``max_healthy_fp`` of the validation patients'
-  healthy slices are called tumour (0 when none reaches it, recorded so).
+  healthy slices are called tumour (0 when none reaches it, recorded so). ``max_sensitivity_loss`` puts a floor
+  under the share of validation tumour slices called tumour: values that lower it more are not considered.
 
 The export runs the fused module once on every validation slice; the grades' bias is chosen first, the
 no-tumour value on top of it.
@@ -26,7 +27,7 @@ import numpy as np
 import torch
 from sklearn.metrics import f1_score
 
-from gpedge.export.options import DEFAULT_MAX_HEALTHY_FP
+from gpedge.export.options import DEFAULT_MAX_HEALTHY_FP, DEFAULT_MAX_SENSITIVITY_LOSS
 from gpedge.export.parity import open_run_data
 from gpedge.graph.bias import ClassBias
 
@@ -43,7 +44,9 @@ CRITERION = ("grades: highest macro F1 on every slice of the validation patients
 #: Candidate values of the no-tumour class (log-odds; the tumour-versus-healthy odds lowered up to e^2 = 7.4 times).
 HEALTHY_GRID = tuple(np.round(np.arange(0.0, 2.0001, 0.25), 2).tolist())
 HEALTHY_CRITERION = ("no-tumour class: the smallest value at which at most max_healthy_fp of the validation patients' "
-                     "healthy slices are called tumour, on top of the grades' bias; 0 when none reaches it")
+                     "healthy slices are called tumour, on top of the grades' bias, among the values that lower the share "
+                     "of their tumour slices called tumour by at most max_sensitivity_loss; when none reaches it, the "
+                     "largest of those values (0 without a floor)")
 
 
 def validation_outputs(fused: Any, config: Any, size: int, batch: int = 32
@@ -72,7 +75,8 @@ def _calls(logits: torch.Tensor, bias: list[float], empty_for_class: int | None)
 
 
 def choose(logits: np.ndarray, labels: np.ndarray, empty_for_class: int | None,
-           max_healthy_fp: float = DEFAULT_MAX_HEALTHY_FP) -> dict[str, Any]:
+           max_healthy_fp: float = DEFAULT_MAX_HEALTHY_FP,
+           max_sensitivity_loss: float = DEFAULT_MAX_SENSITIVITY_LOSS) -> dict[str, Any]:
     """The class bias chosen on validation logits (see the module's docstring) and the record of the choice: the
     grades' values all 0 when their best does not beat no bias by :data:`MIN_GAIN` (then ``best`` records it);
     ``no_tumour`` records the operating point when there is a no-tumour class."""
@@ -103,13 +107,14 @@ def choose(logits: np.ndarray, labels: np.ndarray, empty_for_class: int | None,
         record["best"] = {"values": bias, "val_macro_f1": round(best[0], 4)}
         bias = [0.0] * num_classes
     if empty_for_class is not None:
-        record["no_tumour"] = _operating_point(tensor, labels, bias, empty_for_class, max_healthy_fp)
+        record["no_tumour"] = _operating_point(tensor, labels, bias, empty_for_class, max_healthy_fp,
+                                               max_sensitivity_loss)
         bias[empty_for_class] = record["no_tumour"]["value"]
     return {"values": bias, **record, "val_macro_f1": round(macro_f1(bias), 4)}
 
 
 def _operating_point(logits: torch.Tensor, labels: np.ndarray, bias: list[float], empty: int,
-                     max_healthy_fp: float) -> dict[str, Any]:
+                     max_healthy_fp: float, max_sensitivity_loss: float) -> dict[str, Any]:
     """The no-tumour class's value (see :data:`HEALTHY_CRITERION`) on top of the grades' ``bias``, with the shares
     of the validation healthy and tumour slices called tumour before (the grades' bias only) and after."""
     healthy = labels == empty
@@ -119,11 +124,15 @@ def _operating_point(logits: torch.Tensor, labels: np.ndarray, bias: list[float]
         return tuple(float(tumour[rows].mean()) if rows.any() else 0.0 for rows in (healthy, ~healthy))
 
     shares = {value: called_tumour(value) for value in HEALTHY_GRID}
-    reaching = [value for value in HEALTHY_GRID if shares[value][0] <= max_healthy_fp]
-    value = reaching[0] if reaching else 0.0
+    floor = shares[0.0][1] - max_sensitivity_loss
+    allowed = [value for value in HEALTHY_GRID if shares[value][1] >= floor - 1e-9]
+    reaching = [value for value in allowed if shares[value][0] <= max_healthy_fp]
+    limited = not reaching and len(allowed) < len(HEALTHY_GRID)  # the floor, not the grid, ended the search
+    value = reaching[0] if reaching else allowed[-1] if limited else 0.0
     record = {"criterion": HEALTHY_CRITERION, "max_healthy_fp": max_healthy_fp,
+              "max_sensitivity_loss": max_sensitivity_loss,
               "grid": [HEALTHY_GRID[0], HEALTHY_GRID[-1]], "healthy_slices": int(healthy.sum()),
-              "reached": bool(reaching), "value": float(value),
+              "reached": bool(reaching), "limited_by_sensitivity": limited, "value": float(value),
               "healthy_called_tumour_before": round(shares[0.0][0], 4),
               "tumour_called_tumour_before": round(shares[0.0][1], 4),
               "healthy_called_tumour": round(shares[value][0], 4), "tumour_called_tumour": round(shares[value][1], 4)}
@@ -132,15 +141,16 @@ def _operating_point(logits: torch.Tensor, labels: np.ndarray, bias: list[float]
     return record
 
 
-def choose_class_bias(fused: Any, config: Any, size: int,
-                      max_healthy_fp: float = DEFAULT_MAX_HEALTHY_FP) -> dict[str, Any] | None:
+def choose_class_bias(fused: Any, config: Any, size: int, max_healthy_fp: float = DEFAULT_MAX_HEALTHY_FP,
+                      max_sensitivity_loss: float = DEFAULT_MAX_SENSITIVITY_LOSS) -> dict[str, Any] | None:
     """Choose the class bias of ``fused`` (unbiased) on the run's validation patients; the manifest's
     ``class_bias`` record, or None when those patients are not reachable here."""
     outputs = validation_outputs(fused, config, size)
     if outputs is None:
         return None
     logits, labels, patients = outputs
-    record = {**choose(logits, labels, config.no_tumour_class, max_healthy_fp), "patients": patients}
+    record = {**choose(logits, labels, config.no_tumour_class, max_healthy_fp, max_sensitivity_loss),
+              "patients": patients}
     log.info("class bias %s: validation macro F1 %.3f -> %.3f on %d slices", record["values"],
              record["val_macro_f1_unbiased"], record["val_macro_f1"], record["slices"])
     return record

@@ -155,7 +155,7 @@ def _class_bias(fused: Any, config: Any, size: int, options: ExportOptions) -> d
         return {"values": values, "source": "given"}
     from gpedge.export.class_bias import choose_class_bias
 
-    record = choose_class_bias(fused, config, size, options.max_healthy_fp)
+    record = choose_class_bias(fused, config, size, options.max_healthy_fp, options.max_sensitivity_loss)
     if record is None:
         log.info("no class bias: the run's validation patients are not reachable here")
     return record

@@ -15,6 +15,8 @@ DEFAULT_OPSET = 18
 #: The export's operating point: the most validation healthy slices the graph may call tumour
 #: (:mod:`gpedge.export.class_bias`).
 DEFAULT_MAX_HEALTHY_FP = 0.03
+#: The operating point's default floor on validation sensitivity: none (it may lower it as far as the target needs).
+DEFAULT_MAX_SENSITIVITY_LOSS = 1.0
 
 
 @dataclass
@@ -37,7 +39,9 @@ class ExportOptions:
     class bias on the run's validation patients when they are reachable (:mod:`gpedge.export.class_bias`),
     False exports none, a tuple (one value per class) bakes in those values. ``max_healthy_fp``: with the chosen
     bias, the no-tumour class's value is the smallest at which at most this share of the validation patients'
-    healthy slices are called tumour (1 leaves the tumour-versus-healthy odds as trained).
+    healthy slices are called tumour (1 leaves the tumour-versus-healthy odds as trained). ``max_sensitivity_loss``:
+    the most that value may lower the share of validation tumour slices called tumour (1: no floor); when the
+    target needs more, the largest value within it is taken and the target recorded as not reached.
     """
 
     image_size: int | None = None
@@ -63,6 +67,7 @@ class ExportOptions:
     flip_average: bool = True
     class_bias: bool | tuple[float, ...] = True
     max_healthy_fp: float = DEFAULT_MAX_HEALTHY_FP
+    max_sensitivity_loss: float = DEFAULT_MAX_SENSITIVITY_LOSS
 
     @property
     def rule(self) -> str:
@@ -102,5 +107,9 @@ class ExportOptions:
             raise GpedgeError("--calibration is for the INT8 graph: add --int8")
         if not 0.0 <= self.max_healthy_fp <= 1.0:
             raise GpedgeError(f"--max-healthy-fp is a share of the healthy slices, from 0 to 1; got {self.max_healthy_fp}")
+        if not 0.0 <= self.max_sensitivity_loss <= 1.0:
+            raise GpedgeError(
+                f"--max-sensitivity-loss is a share of the tumour slices, from 0 to 1; got {self.max_sensitivity_loss}"
+            )
         if self.engine is True and not self.fp16:
             raise GpedgeError("--engine needs the FP16 graph: drop --no-fp16")
