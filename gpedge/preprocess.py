@@ -50,10 +50,12 @@ def fit_image(image: np.ndarray, size: tuple[int, int], pixel_aspect: float = 1.
     """A (C, H, W) or (H, W) raw slice at the model's ``size`` = (height, width) without distortion:
     resized into the frame with its physical proportions and zero-padded around (:func:`letterbox`).
     A float32 slice that already fills the frame is returned as it is (not copied)."""
-    arr = np.asarray(image, dtype=np.float32)
-    if arr.shape[-2:] == tuple(size) and letterbox(arr.shape[-2:], size, pixel_aspect) == (0, 0, *size):
-        return arr
-    return _fit(arr, size, pixel_aspect, resize_image)
+    return _fit(np.asarray(image, dtype=np.float32), size, pixel_aspect, _resized)
+
+
+def _resized(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """:func:`resize_image`, but a float32 ``image`` that already has ``size`` is returned without a copy."""
+    return image if image.shape[-2:] == tuple(size) else resize_image(image, size)
 
 
 def fit_mask(mask: np.ndarray, size: tuple[int, int], pixel_aspect: float = 1.0) -> np.ndarray:
