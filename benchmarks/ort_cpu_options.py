@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from gpedge.bench.machine import cpu_description
+from gpedge.cpus import cpu_description
 from gpedge.package import ModelPackage
 from gpedge.preprocess import fit_image
 from gpedge.runtime.backends.base import rule_inputs

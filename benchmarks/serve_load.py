@@ -39,6 +39,8 @@ from dcmtk import StoreSCP, store_responses, storescu  # noqa: E402
 from mr_series import example_series  # noqa: E402
 from serve_process import ServeProcess  # noqa: E402
 
+from gpedge.cpus import cpu_description  # noqa: E402
+
 
 def _percentiles(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
@@ -48,9 +50,7 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 
 
 def _machine() -> dict[str, object]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+    return {"cpu": cpu_description(), "python": platform.python_version(),
             "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
 
 

@@ -91,10 +91,11 @@ def summarise(runs: list[dict]) -> dict:
 def machine() -> dict:
     import torch
 
+    from gpedge.cpus import cpu_description
+
     return {
         "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(),
+        "cpu": cpu_description(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "load_average_at_end": os.getloadavg(),

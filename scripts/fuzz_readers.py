@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from fuzz_readers import KINDS, Choices, make_seeds, mutate, read  # noqa: E402
 
-from gpedge.bench.machine import cpu_description  # noqa: E402
+from gpedge.cpus import cpu_description  # noqa: E402
 
 
 def main() -> int:

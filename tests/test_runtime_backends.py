@@ -14,7 +14,7 @@ from gpedge.errors import BackendUnavailable
 from gpedge.graph.contract import OUTPUTS
 from gpedge.package import ModelPackage
 from gpedge.runtime.backends import create_backend
-from gpedge.runtime.backends.onnxruntime import physical_cores
+from gpedge.cpus import physical_cores
 from gpedge.tensorrt.cuda import tensorrt_available
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from gpedge.graph.agreement import compare
 from gpedge.bench.backends import available_backends, check_backends
-from gpedge.bench.machine import cpu_description
+from gpedge.cpus import cpu_description, physical_cores, usable_cpus
 from gpedge.errors import GpedgeError
 from gpedge.package import GRAPHS, ModelPackage
 from gpedge.runtime.backends.onnxruntime import OPTIMIZATIONS
@@ -63,8 +63,6 @@ class BenchSettings:
         }
 
     def resolved_threads(self) -> int:
-        from gpedge.runtime.backends.onnxruntime import physical_cores
-
         return self.threads or physical_cores()
 
 
@@ -93,7 +91,7 @@ def competing_process(enabled: bool = True) -> Iterator[None]:
     if not enabled:
         yield
         return
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cpus = len(usable_cpus())
     env = {**os.environ, **{var: str(cpus) for var in _THREAD_VARIABLES}}
     proc = subprocess.Popen([sys.executable, "-c", _COMPETITOR], env=env)
     try:

@@ -8,13 +8,13 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from gpedge.cpus import physical_cores
 from gpedge.errors import GpedgeError, InferenceError, InputError
 from gpedge.graph.contract import MaskRule, parse_mask_rule
 from gpedge.package import ModelPackage
 from gpedge.preprocess import fit_image
 from gpedge.runtime import ood
 from gpedge.runtime.backends import Backend, create_backend
-from gpedge.runtime.backends.onnxruntime import physical_cores
 from gpedge.runtime.io import DEFAULT_MAX_PIXELS, Scan, load_input
 from gpedge.runtime.maps import to_input_resolution
 from gpedge.runtime.results import Result, Source

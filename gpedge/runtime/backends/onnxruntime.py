@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from functools import lru_cache
 
 import numpy as np
 
+from gpedge.cpus import physical_cores
 from gpedge.errors import BackendUnavailable, PackageError
 from gpedge.graph.contract import INPUT, OUTPUTS
 from gpedge.package import GRAPHS, ModelPackage
@@ -24,24 +24,6 @@ DEFAULT_OPTIMIZATION = "all"
 #: ONNX Runtime's tensor type names -> numpy dtype names.
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int32)": "int32",
               "tensor(int64)": "int64", "tensor(uint8)": "uint8", "tensor(bool)": "bool"}
-
-
-@lru_cache(maxsize=1)
-def physical_cores() -> int:
-    """Physical CPU cores this process may run on (hyper-threads counted once)."""
-    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
-    cores: set[tuple[str, str]] = set()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            blocks = fh.read().strip().split("\n\n")
-    except OSError:
-        return max(1, len(allowed))
-    for block in blocks:
-        fields = dict(line.split(":", 1) for line in block.splitlines() if ":" in line)
-        fields = {k.strip(): v.strip() for k, v in fields.items()}
-        if int(fields.get("processor", -1)) in allowed:
-            cores.add((fields.get("physical id", "0"), fields.get("core id", fields.get("processor", "0"))))
-    return max(1, len(cores) or len(allowed))
 
 
 #: Distributions that all install the ``onnxruntime`` module: only one may be installed at a time.

@@ -1,0 +1,47 @@
+"""The CPUs this process may run on: how many, how many physical cores, which model and instruction sets."""
+from __future__ import annotations
+
+import os
+import platform
+from functools import lru_cache
+
+#: CPU flags worth recording beside a timing (vector widths, VNNI, AMX).
+_SPEED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile")
+
+
+def usable_cpus() -> set[int]:
+    """Logical CPUs this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return set(os.sched_getaffinity(0))
+    return set(range(os.cpu_count() or 1))
+
+
+def _cpuinfo() -> list[dict[str, str]]:
+    """One dict per logical CPU from /proc/cpuinfo; empty where there is none."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            blocks = fh.read().strip().split("\n\n")
+    except OSError:
+        return []
+    return [{k.strip(): v.strip() for k, v in (line.split(":", 1) for line in block.splitlines() if ":" in line)}
+            for block in blocks]
+
+
+@lru_cache(maxsize=1)
+def physical_cores() -> int:
+    """Physical CPU cores this process may run on (hyper-threads counted once)."""
+    allowed = usable_cpus()
+    cores = {(cpu.get("physical id", "0"), cpu.get("core id", cpu.get("processor", "0")))
+             for cpu in _cpuinfo() if int(cpu.get("processor", -1)) in allowed}
+    return max(1, len(cores) or len(allowed))
+
+
+@lru_cache(maxsize=1)
+def cpu_description() -> str:
+    """E.g. ``"AMD EPYC (2 logical CPUs; avx2)"``, from /proc/cpuinfo (``platform`` elsewhere)."""
+    info = _cpuinfo()
+    first = info[0] if info else {}
+    model = first.get("model name") or platform.processor() or platform.machine()
+    flags = set(first.get("flags", "").split())
+    isa = ", ".join(flag for flag in _SPEED_FLAGS if flag in flags)
+    return f"{model} ({len(usable_cpus())} logical CPUs{'; ' + isa if isa else ''})"
