@@ -1,0 +1,34 @@
+"""gpedge.cpus: physical cores count hyper-threads once and only the CPUs the process may use."""
+from __future__ import annotations
+
+import pytest
+
+from gpedge import cpus
+
+
+@pytest.fixture
+def four_threads_on_two_cores(monkeypatch: pytest.MonkeyPatch):
+    info = [{"processor": str(i), "physical id": "0", "core id": str(i % 2), "model name": "Test CPU",
+             "flags": "fpu avx2 avx512f"} for i in range(4)]
+    monkeypatch.setattr(cpus, "_cpuinfo", lambda: info)
+    cpus.physical_cores.cache_clear()
+    cpus.cpu_description.cache_clear()
+    yield
+    cpus.physical_cores.cache_clear()
+    cpus.cpu_description.cache_clear()
+
+
+def test_hyper_threads_count_once(four_threads_on_two_cores, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cpus, "usable_cpus", lambda: {0, 1, 2, 3})
+    assert cpus.physical_cores() == 2
+    assert cpus.cpu_description() == "Test CPU (4 logical CPUs; avx2, avx512f)"
+
+
+def test_only_the_cpus_the_process_may_use(four_threads_on_two_cores, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cpus, "usable_cpus", lambda: {0})
+    assert cpus.physical_cores() == 1
+
+
+def test_this_machine() -> None:
+    assert 1 <= cpus.physical_cores() <= len(cpus.usable_cpus())
+    assert f"{len(cpus.usable_cpus())} logical CPUs" in cpus.cpu_description()
