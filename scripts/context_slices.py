@@ -8,6 +8,7 @@ only: the runtime, the export and the package format know nothing of it (a packa
     python scripts/context_slices.py train --context 1 -- --arch gp-unet --width 16 --norm batch --epochs 8 \\
         --data DATA --channels t1,t2,t1ce,flair --image-size 96 --recipe cpu --seed 1701 --workers 1 --out RUN
     python scripts/context_slices.py evaluate RUN DATA --context 1 --split test     # or val, or all (every patient)
+    python scripts/context_slices.py evaluate RUN DATA --context 1 --split all --step 3   # neighbours 3 slices away
 
 ``--context 0`` judges a plain run the same way. ``evaluate`` prints the raw decision of the network (argmax of
 the logits, one pass, no class bias, no flip averaging): slices, macro F1, F1 per class, confusion matrix, as JSON.
@@ -21,8 +22,9 @@ import sys
 import numpy as np
 
 
-def add_context(k: int) -> None:
-    """Patch the BraTS reader so that every slice carries its neighbours ``-k .. k`` as extra channels."""
+def add_context(k: int, step: int = 1) -> None:
+    """Patch the BraTS reader so that every slice carries its neighbours ``-k .. k`` (``step`` slices apart) as extra
+    channels."""
     from gpedge.data import brats, loader
 
     read = brats.BratsSource.read
@@ -32,7 +34,7 @@ def add_context(k: int) -> None:
         patient, row = key
         images = self._open[patient][0]
         parts = [image if offset == 0 else
-                 np.asarray(images[min(max(row + offset, 0), images.shape[0] - 1), self._channel_index], dtype=np.float32)
+                 np.asarray(images[min(max(row + offset * step, 0), images.shape[0] - 1), self._channel_index], dtype=np.float32)
                  for offset in range(-k, k + 1)]
         return np.concatenate(parts, axis=0), mask
 
@@ -86,9 +88,10 @@ def main() -> int:
     judge.add_argument("data")
     judge.add_argument("--context", type=int, default=1)
     judge.add_argument("--split", default="test", choices=("train", "val", "test", "all"))
+    judge.add_argument("--step", type=int, default=1, help="slices between neighbours (volumes finer than the training data's)")
     args = parser.parse_args()
     if args.context:
-        add_context(args.context)
+        add_context(args.context, getattr(args, "step", 1))
     if args.command == "train":
         from gpedge.cli import main as gpedge
 
