@@ -32,9 +32,8 @@ def add_context(k: int, step: int = 1) -> None:
     def read_with_context(self, key):
         image, mask = read(self, key)
         patient, row = key
-        images = self._open[patient][0]
-        parts = [image if offset == 0 else
-                 np.asarray(images[min(max(row + offset * step, 0), images.shape[0] - 1), self._channel_index], dtype=np.float32)
+        last = self._open[patient][0].shape[0] - 1  # the patient's slices, opened by the read above
+        parts = [image if offset == 0 else read(self, (patient, min(max(row + offset * step, 0), last)))[0]
                  for offset in range(-k, k + 1)]
         return np.concatenate(parts, axis=0), mask
 
@@ -42,7 +41,8 @@ def add_context(k: int, step: int = 1) -> None:
 
     def open_with_context(*args, **kwargs):
         dataset = open_dataset(*args, **kwargs)
-        dataset.channels = [c if offset == 0 else f"{c}{offset:+d}" for offset in range(-k, k + 1) for c in dataset.channels]
+        dataset.channels = [c if offset == 0 else f"{c}{offset:+d}"
+                            for offset in range(-k, k + 1) for c in dataset.channels]
         return dataset
 
     brats.BratsSource.read = read_with_context
@@ -83,6 +83,7 @@ def main() -> int:
     train = sub.add_parser("train", help="gpedge train with the neighbours as extra channels")
     train.add_argument("--context", type=int, default=1)
     train.add_argument("args", nargs=argparse.REMAINDER, help="gpedge train's options, after --")
+    train.set_defaults(step=1)
     judge = sub.add_parser("evaluate", help="raw macro F1 of a run on a split")
     judge.add_argument("run")
     judge.add_argument("data")
@@ -91,7 +92,7 @@ def main() -> int:
     judge.add_argument("--step", type=int, default=1, help="slices between neighbours (volumes finer than the training data's)")
     args = parser.parse_args()
     if args.context:
-        add_context(args.context, getattr(args, "step", 1))
+        add_context(args.context, args.step)
     if args.command == "train":
         from gpedge.cli import main as gpedge
 

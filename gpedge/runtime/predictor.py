@@ -37,9 +37,9 @@ class Predictor:
     a host-side step of :data:`gpedge.graph.contract.POST_STEPS`) and its parameter, overriding the package's (fed to the graph's ``mask_rule`` and
     ``offset`` inputs). ``batch_size``: slices per model call (capped at the package's
     ``max_batch``). ``threads``: CPU threads of the backend (default: the physical cores; ONNX
-    Runtime and torch on the CPU) and of the out-of-distribution statistics. ``max_pixels``: the largest input accepted, in pixels per
-    channel over all its slices, read from the header before decoding (``None``:
-    :data:`gpedge.runtime.io.DEFAULT_MAX_PIXELS`, 512^3). ``precision``: ``auto``, ``fp32``,
+    Runtime and torch on the CPU) and of the out-of-distribution statistics. ``max_pixels``: the
+    largest input accepted, in pixels per channel over all its slices, read from the header before
+    decoding (``None``: :data:`gpedge.runtime.io.DEFAULT_MAX_PIXELS`, 512^3). ``precision``: ``auto``, ``fp32``,
     ``fp16`` or ``int8`` (see :func:`gpedge.runtime.backends.create_backend`; ``auto`` runs a
     packaged INT8 graph on the CPU); every :class:`Result` states the one used.
 
