@@ -8,6 +8,9 @@ from functools import lru_cache
 #: CPU flags worth recording beside a timing (vector widths, VNNI, AMX).
 _SPEED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile")
 
+#: Flags of bfloat16 arithmetic in hardware: x86 (AVX-512 BF16, AMX) and Arm (``Features: ... bf16``).
+_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
+
 
 def usable_cpus() -> set[int]:
     """Logical CPUs this process may run on (its affinity mask where the OS has one)."""
@@ -36,12 +39,25 @@ def physical_cores() -> int:
     return max(1, len(cores) or len(allowed))
 
 
+def _flags() -> set[str]:
+    """Instruction-set flags of the first CPU (x86 ``flags``, Arm ``Features``)."""
+    info = _cpuinfo()
+    first = info[0] if info else {}
+    return set((first.get("flags") or first.get("Features") or "").split())
+
+
+@lru_cache(maxsize=1)
+def native_bf16() -> bool:
+    """Whether the CPU computes in bfloat16 natively (where emulated, bfloat16 is slower than float32)."""
+    return bool(_flags() & _BF16_FLAGS)
+
+
 @lru_cache(maxsize=1)
 def cpu_description() -> str:
     """E.g. ``"AMD EPYC (2 logical CPUs; avx2)"``, from /proc/cpuinfo (``platform`` elsewhere)."""
     info = _cpuinfo()
     first = info[0] if info else {}
     model = first.get("model name") or platform.processor() or platform.machine()
-    flags = set(first.get("flags", "").split())
+    flags = _flags()
     isa = ", ".join(flag for flag in _SPEED_FLAGS if flag in flags)
     return f"{model} ({len(usable_cpus())} logical CPUs{'; ' + isa if isa else ''})"

@@ -4,7 +4,8 @@
 # (--norm batch) for 8 epochs, GP-ShuffleUNet width 8 for 6, GP-ReconResNet width 16 with 4 residual blocks and no
 # dropout for 6. Each package is then judged on its own test patients and on two sets no run sees:
 # 32 more training-family patients and 24 patients of the held-out generator family (skull-stripped).
-# Usage: [SEED=1701] scripts/train_eval_all.sh [WORK_DIR] [ARCH ...]   (needs: pip install -e ".[dev]")
+# Usage: [SEED=1701] [TRAIN_FLAGS=--amp] scripts/train_eval_all.sh [WORK_DIR] [ARCH ...]   (needs: pip install -e ".[dev]")
+# TRAIN_FLAGS: more `gpedge train` options for every network (e.g. --amp: bfloat16 on a CPU that has it).
 # Writes WORK_DIR/<arch>/{run,package,eval,external,heldout}; the README's tables are read from their metrics.json.
 set -euo pipefail
 work=${1:-/tmp/gpedge-results}
@@ -23,7 +24,7 @@ for arch in $archs; do
   esac
   rm -rf "${work:?}/$arch"
   gpedge train --arch "$arch" $network --data "$work/synth" --channels t1,t2,t1ce,flair --image-size 96 \
-    --recipe cpu --seed ${SEED:-1701} --workers 1 --device auto --out "$work/$arch/run"
+    --recipe cpu --seed ${SEED:-1701} --workers 1 --device auto ${TRAIN_FLAGS:-} --out "$work/$arch/run"
   gpedge export "$work/$arch/run" --out "$work/$arch/package" --max-batch 16 --no-engine
   gpedge evaluate --model "$work/$arch/package" --data "$work/synth" --split test --backend onnxruntime --out "$work/$arch/eval"
   for set in external heldout; do

@@ -11,17 +11,36 @@ def four_threads_on_two_cores(monkeypatch: pytest.MonkeyPatch):
     info = [{"processor": str(i), "physical id": "0", "core id": str(i % 2), "model name": "Test CPU",
              "flags": "fpu avx2 avx512f"} for i in range(4)]
     monkeypatch.setattr(cpus, "_cpuinfo", lambda: info)
-    cpus.physical_cores.cache_clear()
-    cpus.cpu_description.cache_clear()
+    _clear()
     yield
-    cpus.physical_cores.cache_clear()
-    cpus.cpu_description.cache_clear()
+    _clear()
+
+
+def _clear() -> None:
+    for cached in (cpus.physical_cores, cpus.cpu_description, cpus.native_bf16):
+        cached.cache_clear()
 
 
 def test_hyper_threads_count_once(four_threads_on_two_cores, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cpus, "usable_cpus", lambda: {0, 1, 2, 3})
     assert cpus.physical_cores() == 2
     assert cpus.cpu_description() == "Test CPU (4 logical CPUs; avx2, avx512f)"
+
+
+@pytest.mark.parametrize(
+    ("field", "flags", "native"),
+    [("flags", "fpu avx2 avx512f avx512_bf16", True), ("flags", "fpu avx2 amx_tile amx_bf16", True),
+     ("Features", "fp asimd sve bf16", True), ("flags", "fpu avx2 avx512f", False), ("Features", "fp asimd", False)],
+)
+def test_native_bf16_reads_the_x86_and_arm_flags(
+    monkeypatch: pytest.MonkeyPatch, field: str, flags: str, native: bool
+) -> None:
+    monkeypatch.setattr(cpus, "_cpuinfo", lambda: [{"processor": "0", field: flags}])
+    _clear()
+    try:
+        assert cpus.native_bf16() is native
+    finally:
+        _clear()
 
 
 def test_only_the_cpus_the_process_may_use(four_threads_on_two_cores, monkeypatch: pytest.MonkeyPatch) -> None:

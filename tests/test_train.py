@@ -22,6 +22,7 @@ from gpedge import pretrained
 from gpedge.errors import DataError, GpedgeError
 from gpedge.runs import RunConfig, build_model, load_run
 from gpedge.train import TrainOptions, train
+from gpedge.train import trainer
 from gpedge.train.augment import augment_batch
 from gpedge.train.distil import Teacher, distil_loss
 from gpedge.train.health import check_layers, dead_layers
@@ -249,6 +250,35 @@ def test_a_run_written_before_an_option_existed_loads_as_the_default(brats, tmp_
     assert load_run(run)[1].model_options["norm"] == "none"
 
 
+def test_amp_on_the_cpu_trains_in_bfloat16_and_keeps_float32_weights(brats, tmp_path, monkeypatch):
+    """Where the CPU has bfloat16 in hardware ``--amp`` autocasts to it (forced here, so the test runs on any CPU):
+    the run records it, the weights stay float32 and differ from the float32 run of the same seed, and a
+    resumed run ends where the uninterrupted one does."""
+    monkeypatch.setattr(trainer, "native_bf16", lambda: True)
+    mixed = train(_options(brats, tmp_path / "bf16", device="cpu", amp=True))
+    plain = train(_options(brats, tmp_path / "fp32", device="cpu"))
+    train(_options(brats, tmp_path / "resumed", device="cpu", amp=True, epochs=1))
+    resumed = train(_options(brats, tmp_path / "resumed", device="cpu", amp=True, resume=True))
+    assert all(torch.equal(v, _weights(resumed)[k]) for k, v in _weights(mixed).items())
+    assert RunConfig.load(mixed).train["amp"] == "bfloat16" and RunConfig.load(plain).train["amp"] is None
+    mixed_weights, plain_weights = _weights(mixed), _weights(plain)
+    assert all(v.dtype == plain_weights[k].dtype for k, v in mixed_weights.items())
+    assert not all(torch.equal(v, plain_weights[k]) for k, v in mixed_weights.items())
+    assert all(math.isfinite(e["train_loss"]) and math.isfinite(e["val_loss"]) for e in _history(mixed))
+
+
+def test_amp_on_a_cpu_without_bfloat16_is_refused_or_ignored(brats, tmp_path, monkeypatch):
+    monkeypatch.setattr(trainer, "native_bf16", lambda: False)
+    with pytest.raises(GpedgeError, match="--amp on the CPU needs bfloat16 in hardware .* drop --amp"):
+        train(_options(brats, tmp_path / "cpu", device="cpu", amp=True))
+    assert not (tmp_path / "cpu").exists()
+    if not torch.cuda.is_available():
+        out = io.StringIO()
+        run = train(_options(brats, tmp_path / "auto", device="auto", amp=True, max_steps=1), Console(file=out))
+        assert "--amp ignored, training in float32" in out.getvalue()
+        assert RunConfig.load(run).train["amp"] is None
+
+
 def test_max_steps_stops_training_and_accumulation_counts_optimizer_steps(brats, tmp_path):
     run = train(_options(brats, tmp_path / "run", epochs=5, max_steps=3, accumulate=2))
     history = _history(run)
@@ -300,7 +330,6 @@ def test_cli_training_learns_tumour_slices_from_image_labels(brats, tmp_path):
         ({"channels": ["t1", "dwi"]}, "dwi"),
         ({"image_size": 30}, "--image-size 30 does not suit gp-unet: it must be a multiple of 4"),
         ({"model_options": {"levels": 2}}, "valid options: width, depth, upsample, dropout"),
-        ({"device": "cpu", "amp": True}, "--amp needs a CUDA device"),
         ({"batch_size": 0}, "--batch-size must be a positive integer"),
         ({"resume": True}, "nothing to resume|not found; run without --resume"),
     ],

@@ -68,7 +68,10 @@ def main(
     ),
     seed: int = typer.Option(1701, "--seed", help="Seed of the patient split, initialisation, shuffling and augmentation."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA when available), cpu or cuda."),
-    amp: bool = typer.Option(False, "--amp", help="16-bit mixed precision (CUDA only)."),
+    amp: bool = typer.Option(
+        False, "--amp",
+        help="Mixed precision: float16 on CUDA; bfloat16 on a CPU with it in hardware (AVX-512 BF16, AMX, Arm BF16).",
+    ),
     workers: int = typer.Option(2, "--workers", help="DataLoader worker processes (0: load in the main process)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     init_from: Optional[str] = typer.Option(

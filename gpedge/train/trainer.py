@@ -24,6 +24,7 @@ from gpedge.data.dataset import SliceDataset
 from gpedge.errors import DataError, GpedgeError, prefixed
 from gpedge.pretrained import resolve_init
 from gpedge.atomic import atomic_write_json
+from gpedge.cpus import native_bf16
 from gpedge.runs import CONFIG, METRICS, RunConfig, load_weights, save_weights
 from gpedge.train.augment import AUGMENTATIONS, augment_batch
 from gpedge.train import distributed
@@ -66,7 +67,7 @@ def _train(options: TrainOptions, ranks: Ranks, device: torch.device, console: C
         raise GpedgeError(f"unknown --arch {options.arch!r}; choose one of {', '.join(list_models())}")
     run_dir = Path(options.out)
     _check_run_dir(run_dir, options.resume)
-    amp = _resolve_amp(options, device, console)
+    amp = _amp_dtype(options, device, console)
 
     torch.manual_seed(options.seed)
     with distributed.local_main_first(ranks):
@@ -112,7 +113,7 @@ def _train(options: TrainOptions, ranks: Ranks, device: torch.device, console: C
         train={
             **options.hyperparameters(),
             "device": device.type,
-            "amp": amp,
+            "amp": _dtype_name(amp),
             "class_weights": weights.tolist(),
             "world_size": ranks.world_size,
             "effective_batch": effective_batch,
@@ -135,14 +136,15 @@ def _train(options: TrainOptions, ranks: Ranks, device: torch.device, console: C
     criterion = nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32, device=device))
     optimizer = build_optimizer(model, options)
     schedule = LearningRate(options, _total_steps(options, len(train_loader)))
-    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)  # bfloat16 needs no loss scaling
     state = load_checkpoint(run_dir, model, optimizer, scaler, generators, device, ranks, options.seed) if options.resume else TrainState()
     health_images = _health_images(val_set, device)
     trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if ranks.active else model
 
     console.print(
         f"training {options.arch} ({sum(p.numel() for p in model.parameters()):,} parameters) on {device.type}"
-        f"{' with AMP' if amp else ''}: {len(train_set)} training / {len(val_set)} validation slices"
+        f"{f' with {_dtype_name(amp)} autocast' if amp else ''}: "
+        f"{len(train_set)} training / {len(val_set)} validation slices"
         f"{f' ({left_out} tumour slices under {options.min_tumour_px} px left out of training)' if left_out else ''}, "
         f"{len(split['train'])}/{len(split['val'])}/{len(split['test'])} patients train/val/test; "
         f"effective batch {effective_batch} = {options.batch_size} per process x {ranks.world_size} "
@@ -223,7 +225,7 @@ def validate(
     loader: DataLoader,
     criterion: nn.Module,
     device: torch.device,
-    amp: bool,
+    amp: torch.dtype | None,
     ranks: Ranks = Ranks(),
     batch_size: int | None = None,
 ) -> dict[str, float]:
@@ -269,8 +271,8 @@ class _Loop:
     """
 
     def __init__(
-        self, model, optimizer, schedule: LearningRate, scaler, criterion, options: TrainOptions, device, amp: bool,
-        augment_gen, console, ranks: Ranks, teacher: Teacher | None = None,
+        self, model, optimizer, schedule: LearningRate, scaler, criterion, options: TrainOptions, device,
+        amp: torch.dtype | None, augment_gen, console, ranks: Ranks, teacher: Teacher | None = None,
     ) -> None:
         self.model, self.optimizer, self.schedule, self.scaler, self.criterion = model, optimizer, schedule, scaler, criterion
         self.options, self.device, self.amp, self.augment_gen, self.console = options, device, amp, augment_gen, console
@@ -295,7 +297,8 @@ class _Loop:
                 labels = labels.to(self.device, non_blocking=True)
                 taught = None
                 if self.teacher is not None:
-                    taught = self.teacher(images) if options.distil_weight > 0 else None
+                    with _autocast(self.device, self.amp):
+                        taught = self.teacher(images) if options.distil_weight > 0 else None
                     images = self.teacher.student_input(images)
                 sync = pending + 1 == options.accumulate or index + 1 == len(loader)
                 with self._sync(sync):
@@ -375,8 +378,12 @@ class _Loop:
         )
 
 
-def _autocast(device: torch.device, amp: bool):
-    return torch.autocast(device_type=device.type, dtype=torch.float16) if amp else nullcontext()
+def _autocast(device: torch.device, amp: torch.dtype | None):
+    return torch.autocast(device_type=device.type, dtype=amp) if amp is not None else nullcontext()
+
+
+def _dtype_name(dtype: torch.dtype | None) -> str | None:
+    return str(dtype).removeprefix("torch.") if dtype is not None else None
 
 
 def _total_steps(options: TrainOptions, batches_per_epoch: int) -> int:
@@ -423,13 +430,21 @@ def _resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _resolve_amp(options: TrainOptions, device: torch.device, console: Console) -> bool:
-    if not options.amp or device.type == "cuda":
-        return options.amp
+def _amp_dtype(options: TrainOptions, device: torch.device, console: Console) -> torch.dtype | None:
+    """What ``--amp`` computes in: float16 (with loss scaling) on CUDA, bfloat16 on a CPU that has it in hardware."""
+    if not options.amp:
+        return None
+    if device.type == "cuda":
+        return torch.float16
+    if native_bf16():
+        return torch.bfloat16
     if options.device == "cpu":
-        raise GpedgeError("--amp needs a CUDA device; drop --amp to train on the CPU in float32")
-    console.print("no CUDA device: --amp ignored, training in float32 on the CPU")
-    return False
+        raise GpedgeError(
+            "--amp on the CPU needs bfloat16 in hardware (AVX-512 BF16, AMX or Arm BF16), which this CPU lacks; "
+            "drop --amp to train in float32"
+        )
+    console.print("no CUDA device and no bfloat16 in this CPU: --amp ignored, training in float32")
+    return None
 
 
 def start_from(model: nn.Module, options: TrainOptions, dataset: SliceDataset) -> None:
