@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Training speed on the CPU in float32 and with --amp (bfloat16 autocast where the CPU has it in hardware):
+# the three networks as scripts/train_eval_all.sh trains them (96 px, four contrasts, --recipe cpu), each for
+# STEPS optimizer steps of batch 8, in its own process, each setting twice; the trainer's own slices/s
+# (training only, validation excluded) go to OUT_DIR/train-precision.json.
+#   bash benchmarks/train_precision.sh DATA [OUT_DIR]    (DATA: a BraTS-layout folder, e.g. from gpedge synth;
+#                                                         about 15 minutes on 2 cores; run on a quiet machine)
+# Environment: THREADS (default 2), STEPS (default 150).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+data="${1:?usage: train_precision.sh DATA [OUT_DIR]}"
+out="${2:-$root/benchmarks/results/train}"
+threads="${THREADS:-2}"
+steps="${STEPS:-150}"
+mkdir -p "$out"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+declare -A networks=(
+    [gp-unet]="--width 16 --norm batch"
+    [gp-shuffle-unet]="--width 8"
+    [gp-reconresnet]="--width 16 --num-res-blocks 4 --dropout 0"
+)
+for arch in gp-unet gp-shuffle-unet gp-reconresnet; do
+    for repeat in 1 2; do
+        for precision in float32 amp; do
+            flag=(); [[ $precision == amp ]] && flag=(--amp)
+            echo "== $arch $precision (run $repeat) =="
+            # shellcheck disable=SC2086
+            OMP_NUM_THREADS="$threads" gpedge train --arch "$arch" ${networks[$arch]} --data "$data" \
+                --channels t1,t2,t1ce,flair --image-size 96 --recipe cpu --epochs 1 --max-steps "$steps" \
+                --workers 0 --device cpu "${flag[@]}" --out "$work/$arch-$precision-$repeat" > /dev/null
+        done
+    done
+done
+python - "$work" "$out/train-precision.json" "$threads" "$steps" <<'PY'
+import json, platform, sys
+from pathlib import Path
+
+import torch
+
+from gpedge.cpus import cpu_description
+
+work, target, threads, steps = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+rows = []
+for run in sorted(work.iterdir()):
+    config = json.loads((run / "config.json").read_text())
+    epoch = json.loads((run / "metrics.json").read_text())["epochs"][0]
+    rows.append({"arch": config["arch"], "amp": config["train"]["amp"], "run": run.name, "steps": epoch["step"],
+                 "slices_per_s": round(epoch["slices_per_s"], 1), "train_loss": round(epoch["train_loss"], 4)})
+machine = {"cpu": cpu_description(), "threads": threads, "python": platform.python_version(), "torch": torch.__version__}
+target.write_text(json.dumps({"machine": machine, "steps": steps, "rows": rows}, indent=2) + "\n")
+print(f"{'network':16} {'precision':10} {'slices/s (runs)':>20}")
+for arch in dict.fromkeys(r["arch"] for r in rows):
+    for amp in dict.fromkeys(r["amp"] for r in rows):
+        speeds = [r["slices_per_s"] for r in rows if r["arch"] == arch and r["amp"] == amp]
+        print(f"{arch:16} {amp or 'float32':10} {' / '.join(map(str, speeds)):>20}")
+PY
