@@ -39,25 +39,28 @@ def physical_cores() -> int:
     return max(1, len(cores) or len(allowed))
 
 
-def _flags() -> set[str]:
-    """Instruction-set flags of the first CPU (x86 ``flags``, Arm ``Features``)."""
+def _first_cpu() -> dict[str, str]:
+    """/proc/cpuinfo's block of the first logical CPU; empty where there is none."""
     info = _cpuinfo()
-    first = info[0] if info else {}
-    return set((first.get("flags") or first.get("Features") or "").split())
+    return info[0] if info else {}
+
+
+def _flags(cpu: dict[str, str]) -> set[str]:
+    """Instruction-set flags of one /proc/cpuinfo block (x86 ``flags``, Arm ``Features``)."""
+    return set((cpu.get("flags") or cpu.get("Features") or "").split())
 
 
 @lru_cache(maxsize=1)
 def native_bf16() -> bool:
     """Whether the CPU computes in bfloat16 natively (where emulated, bfloat16 is slower than float32)."""
-    return bool(_flags() & _BF16_FLAGS)
+    return bool(_flags(_first_cpu()) & _BF16_FLAGS)
 
 
 @lru_cache(maxsize=1)
 def cpu_description() -> str:
     """E.g. ``"AMD EPYC (2 logical CPUs; avx2)"``, from /proc/cpuinfo (``platform`` elsewhere)."""
-    info = _cpuinfo()
-    first = info[0] if info else {}
+    first = _first_cpu()
     model = first.get("model name") or platform.processor() or platform.machine()
-    flags = _flags()
+    flags = _flags(first)
     isa = ", ".join(flag for flag in _SPEED_FLAGS if flag in flags)
     return f"{model} ({len(usable_cpus())} logical CPUs{'; ' + isa if isa else ''})"
