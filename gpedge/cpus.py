@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
+import sys
 from functools import lru_cache
 
 #: CPU flags worth recording beside a timing (vector widths, VNNI, AMX).
@@ -50,10 +52,35 @@ def _flags(cpu: dict[str, str]) -> set[str]:
     return set((cpu.get("flags") or cpu.get("Features") or "").split())
 
 
+def _sysctl(name: str) -> str:
+    """A macOS ``sysctl`` value; empty where it cannot be read."""
+    try:
+        done = subprocess.run(["sysctl", "-n", name], check=False, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return done.stdout.strip()
+
+
+def _torch_bf16_probe() -> bool:
+    """x86 bfloat16 as PyTorch's CPU probes see it (CPUID, any OS); False where torch is not loaded or lacks them."""
+    probes = getattr(sys.modules.get("torch"), "cpu", None)
+    return any(bool(getattr(probes, name, lambda: False)())
+               for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+
+
 @lru_cache(maxsize=1)
 def native_bf16() -> bool:
-    """Whether the CPU computes in bfloat16 natively (where emulated, bfloat16 is slower than float32)."""
-    return bool(_flags(_first_cpu()) & _BF16_FLAGS)
+    """Whether the CPU computes in bfloat16 natively (where emulated, bfloat16 is slower than float32).
+
+    Linux: /proc/cpuinfo's flags; macOS: ``sysctl hw.optional.arm.FEAT_BF16`` (Apple M2 and later);
+    elsewhere (Windows): PyTorch's CPUID probes, when the caller has imported torch.
+    """
+    first = _first_cpu()
+    if first:
+        return bool(_flags(first) & _BF16_FLAGS)
+    if platform.system() == "Darwin":
+        return _sysctl("hw.optional.arm.FEAT_BF16") == "1"
+    return _torch_bf16_probe()
 
 
 @lru_cache(maxsize=1)

@@ -1,6 +1,9 @@
 """gpedge.cpus: physical cores count hyper-threads once and only the CPUs the process may use."""
 from __future__ import annotations
 
+import sys
+import types
+
 import pytest
 
 from gpedge import cpus
@@ -39,6 +42,48 @@ def test_native_bf16_reads_the_x86_and_arm_flags(
     _clear()
     try:
         assert cpus.native_bf16() is native
+    finally:
+        _clear()
+
+
+@pytest.mark.parametrize(("value", "native"), [("1", True), ("0", False), ("", False)])
+def test_native_bf16_on_macos_asks_sysctl(monkeypatch: pytest.MonkeyPatch, value: str, native: bool) -> None:
+    asked = []
+    monkeypatch.setattr(cpus, "_cpuinfo", list)
+    monkeypatch.setattr(cpus.platform, "system", lambda: "Darwin")
+    monkeypatch.setattr(cpus, "_sysctl", lambda name: asked.append(name) or value)
+    _clear()
+    try:
+        assert cpus.native_bf16() is native
+        assert asked == ["hw.optional.arm.FEAT_BF16"]
+    finally:
+        _clear()
+
+
+@pytest.mark.parametrize(
+    ("avx512_bf16", "amx", "native"), [(True, False, True), (False, True, True), (False, False, False)]
+)
+def test_native_bf16_without_cpuinfo_asks_torch(
+    monkeypatch: pytest.MonkeyPatch, avx512_bf16: bool, amx: bool, native: bool
+) -> None:
+    probes = types.SimpleNamespace(_is_avx512_bf16_supported=lambda: avx512_bf16, _is_amx_tile_supported=lambda: amx)
+    monkeypatch.setattr(cpus, "_cpuinfo", list)
+    monkeypatch.setattr(cpus.platform, "system", lambda: "Windows")
+    monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(cpu=probes))
+    _clear()
+    try:
+        assert cpus.native_bf16() is native
+    finally:
+        _clear()
+
+
+def test_native_bf16_without_cpuinfo_or_torch_says_no(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cpus, "_cpuinfo", list)
+    monkeypatch.setattr(cpus.platform, "system", lambda: "Windows")
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    _clear()
+    try:
+        assert cpus.native_bf16() is False
     finally:
         _clear()
 
