@@ -70,7 +70,7 @@ def test_colour_jpeg_and_tiff_become_grey(tmp_path: Path) -> None:
 @pytest.mark.parametrize("bigtiff", [False, True])
 @pytest.mark.parametrize("byteorder", ["<", ">"])
 def test_tiff_layouts_opencv_misreads_are_refused(tmp_path: Path, bigtiff: bool, byteorder: str) -> None:
-    """Planar colour above 8 bits and multi-page stacks are refused; interleaved, planar 8-bit and a thumbnail read."""
+    """Planar colour above 8 bits is refused; interleaved, planar 8-bit and a thumbnail read (multi-page: below)."""
     import tifffile
 
     grey = _rng(4).integers(0, 60000, size=(40, 36)).astype(np.uint16)
@@ -83,9 +83,6 @@ def test_tiff_layouts_opencv_misreads_are_refused(tmp_path: Path, bigtiff: bool,
     planar = write("planar16.tif", np.stack([grey] * 3), photometric="rgb", planarconfig="separate")
     with pytest.raises(InputError, match="16-bit samples stored as separate colour planes.*PlanarConfiguration 1"):
         io.read_file(planar)
-    pages = write("pages.tif", np.stack([grey] * 3), photometric="minisblack")
-    with pytest.raises(InputError, match="more than one page.*one slice per file"):
-        io.read_file(pages)
     readable = {
         "contig16.tif": (np.stack([grey] * 3, -1), {"photometric": "rgb", "planarconfig": "contig"}, grey),
         "planar8.tif": (np.stack([grey // 256] * 3).astype(np.uint8),
@@ -98,6 +95,31 @@ def test_tiff_layouts_opencv_misreads_are_refused(tmp_path: Path, bigtiff: bool,
         writer.write(grey)
         writer.write(grey[::4, ::4], subfiletype=1)
     np.testing.assert_array_equal(io.read_file(tmp_path / "thumb.tif").images[0, 0], grey)
+
+
+@pytest.mark.parametrize("bigtiff", [False, True])
+def test_multi_page_tiff_is_a_stack_of_slices(tmp_path: Path, bigtiff: bool) -> None:
+    """Each full-resolution page is one slice, in order; thumbnails between them are left out; pages of another
+    size and stacks over --max-pixels are refused before decoding."""
+    import tifffile
+
+    pages = _rng(5).integers(0, 60000, size=(3, 40, 36)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "pages.tif", pages, photometric="minisblack", bigtiff=bigtiff)
+    scan = io.read_file(tmp_path / "pages.tif")
+    assert scan.images.shape == (3, 1, 40, 36) and scan.slices == [0, 1, 2] and scan.volume is None
+    np.testing.assert_array_equal(scan.images[:, 0], pages.astype(np.float32))
+    with tifffile.TiffWriter(tmp_path / "thumbs.tif", bigtiff=bigtiff) as writer:
+        for page in pages:
+            writer.write(page, photometric="minisblack")
+            writer.write(page[::4, ::4], photometric="minisblack", subfiletype=1)
+    np.testing.assert_array_equal(io.read_file(tmp_path / "thumbs.tif").images[:, 0], pages.astype(np.float32))
+    with pytest.raises(InputError, match="3 x 40 x 36 = 4,320 pixels, more than the limit"):
+        io.read_file(tmp_path / "pages.tif", max_pixels=40 * 36 * 2)
+    with tifffile.TiffWriter(tmp_path / "sizes.tif", bigtiff=bigtiff) as writer:
+        writer.write(pages[0], photometric="minisblack")
+        writer.write(pages[1][:32], photometric="minisblack")
+    with pytest.raises(InputError, match="page 2 is 32x36 px, page 1 40x36.*separate files"):
+        io.read_file(tmp_path / "sizes.tif")
 
 
 def test_arrays_of_the_wrong_kind_say_what_was_passed() -> None:

@@ -220,20 +220,33 @@ def _tiff_directories(data: bytes, limit: int = 2) -> list[dict[str, int]] | Non
     return directories if directories and {"width", "height"} <= directories[0].keys() else None
 
 
-def _check_tiff(data: bytes, where: Path) -> None:
-    """Refuse the TIFF layouts OpenCV would decode wrongly or in part, before decoding."""
-    directories = _tiff_directories(data) or []
-    first = directories[0] if directories else {}
-    if first.get("planar") == 2 and first.get("samples", 1) > 1 and first.get("bits", 8) > 8:
-        raise InputError(
-            f"{where}: TIFF with {first['bits']}-bit samples stored as separate colour planes, which OpenCV decodes "
-            "wrongly; save it as one grey channel or with interleaved samples (PlanarConfiguration 1)"
-        )
-    if len(directories) > 1 and not directories[1].get("subfile", 0) & 1:
-        raise InputError(
-            f"{where}: TIFF with more than one page; gpedge reads one image per TIFF: save one slice per file, "
-            "or the volume as NIfTI or DICOM"
-        )
+#: Most TIFF directories walked (pages and their thumbnails); a longer chain is refused as damaged.
+_MAX_TIFF_DIRECTORIES = 65536
+
+
+def _tiff_pages(data: bytes, where: Path, max_pixels: int) -> list[int]:
+    """Indices of a TIFF's full-resolution pages (thumbnails, NewSubfileType bit 0, left out), checked before decoding:
+    every page the size of the first, the stack within ``max_pixels``, no layout OpenCV would decode wrongly."""
+    directories = _tiff_directories(data, limit=_MAX_TIFF_DIRECTORIES + 1) or []
+    if len(directories) > _MAX_TIFF_DIRECTORIES:
+        raise InputError(f"{where}: TIFF with more than {_MAX_TIFF_DIRECTORIES:,} directories; damaged or not a scan")
+    pages = [i for i, d in enumerate(directories) if not d.get("subfile", 0) & 1] or [0]
+    for i in pages:
+        page = directories[i] if directories else {}
+        if page.get("planar") == 2 and page.get("samples", 1) > 1 and page.get("bits", 8) > 8:
+            raise InputError(
+                f"{where}: TIFF with {page['bits']}-bit samples stored as separate colour planes, which OpenCV "
+                "decodes wrongly; save it as one grey channel or with interleaved samples (PlanarConfiguration 1)"
+            )
+        if (page.get("height"), page.get("width")) != (directories[0].get("height"), directories[0].get("width")):
+            raise InputError(
+                f"{where}: TIFF page {i + 1} is {page.get('height')}x{page.get('width')} px, page 1 "
+                f"{directories[0].get('height')}x{directories[0].get('width')}; a multi-page TIFF is read as a stack "
+                "of slices of one size: save the pages as separate files"
+            )
+    if len(pages) > 1:
+        check_size((len(pages), directories[0]["height"], directories[0]["width"]), where, max_pixels)
+    return pages
 
 
 def _check_pixels(arr: np.ndarray, where: str) -> np.ndarray:
@@ -256,30 +269,43 @@ def _to_grey(arr: np.ndarray) -> np.ndarray:
     return luminance(arr) if arr.ndim == 3 else arr.astype(np.float32)
 
 
+def _decoded_to_grey(arr: np.ndarray, size: tuple[int, int], where: Path) -> np.ndarray:
+    """One image as OpenCV decodes it (grey, BGR or BGRA) -> (H, W) float32 grey, checked against the header's size."""
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    if arr.shape[:2] != size:
+        raise InputError(f"{where}: decoded {arr.shape[0]}x{arr.shape[1]} px, the header says {size[0]}x{size[1]}")
+    if arr.ndim == 3:
+        order = cv2.COLOR_BGRA2RGBA if arr.shape[2] == 4 else cv2.COLOR_BGR2RGB
+        arr = cv2.cvtColor(arr, order)
+    return _check_pixels(_to_grey(arr), str(where))
+
+
 def read_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Scan:
-    """Read a PNG, JPEG or TIFF (8/16-bit or float, grey or colour) as one 1-channel slice.
+    """Read a PNG, JPEG or TIFF (8/16-bit or float, grey or colour) as one 1-channel slice; a multi-page TIFF as a
+    stack of slices, one per full-resolution page (thumbnails left out).
 
     The size is read from the header and checked against ``max_pixels`` before decoding.
     """
+    flags = cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH
+    unreadable = f"{path}: not a readable image (damaged, truncated or not a PNG/JPEG/TIFF file)"
     with reading(path, "PNG/JPEG/TIFF image"):
         raw = path.read_bytes()
         size = image_header_size(raw)
         if size is None:
-            raise InputError(f"{path}: not a readable image (damaged, truncated or not a PNG/JPEG/TIFF file)")
+            raise InputError(unreadable)
         check_size(size, path, max_pixels)
-        if raw[:4] in TIFF_MAGIC:
-            _check_tiff(raw, path)
-        arr = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED | cv2.IMREAD_ANYDEPTH)
+        pages = _tiff_pages(raw, path, max_pixels) if raw[:4] in TIFF_MAGIC else [0]
+        if len(pages) > 1:
+            decoded, images = cv2.imdecodemulti(np.frombuffer(raw, np.uint8), flags)
+            if not decoded or len(images) <= pages[-1]:
+                raise InputError(f"{path}: not every page of this multi-page TIFF could be decoded (damaged?)")
+            stack = np.stack([_decoded_to_grey(images[i], size, path) for i in pages])
+            return Scan(images=stack[:, None], path=path, name=_stem(path), slices=list(range(len(pages))))
+        arr = cv2.imdecode(np.frombuffer(raw, np.uint8), flags)
         if arr is None:
-            raise InputError(f"{path}: not a readable image (damaged, truncated or not a PNG/JPEG/TIFF file)")
-        if arr.ndim == 3 and arr.shape[2] == 1:
-            arr = arr[..., 0]
-        if arr.shape[:2] != size:
-            raise InputError(f"{path}: decoded {arr.shape[0]}x{arr.shape[1]} px, the header says {size[0]}x{size[1]}")
-        if arr.ndim == 3:
-            order = cv2.COLOR_BGRA2RGBA if arr.shape[2] == 4 else cv2.COLOR_BGR2RGB
-            arr = cv2.cvtColor(arr, order)
-        grey = _check_pixels(_to_grey(arr), str(path))
+            raise InputError(unreadable)
+        grey = _decoded_to_grey(arr, size, path)
     return Scan(images=grey[None, None], path=path, name=_stem(path))
 
 

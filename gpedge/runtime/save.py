@@ -1,4 +1,5 @@
-"""Saving the results of one input (image, multi-frame DICOM or volume) as files in a folder, as one set.
+"""Saving the results of one input (image, multi-frame DICOM, multi-page TIFF or volume) as files in a folder,
+as one set.
 
 All files of one input go through one :class:`~gpedge.atomic.OutputFiles`: they appear together
 or not at all, and an existing file is replaced only when the caller allows it.
@@ -57,7 +58,7 @@ def save_scan(
     """Write the outputs of one scan and return their paths by kind.
 
     A single image: ``<stem>_mask.png``, ``<stem>_heatmap.png``, ``<stem>_overlay.png``,
-    ``<stem>.json``. A stack (volume or multi-frame DICOM): ``<stem>_mask.nii.gz`` (NIfTI
+    ``<stem>.json``. A stack (volume, multi-frame DICOM or multi-page TIFF): ``<stem>_mask.nii.gz`` (NIfTI
     sources, uint8 on the source grid), ``<stem>_overlay.png`` and ``<stem>_heatmap.png`` of the
     key slice (:func:`key_slice`), ``<stem>.json`` with every slice; per-slice PNGs and JSON only
     when ``every_slice``. ``files``: the set to stage them in (committed by the caller); without
