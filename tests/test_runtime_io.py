@@ -122,6 +122,23 @@ def test_multi_page_tiff_is_a_stack_of_slices(tmp_path: Path, bigtiff: bool) -> 
         io.read_file(tmp_path / "sizes.tif")
 
 
+def test_tiff_directory_loop_ends_the_chain(tmp_path: Path) -> None:
+    """A next-directory offset that points back to the first directory is one page, read at once."""
+    import tifffile
+
+    grey = _rng(6).integers(0, 60000, size=(40, 36)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "one.tif", grey, byteorder="<")
+    data = bytearray((tmp_path / "one.tif").read_bytes())
+    first = int.from_bytes(data[4:8], "little")
+    count = int.from_bytes(data[first : first + 2], "little")
+    next_at = first + 2 + 12 * count
+    assert int.from_bytes(data[next_at : next_at + 4], "little") == 0
+    data[next_at : next_at + 4] = first.to_bytes(4, "little")
+    (tmp_path / "loop.tif").write_bytes(bytes(data))
+    assert len(io._tiff_directories(bytes(data), limit=1000)) == 1
+    np.testing.assert_array_equal(io.read_file(tmp_path / "loop.tif").images[0, 0], grey.astype(np.float32))
+
+
 def test_arrays_of_the_wrong_kind_say_what_was_passed() -> None:
     """Arrays that are not raw intensities in a supported layout get their dtype or layout named."""
     with pytest.raises(InputError, match="got a bool array of shape \\(40, 48\\)"):

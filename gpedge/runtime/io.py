@@ -189,16 +189,25 @@ _TIFF_TAGS = {256: "width", 257: "height", 258: "bits", 277: "samples", 284: "pl
 
 
 def _tiff_directories(data: bytes, limit: int = 2) -> list[dict[str, int]] | None:
-    """The first value of the tags in :data:`_TIFF_TAGS` for up to ``limit`` directories of a classic or Big TIFF."""
+    """The first value of the tags in :data:`_TIFF_TAGS` for up to ``limit`` directories of a classic or Big TIFF.
+
+    The chain ends at a directory seen before (a loop) and once more entries were read than the file can hold
+    without overlapping directories: a crafted chain costs no more than reading the file once."""
     order = "<" if data[:2] == b"II" else ">"
     big = struct.unpack(order + "H", data[2:4])[0] == 43
     offset_format, count_format, entry, inline = ("Q", "Q", 20, 8) if big else ("I", "H", 12, 4)
     offset_size, count_size = struct.calcsize(offset_format), struct.calcsize(count_format)
     directories: list[dict[str, int]] = []
+    seen: set[int] = set()
+    entries_left = len(data) // entry + 4096  # directories that do not overlap hold no more entries than this
     try:
         (offset,) = struct.unpack(order + offset_format, data[8:16] if big else data[4:8])
-        while offset and len(directories) < limit:
+        while offset and offset not in seen and len(directories) < limit:
+            seen.add(offset)
             (count,) = struct.unpack(order + count_format, data[offset : offset + count_size])
+            entries_left -= min(count, 4096)
+            if entries_left < 0:
+                break
             start = offset + count_size
             found: dict[str, int] = {}
             for i in range(min(count, 4096)):
