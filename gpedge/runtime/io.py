@@ -236,25 +236,26 @@ _MAX_TIFF_DIRECTORIES = 65536
 def _tiff_pages(data: bytes, where: Path, max_pixels: int) -> list[int]:
     """Indices of a TIFF's full-resolution pages (thumbnails, NewSubfileType bit 0, left out), checked before decoding:
     every page the size of the first, the stack within ``max_pixels``, no layout OpenCV would decode wrongly."""
-    directories = _tiff_directories(data, limit=_MAX_TIFF_DIRECTORIES + 1) or []
+    directories = _tiff_directories(data, limit=_MAX_TIFF_DIRECTORIES + 1) or [{}]
     if len(directories) > _MAX_TIFF_DIRECTORIES:
         raise InputError(f"{where}: TIFF with more than {_MAX_TIFF_DIRECTORIES:,} directories; damaged or not a scan")
+    first = directories[0]
     pages = [i for i, d in enumerate(directories) if not d.get("subfile", 0) & 1] or [0]
     for i in pages:
-        page = directories[i] if directories else {}
+        page = directories[i]
         if page.get("planar") == 2 and page.get("samples", 1) > 1 and page.get("bits", 8) > 8:
             raise InputError(
                 f"{where}: TIFF with {page['bits']}-bit samples stored as separate colour planes, which OpenCV "
                 "decodes wrongly; save it as one grey channel or with interleaved samples (PlanarConfiguration 1)"
             )
-        if (page.get("height"), page.get("width")) != (directories[0].get("height"), directories[0].get("width")):
+        if (page.get("height"), page.get("width")) != (first.get("height"), first.get("width")):
             raise InputError(
                 f"{where}: TIFF page {i + 1} is {page.get('height')}x{page.get('width')} px, page 1 "
-                f"{directories[0].get('height')}x{directories[0].get('width')}; a multi-page TIFF is read as a stack "
-                "of slices of one size: save the pages as separate files"
+                f"{first.get('height')}x{first.get('width')}; a multi-page TIFF is read as a stack of slices of one "
+                "size: save the pages as separate files"
             )
     if len(pages) > 1:
-        check_size((len(pages), directories[0]["height"], directories[0]["width"]), where, max_pixels)
+        check_size((len(pages), first["height"], first["width"]), where, max_pixels)
     return pages
 
 
