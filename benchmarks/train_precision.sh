@@ -15,20 +15,16 @@ steps="${STEPS:-150}"
 mkdir -p "$out"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-declare -A networks=(
-    [gp-unet]="--width 16 --norm batch"
-    [gp-shuffle-unet]="--width 8"
-    [gp-reconresnet]="--width 16 --num-res-blocks 4 --dropout 0"
-)
+source "$root/scripts/readme_networks.sh"
 for arch in gp-unet gp-shuffle-unet gp-reconresnet; do
     for repeat in 1 2; do
         for precision in float32 amp; do
             flag=(); [[ $precision == amp ]] && flag=(--amp)
             echo "== $arch $precision (run $repeat) =="
             # shellcheck disable=SC2086
-            OMP_NUM_THREADS="$threads" gpedge train --arch "$arch" ${networks[$arch]} --data "$data" \
-                --channels t1,t2,t1ce,flair --image-size 96 --recipe cpu --epochs 1 --max-steps "$steps" \
-                --workers 0 --device cpu "${flag[@]}" --out "$work/$arch-$precision-$repeat" > /dev/null
+            OMP_NUM_THREADS="$threads" gpedge train $(readme_train_flags "$arch") --data "$data" --epochs 1 \
+                --max-steps "$steps" --workers 0 --device cpu "${flag[@]}" --out "$work/$arch-$precision-$repeat" \
+                > /dev/null
         done
     done
 done

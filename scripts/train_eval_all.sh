@@ -8,6 +8,7 @@
 # TRAIN_FLAGS: more `gpedge train` options for every network (e.g. --amp: bfloat16 on a CPU that has it).
 # Writes WORK_DIR/<arch>/{run,package,eval,external,heldout}; the README's tables are read from their metrics.json.
 set -euo pipefail
+source "$(dirname "$0")/readme_networks.sh"
 work=${1:-/tmp/gpedge-results}
 shift || true
 archs=${*:-gp-unet gp-shuffle-unet gp-reconresnet}
@@ -16,15 +17,10 @@ mkdir -p "$work"
 [ -d "$work/external" ] || gpedge synth "$work/external" --patients 32 --seed 2030 --first-id 401 --size 128 --slices 48
 [ -d "$work/heldout" ] || gpedge synth "$work/heldout" --family heldout --skull-fraction 0 --patients 24 --seed 32 --first-id 901 --size 128
 for arch in $archs; do
-  case $arch in
-    gp-unet) network="--width 16 --norm batch --epochs 8" ;;
-    gp-shuffle-unet) network="--width 8 --epochs 6" ;;
-    gp-reconresnet) network="--width 16 --num-res-blocks 4 --dropout 0 --epochs 6" ;;
-    *) echo "unknown network: $arch (gp-unet, gp-shuffle-unet or gp-reconresnet)" >&2; exit 2 ;;
-  esac
+  flags=$(readme_train_flags "$arch")
   rm -rf "${work:?}/$arch"
-  gpedge train --arch "$arch" $network --data "$work/synth" --channels t1,t2,t1ce,flair --image-size 96 \
-    --recipe cpu --seed ${SEED:-1701} --workers 1 --device auto ${TRAIN_FLAGS:-} --out "$work/$arch/run"
+  gpedge train $flags --epochs "$(readme_epochs "$arch")" --data "$work/synth" --seed ${SEED:-1701} --workers 1 \
+    --device auto ${TRAIN_FLAGS:-} --out "$work/$arch/run"
   gpedge export "$work/$arch/run" --out "$work/$arch/package" --max-batch 16 --no-engine
   gpedge evaluate --model "$work/$arch/package" --data "$work/synth" --split test --backend onnxruntime --out "$work/$arch/eval"
   for set in external heldout; do
