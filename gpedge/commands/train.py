@@ -72,6 +72,11 @@ def main(
         False, "--amp",
         help="Mixed precision: float16 on CUDA; bfloat16 on a CPU with it in hardware (AVX-512 BF16, AMX, Arm BF16).",
     ),
+    compile_steps: bool = typer.Option(
+        False, "--compile",
+        help="Compile the training steps with torch.compile (TorchInductor; needs a C/C++ compiler on the CPU): "
+        "faster steps after a compilation of about a minute. The weights and package are those of an eager run.",
+    ),
     workers: int = typer.Option(2, "--workers", help="DataLoader worker processes (0: load in the main process)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     init_from: Optional[str] = typer.Option(
@@ -129,6 +134,7 @@ def main(
         seed=seed,
         device=device,
         amp=amp,
+        compile=compile_steps,
         workers=workers,
         resume=resume,
         init_from=init_from,

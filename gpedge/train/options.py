@@ -44,6 +44,7 @@ class TrainOptions:
     seed: int = 1701
     device: str = "auto"
     amp: bool = False
+    compile: bool = False
     workers: int = 2
     resume: bool = False
     init_from: str | None = None

@@ -127,7 +127,7 @@ def _train(options: TrainOptions, ranks: Ranks, device: torch.device, console: C
         run_dir.mkdir(parents=True, exist_ok=True)
         config.save(run_dir)
 
-    model.to(device)
+    model.to(device, memory_format=torch.channels_last)
     loader_gen = torch.Generator().manual_seed(options.seed)
     augment_gen = torch.Generator().manual_seed(options.seed + 1)
     generators = {"loader": loader_gen, "augment": augment_gen}
@@ -140,6 +140,8 @@ def _train(options: TrainOptions, ranks: Ranks, device: torch.device, console: C
     state = load_checkpoint(run_dir, model, optimizer, scaler, generators, device, ranks, options.seed) if options.resume else TrainState()
     health_images = _health_images(val_set, device)
     trained = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if ranks.active else model
+    if options.compile:
+        trained = compiled(trained, health_images[:1], device, amp)
 
     console.print(
         f"training {options.arch} ({sum(p.numel() for p in model.parameters()):,} parameters) on {device.type}"
@@ -239,7 +241,7 @@ def validate(
     model.eval()
     outputs, truths = [], []
     for images, labels in loader:
-        images = images.to(device, non_blocking=True)
+        images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         with _autocast(device, amp):
             outputs.append(model(images).logits.float())
         truths.append(labels.to(device, non_blocking=True))
@@ -293,7 +295,7 @@ class _Loop:
                     self.ranks.rank,
                     self.ranks.world_size,
                     AUGMENTATIONS[options.augment],
-                )
+                ).contiguous(memory_format=torch.channels_last)
                 labels = labels.to(self.device, non_blocking=True)
                 taught = None
                 if self.teacher is not None:
@@ -376,6 +378,21 @@ class _Loop:
             transient=True,
             disable=not (self.options.progress and self.ranks.is_main),
         )
+
+
+def compiled(model: nn.Module, example: torch.Tensor, device: torch.device, amp: torch.dtype | None) -> nn.Module:
+    """``model`` compiled with ``torch.compile`` (TorchInductor) for the training steps.
+
+    One eager forward of ``example`` in eval mode first builds the constants that modules make at
+    their first call (the sinc upsampling matrices, per feature size and dtype), which the compiler
+    then reads as guarded constants; batch-norm statistics are left as they were.
+    """
+    was_training = model.training
+    model.eval()
+    with torch.no_grad(), _autocast(device, amp):
+        model(example.contiguous(memory_format=torch.channels_last))
+    model.train(was_training)
+    return torch.compile(model)
 
 
 def _autocast(device: torch.device, amp: torch.dtype | None):
