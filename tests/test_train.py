@@ -294,6 +294,14 @@ def test_compiled_steps_train_the_eager_network(brats, tmp_path):
         torch.testing.assert_close(compiled_weights[key], value, rtol=0, atol=1e-6)
 
 
+def test_a_diverging_run_stops_with_an_error_that_names_the_step_and_the_fix(brats, tmp_path):
+    """A learning rate of 1e30 sends the weights to overflow within a few steps: the run stops at the first
+    non-finite loss instead of saving a network of NaNs as its best."""
+    with pytest.raises(GpedgeError, match=r"training loss is not finite at optimizer step \d+ of epoch 1: .* lower --lr"):
+        train(_options(brats, tmp_path / "run", epochs=1, lr=1e30, accumulate=1, clip_value=0.0))
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
 def test_max_steps_stops_training_and_accumulation_counts_optimizer_steps(brats, tmp_path):
     run = train(_options(brats, tmp_path / "run", epochs=5, max_steps=3, accumulate=2))
     history = _history(run)

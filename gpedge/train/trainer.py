@@ -316,6 +316,8 @@ class _Loop:
                         loss = loss + options.distil_weight * taught_loss
                         batch_loss += options.distil_weight * self._mean_over_ranks(taught_loss.detach())
                     self.scaler.scale(loss / options.accumulate).backward()
+                if not math.isfinite(batch_loss):
+                    raise GpedgeError(_diverged(options, state))
                 pending += 1
                 count = len(labels) * self.ranks.world_size
                 seen += count
@@ -378,6 +380,20 @@ class _Loop:
             transient=True,
             disable=not (self.options.progress and self.ranks.is_main),
         )
+
+
+def _diverged(options: TrainOptions, state: TrainState) -> str:
+    """What to say when the training loss stops being finite, with the likeliest fix first."""
+    if options.compile:
+        fix = "train without --compile (TorchInductor's code for GP-ReconResNet under --amp gives non-finite gradients)"
+    elif options.amp:
+        fix = "train without --amp, or with a lower --lr"
+    else:
+        fix = "lower --lr, or keep --clip-value above 0"
+    return (
+        f"the training loss is not finite at optimizer step {state.step} of epoch {state.epoch}: the weights diverged; "
+        f"{fix}. The run folder {options.out} keeps the checkpoint of the last finished epoch"
+    )
 
 
 def compiled(model: nn.Module, example: torch.Tensor, device: torch.device, amp: torch.dtype | None) -> nn.Module:
