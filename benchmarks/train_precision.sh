@@ -4,7 +4,7 @@
 # contrasts, --recipe cpu), each for STEPS optimizer steps of batch 8, in its own process, each setting twice;
 # the trainer's own slices/s (training only, validation excluded) go to OUT_DIR/train-precision.json. The
 # compiler's cache starts empty, so a compiled setting's first run includes its compilation, the second reads
-# the cache.
+# the cache. GP-ReconResNet is not compiled (scripts/readme_networks.sh says why).
 #   bash benchmarks/train_precision.sh DATA [OUT_DIR]    (DATA: a BraTS-layout folder, e.g. from gpedge synth;
 #                                                         about 25 minutes on 2 cores; run on a quiet machine)
 # Environment: THREADS (default 2), STEPS (default 150).
@@ -21,11 +21,12 @@ source "$root/scripts/readme_networks.sh"
 for arch in gp-unet gp-shuffle-unet gp-reconresnet; do
     for repeat in 1 2; do
         for precision in float32 amp amp-compile; do
+            [[ $precision == amp-compile ]] && ! readme_compiles "$arch" && continue
             case $precision in float32) flag=() ;; amp) flag=(--amp) ;; amp-compile) flag=(--amp --compile) ;; esac
             echo "== $arch $precision (run $repeat) =="
             # shellcheck disable=SC2086
-            OMP_NUM_THREADS="$threads" TORCHINDUCTOR_CACHE_DIR="$work/inductor" gpedge train $(readme_train_flags "$arch") --data "$data" --epochs 1 \
-                --max-steps "$steps" --workers 0 --device cpu "${flag[@]}" --out "$work/$arch-$precision-$repeat" \
+            OMP_NUM_THREADS="$threads" TORCHINDUCTOR_CACHE_DIR="$work/inductor" gpedge train $(readme_train_flags "$arch") \
+                --data "$data" --epochs 1 --max-steps "$steps" --workers 0 --device cpu "${flag[@]}" --out "$work/$arch-$precision-$repeat" \
                 > /dev/null
         done
     done
@@ -51,6 +52,8 @@ print(f"{'network':16} {'setting':18} {'slices/s (runs)':>20}")
 for arch in dict.fromkeys(r["arch"] for r in rows):
     for setting in dict.fromkeys((r["amp"], r["compile"]) for r in rows):
         speeds = [r["slices_per_s"] for r in rows if r["arch"] == arch and (r["amp"], r["compile"]) == setting]
+        if not speeds:
+            continue
         name = (setting[0] or "float32") + (" compiled" if setting[1] else "")
         print(f"{arch:16} {name:18} {' / '.join(map(str, speeds)):>20}")
 PY

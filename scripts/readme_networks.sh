@@ -15,3 +15,8 @@ readme_train_flags() {
 readme_epochs() {
     if [[ $1 == gp-unet ]]; then echo 8; else echo 6; fi
 }
+# readme_compiles ARCH: whether ARCH's steps are compiled (--compile); not GP-ReconResNet, whose TorchInductor
+# code in bfloat16 gives NaN gradients from the first step (docs/quality.md, "480 patients in item 7's budget").
+readme_compiles() {
+    [[ $1 != gp-reconresnet ]]
+}

@@ -33,7 +33,7 @@ fi
 [ -d "$work/heldout" ] || gpedge synth "$work/heldout" --family heldout --skull-fraction 0 --patients 24 --seed 32 --first-id 901 --size 128
 for arch in $archs; do
   flags=$(readme_train_flags "$arch")
-  speed="--amp --compile"; [[ $arch == gp-reconresnet ]] && speed="--amp"
+  speed="--amp"; if readme_compiles "$arch"; then speed="--amp --compile"; fi
   rm -rf "${work:?}/$arch"
   gpedge train $flags --epochs "$(readme_epochs "$arch")" --data "$work/synth" --seed ${SEED:-1701} --workers 1 \
     --device auto ${TRAIN_FLAGS-$speed} --out "$work/$arch/run"

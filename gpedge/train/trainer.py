@@ -390,9 +390,10 @@ def _diverged(options: TrainOptions, state: TrainState) -> str:
         fix = "train without --amp, or with a lower --lr"
     else:
         fix = "lower --lr, or keep --clip-value above 0"
+    kept = f"keeps the checkpoint of epoch {state.epoch - 1}" if state.epoch > 1 else "holds no checkpoint yet"
     return (
         f"the training loss is not finite at optimizer step {state.step} of epoch {state.epoch}: the weights diverged; "
-        f"{fix}. The run folder {options.out} keeps the checkpoint of the last finished epoch"
+        f"{fix}. The run folder {options.out} {kept}"
     )
 
 
